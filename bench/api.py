@@ -1,0 +1,265 @@
+"""The public API for plugins: the only first-party module that methods and tasks import.
+
+A method turns examples into features and scores groups of training examples; a task asks the run
+context for what it needs (data, ground truth, the target LM) and returns metrics. Neither times itself:
+every plugin call goes through `RunContext`, which records phases with the accountant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+
+from bench.accounting import Accountant
+from bench.cache import Cache
+from bench.config import from_dict, to_jsonable
+from bench.data import Example, Examples
+from bench.errors import BenchError, ConfigError, DataError
+from bench.executors import Executor, LocalExecutor
+from bench.metrics import Interval, bootstrap_mean, lds, spearman_rows
+from bench.registry import Registry
+from bench.suites import Split, Suite
+
+if TYPE_CHECKING:
+    from bench.groundtruth import GroundTruth
+    from bench.lm import TargetLM
+
+__all__ = [
+    "Accountant", "BenchError", "ConfigError", "DataError", "Example", "Examples", "Features",
+    "Interval", "Method", "MethodConfig", "Metric", "Role", "RunContext", "Task", "TaskConfig", "TaskOutput",
+    "bootstrap_mean", "feature_nbytes", "lds", "methods", "register_method", "register_task",
+    "spearman_rows", "tasks",
+]
+
+Role = Literal["train", "test"]
+Features = Any  # np.ndarray [n, d], a scipy.sparse matrix [n, d], or a torch.Tensor [n, d]
+Family = Literal["baseline", "representation", "gradient", "learned"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodConfig:
+    """Base of method configs: frozen, JSON values only; subclasses add fields with `help` metadata."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskConfig:
+    """Base of task configs."""
+
+
+def feature_nbytes(features: Features) -> int:
+    """Bytes held by a feature matrix: dense buffer, sparse data + indices + indptr, or tensor storage."""
+    if hasattr(features, "indptr"):  # scipy CSR / CSC
+        return int(features.data.nbytes + features.indices.nbytes + features.indptr.nbytes)
+    if hasattr(features, "element_size"):  # torch.Tensor
+        return int(features.element_size() * features.nelement())
+    return int(np.asarray(features).nbytes)
+
+
+def _to_numpy(features: Features) -> Any:
+    if hasattr(features, "detach"):
+        return features.detach().cpu().numpy()
+    return features
+
+
+class Method(ABC):
+    """An attribution method.
+
+    Subclasses implement `featurize`; `setup`, `score`, `group_score` have working defaults.
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[Family] = "baseline"
+    config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, config: MethodConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_cls()
+
+    def setup(self, ctx: RunContext) -> None:  # noqa: B027 - an optional hook
+        """One-time work before featurisation (warm-up, training); timed as the `setup` phase."""
+
+    @abstractmethod
+    def featurize(self, examples: Examples, role: Role) -> Features:
+        """Return features [n, d] of `examples`; `role` says whether they are training or test examples."""
+
+    def score(self, test_features: Features, train_features: Features) -> np.ndarray:
+        """Pairwise scores, float [n_test, n_train]; higher = the training example helped more. Dot product."""
+        out = _to_numpy(test_features) @ _to_numpy(train_features).T
+        return np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float64)
+
+    def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:
+        """Scores of subsets, float [n_test, M]; default: sum of the members' scores (additivity).
+
+        Args:
+            test_features: [n_test, d].
+            train_features: [n_train, d].
+            masks: bool [M, n_train].
+        """
+        return self.score(test_features, train_features) @ masks.T.astype(np.float64)
+
+    def dim(self, train_features: Features) -> int:
+        """Feature dimension (for the leaderboard's Dim column)."""
+        return int(train_features.shape[1])
+
+    def storage_bytes(self, train_features: Features) -> int:
+        """Bytes the method keeps per pool: by default the train features themselves."""
+        return feature_nbytes(train_features)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric value with its 95% CI and whether higher is better."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    higher_is_better: bool = True
+    n: int | None = None
+    note: str = ""
+
+    @classmethod
+    def from_interval(cls, interval: Interval, **kwargs: Any) -> Metric:
+        """Build from a `bootstrap_mean` interval."""
+        return cls(interval.mean, interval.low, interval.high, **kwargs)
+
+
+@dataclass
+class TaskOutput:
+    """What a task returns: metrics (the first is the headline), per-example values, extra JSON."""
+
+    metrics: dict[str, Metric]
+    per_example: dict[str, list[float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """An evaluation task: runs a method on a suite through the context and returns metrics."""
+
+    name: ClassVar[str] = ""
+    config_cls: ClassVar[type[TaskConfig]] = TaskConfig
+    requires: ClassVar[tuple[Split, ...]] = ("train", "test")  # splits that must not be empty
+
+    def __init__(self, config: TaskConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_cls()
+
+    @abstractmethod
+    def run(self, method: Method, ctx: RunContext) -> TaskOutput:
+        """Evaluate `method` on `ctx.suite`."""
+
+
+methods: Registry[Method] = Registry("method", "bench.methods", Method)
+tasks: Registry[Task] = Registry("task", "bench.tasks", Task)
+
+M = TypeVar("M", bound=type)
+
+
+def register_method(name: str, *, config: type[MethodConfig] = MethodConfig) -> Callable[[M], M]:
+    """Class decorator: register a `Method` subclass under `name` with its config class."""
+
+    def decorate(cls: M) -> M:
+        cls.config_cls = config  # type: ignore[attr-defined]
+        return methods.register(name)(cls)  # type: ignore[return-value]
+
+    return decorate
+
+
+def register_task(name: str, *, config: type[TaskConfig] = TaskConfig) -> Callable[[M], M]:
+    """Class decorator: register a `Task` subclass under `name` with its config class."""
+
+    def decorate(cls: M) -> M:
+        cls.config_cls = config  # type: ignore[attr-defined]
+        return tasks.register(name)(cls)  # type: ignore[return-value]
+
+    return decorate
+
+
+def make_config(cls: type[Any], overrides: dict[str, Any], *, where: str) -> Any:
+    """Build a config from CLI/JSON overrides with the strict parser (unknown keys, types, ranges)."""
+    return from_dict(cls, overrides, where=where)
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """The config as a JSON-ready dict."""
+    return to_jsonable(config) if dataclasses.is_dataclass(config) else {}
+
+
+class RunContext:
+    """What a task sees of the harness: the suite, seeded RNGs, the cache and the timed plugin calls."""
+
+    def __init__(self, suite: Suite, *, cache: Cache, acct: Accountant | None = None, seed: int = 0,
+                 device: str = "cpu", executor: Executor | None = None) -> None:
+        self.suite = suite
+        self.cache = cache
+        self.acct = acct if acct is not None else Accountant(device=device)
+        self.seed = seed
+        self.device = device
+        self.executor = executor if executor is not None else LocalExecutor()
+
+    def rng(self, *keys: int) -> np.random.Generator:
+        """A generator seeded from the run seed and `keys`."""
+        return np.random.default_rng([self.seed, *keys])
+
+    # -- harness artefacts (never charged to a method) --------------------------------------------------
+    def warmup_lm(self) -> TargetLM:
+        """The suite's warm-up target LM (trained and cached on first use)."""
+        from bench.groundtruth import warmup_dir, warmup_lm
+
+        was_cached = (warmup_dir(self.suite, self.cache) / "meta.json").exists()
+        with self.acct.phase("warmup") as ph:
+            lm, meta = warmup_lm(self.suite, self.cache, self.device)
+            ph.cached, ph.original_wall_s = was_cached, meta["wall_s"]
+        return lm
+
+    def ground_truth(self) -> GroundTruth:
+        """The suite's retraining ground truth of the train pool against the test split."""
+        from bench.groundtruth import RetrainSpec, retrain_table
+
+        gt_spec = self.suite.spec.ground_truth
+        spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
+                           device=self.device)
+        with self.acct.phase("ground_truth", count=gt_spec.num_subsets) as ph:
+            table, ran = retrain_table(spec, self.suite, self.cache, num_subsets=gt_spec.num_subsets,
+                                       fraction=gt_spec.fraction, seed=gt_spec.seed, executor=self.executor,
+                                       desc=f"ground truth {self.suite.name}")
+            ph.cached = ran == 0
+            ph.original_wall_s = float(table.wall_s.sum())
+        return table
+
+    # -- timed plugin calls -------------------------------------------------------------------------------
+    def setup(self, method: Method) -> None:
+        """Run `method.setup` as the `setup` phase."""
+        with self.acct.phase("setup"):
+            method.setup(self)
+
+    def featurize(self, method: Method, examples: Examples, role: Role) -> Features:
+        """Featurise as the `index` (train) or `query` (test) phase; train features set the storage cost."""
+        if not examples:
+            raise DataError(f"cannot featurise an empty set of {role} examples")
+        with self.acct.phase("index" if role == "train" else "query", count=len(examples)):
+            features = method.featurize(examples, role)
+        if features.shape[0] != len(examples):
+            raise RuntimeError(f"method '{method.name}' returned {features.shape[0]} rows for "
+                               f"{len(examples)} examples")
+        if role == "train":
+            self.acct.record_storage(method.storage_bytes(features), len(examples))
+        return features
+
+    def group_score(self, method: Method, test_features: Features, train_features: Features,
+                    masks: np.ndarray) -> np.ndarray:
+        """`method.group_score` as the `score` phase; checks the shape."""
+        with self.acct.phase("score", count=int(masks.shape[0])):
+            out = np.asarray(method.group_score(test_features, train_features, masks), dtype=np.float64)
+        expected = (test_features.shape[0], masks.shape[0])
+        if out.shape != expected:
+            raise RuntimeError(f"method '{method.name}' group_score returned {out.shape}, expected {expected}")
+        return out
+
+    def score(self, method: Method, test_features: Features, train_features: Features) -> np.ndarray:
+        """`method.score` as the `score` phase."""
+        with self.acct.phase("score", count=int(test_features.shape[0])):
+            return np.asarray(method.score(test_features, train_features), dtype=np.float64)

@@ -1,0 +1,38 @@
+"""Entry point of the `bench` console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.cli import list_cmd, run_cmd
+from bench.errors import BenchError
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with its subcommands."""
+    parser = argparse.ArgumentParser(prog="bench", description="Training data attribution benchmark.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    list_cmd.add_parser(sub)
+    run_cmd.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a `BenchError` prints one line and exits with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; finished jobs are cached and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""`bench run`: one task with one method on one suite; prints the metric, the cost, the record path."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.config import parse_override
+from bench.errors import ConfigError
+
+EPILOG = """examples:
+  bench run --method tfidf --task lds                 # the embedded 'small' suite, offline, CPU
+  bench run --method random --task lds --suite tiny
+  bench run --method tfidf --task lds --set ngram_max=2
+  bench run --method tfidf --task lds --suite my_suite.toml
+"""
+
+
+def add_parser(sub) -> None:  # argparse._SubParsersAction
+    """Register the subcommand."""
+    p = sub.add_parser("run", help="run a task with a method", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run one task with one method on one suite and write a result record.")
+    p.add_argument("--method", required=True, help="method name (see 'bench list methods')")
+    p.add_argument("--task", required=True, help="task name (see 'bench list tasks')")
+    p.add_argument("--suite", default="small", help="built-in suite name or path to a suite .toml (default: small)")
+    p.add_argument("--set", dest="method_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option (repeatable; value parsed as JSON when possible)")
+    p.add_argument("--task-set", dest="task_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="task option (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--executor", default="local", help="where retraining jobs run (default local)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go (default ./results)")
+    p.set_defaults(func=run)
+
+
+def _fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Parse options, run, print the summary."""
+    from bench.runner import RunRequest
+    from bench.runner import run as run_request
+
+    method_options = tuple(parse_override(o) for o in args.method_options)
+    task_options = tuple(parse_override(o) for o in args.task_options)
+    for options in (method_options, task_options):
+        keys = [k for k, _ in options]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"an option is given twice: {', '.join(sorted({k for k in keys if keys.count(k) > 1}))}")
+    request = RunRequest(method=args.method, task=args.task, suite=args.suite, method_options=method_options,
+                         task_options=task_options, seed=args.seed, device=args.device, executor=args.executor,
+                         cache_dir=args.cache_dir, results_dir=args.results_dir)
+    record, path = run_request(request)
+    print(summary(record))
+    print(f"record: {path}")
+    return 0
+
+
+def summary(record) -> str:  # RunRecord
+    """Human-readable lines: metrics with CIs, phases, memory, storage."""
+    lines = [f"{record.task} | {record.method} | suite {record.suite} (v{record.suite_version})"]
+    for name, m in record.metrics.items():
+        n = f", n={m['n']}" if m.get("n") is not None else ""
+        lines.append(f"  {name.upper()} = {m['value']:.4f}  95% CI [{m['ci_low']:.4f}, {m['ci_high']:.4f}]{n}")
+        if m.get("note"):
+            lines.append(f"    ({m['note']})")
+    lines.append("  cost:")
+    for p in record.cost["phases"]:
+        rate = f", {p['count'] / p['wall_s']:.0f} ex/s" if p["name"] in ("index", "query") and p["wall_s"] > 0 else ""
+        count = f" ({p['count']} {'jobs' if p['name'] == 'ground_truth' else 'items'}{rate})" if p["count"] else ""
+        cached = f" [cached; produced in {p['original_wall_s']:.1f} s]" if p["cached"] else ""
+        lines.append(f"    {p['name']:<13} {p['wall_s']:8.2f} s  peak {_fmt_bytes(p['peak_bytes'])}{count}{cached}")
+    c = record.cost
+    lines.append(f"  storage: {_fmt_bytes(c['storage_bytes_per_example'])} per train example "
+                 f"({_fmt_bytes(c['storage_bytes'])} total), dim {c['dim']}")
+    return "\n".join(lines)

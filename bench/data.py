@@ -1,0 +1,163 @@
+"""Examples and loaders for user data (local JSONL / JSON / Parquet files or a `datasets` hub name)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import DataError
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training or test example.
+
+    Attributes:
+        id: unique within its split.
+        prompt: the instruction / input text.
+        response: the target text the LM is trained to produce.
+        labels: label kind → value (e.g. `{"task": "antonym", "family": "lexical"}`).
+    """
+
+    id: str
+    prompt: str
+    response: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        """Prompt and response in the AirRep paper's format, used by text-based methods."""
+        return f"Question: {self.prompt}\nAnswer: {self.response}"
+
+
+Examples = Sequence[Example]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Columns:
+    """Which columns of a table hold the prompt, the response and the labels."""
+
+    prompt: str = "prompt"
+    response: str = "response"
+    labels: Mapping[str, str] = field(default_factory=dict)  # label kind -> column
+    id: str | None = None
+
+
+_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def load_examples(source: str, *, columns: Columns, split: str = "train", base_dir: Path | None = None,
+                  limit: int | None = None) -> list[Example]:
+    """Load examples from a local file or a hub dataset through `datasets.load_dataset`.
+
+    Args:
+        source: a path to a `.jsonl`, `.json` or `.parquet` file (relative to `base_dir`), or a hub dataset
+            name such as `Muennighoff/flan` (needs network access or a populated HF cache).
+        columns: the column mapping.
+        split: the split of a hub dataset.
+        base_dir: directory that relative paths are resolved against.
+        limit: keep only the first `limit` rows.
+
+    Raises:
+        DataError: unreadable or malformed file, missing column, or a row whose value is not text.
+    """
+    path = Path(source).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    is_local = path.suffix.lower() in _FORMATS or path.exists()
+    if is_local:
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        fmt = _FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise DataError(f"{path}: unsupported file type '{path.suffix}' (use .jsonl, .json or .parquet)")
+        line_of_row = _check_json_syntax(path) if fmt == "json" else None
+        label = str(path)
+        table = _load_dataset(fmt, data_files=str(path), split="train", what=label)
+    else:
+        line_of_row = None
+        label = f"hub dataset '{source}' split '{split}'"
+        table = _load_dataset(source, split=split, what=label)
+    return _rows_to_examples(table, columns, label, line_of_row, limit)
+
+
+def _load_dataset(*args: Any, what: str, **kwargs: Any) -> Any:
+    import datasets  # heavy; only user data needs it
+
+    try:
+        return datasets.load_dataset(*args, **kwargs)
+    except Exception as exc:  # datasets raises many types; the user needs one line either way
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{what}: could not be loaded ({type(exc).__name__}: {first})") from exc
+
+
+def _check_json_syntax(path: Path) -> list[int] | None:
+    """Validate a JSON Lines file line by line; return the 1-based line number of each row.
+
+    A `.json` file holding one array is accepted too (rows are then numbered by position).
+    """
+    text = path.read_text(encoding="utf-8", errors="strict") if path.stat().st_size < 1 << 30 else None
+    if text is None:
+        return None
+    stripped = text.lstrip()
+    if path.suffix.lower() == ".json" and stripped.startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: row {i + 1}: expected an object, got {type(row).__name__}")
+        return None
+    lines = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        lines.append(lineno)
+    return lines
+
+
+def _rows_to_examples(table: Any, columns: Columns, label: str, line_of_row: list[int] | None,
+                      limit: int | None) -> list[Example]:
+    names = set(table.column_names)
+    wanted = {"prompt": columns.prompt, "response": columns.response}
+    wanted.update({f"label '{k}'": v for k, v in columns.labels.items()})
+    if columns.id:
+        wanted["id"] = columns.id
+    for role, col in wanted.items():
+        if col not in names:
+            raise DataError(
+                f"{label}: missing column '{col}' (the {role} column); available columns: "
+                f"{', '.join(sorted(names))}. Set the column mapping in the suite's [data.columns]"
+            )
+    n = len(table) if limit is None else min(limit, len(table))
+    out = []
+    seen: set[str] = set()
+    for i in range(n):
+        row = table[i]
+        where = f"{label}:{line_of_row[i]}" if line_of_row else f"{label}: row {i + 1}"
+        values = {}
+        for role, col in wanted.items():
+            value = row[col]
+            if isinstance(value, (int, float, bool)) and role not in ("prompt", "response"):
+                value = str(value)
+            if not isinstance(value, str):
+                raise DataError(f"{where}: column '{col}' must be text, got {value!r}")
+            values[role] = value
+        if not values["response"].strip():
+            raise DataError(f"{where}: empty response in column '{columns.response}'")
+        ex_id = values.get("id", str(i))
+        if ex_id in seen:
+            raise DataError(f"{where}: duplicate id '{ex_id}' in column '{columns.id}'")
+        seen.add(ex_id)
+        labels = {k: values[f"label '{k}'"] for k in columns.labels}
+        out.append(Example(id=ex_id, prompt=values["prompt"], response=values["response"], labels=labels))
+    return out

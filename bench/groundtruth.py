@@ -1,0 +1,207 @@
+"""The warm-up model and the retraining ground truth (the datamodels table).
+
+One mechanism, two uses: `retrain_table` fine-tunes the target LM from the warm-up weights on M random
+subsets of a pool and records the losses of an evaluation set. The LDS ground truth is the table of the
+`train` pool against the `test` split; AirRep's training data are tables over the disjoint `airrep_train`
+split. Each subset is one job, cached on its own (atomic write), so an interrupted run resumes where it
+stopped; cache keys hash every input that determines the result.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.cache import Cache, atomic_path, atomic_write_text
+from bench.config import fingerprint
+from bench.executors import Executor, LocalExecutor
+from bench.suites import SPLITS, Suite, load_suite
+
+RETRAIN_CODE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Losses of models fine-tuned on random subsets.
+
+    Attributes:
+        masks: bool [M, n_pool], subset membership.
+        losses: float64 [M, n_eval], mean response cross-entropy of each eval example after training on
+            each subset.
+        seeds: int64 [M], the training seed of each subset's job.
+        wall_s: float64 [M], seconds each job took when it ran.
+    """
+
+    masks: np.ndarray
+    losses: np.ndarray
+    seeds: np.ndarray
+    wall_s: np.ndarray
+
+
+def subset_masks(n_pool: int, num_subsets: int, fraction: float, seed: int) -> np.ndarray:
+    """M subsets of exactly round(fraction * n_pool) members each (at least 1), drawn independently.
+
+    Returns:
+        bool [num_subsets, n_pool].
+    """
+    size = max(1, round(fraction * n_pool))
+    masks = np.zeros((num_subsets, n_pool), dtype=bool)
+    for j in range(num_subsets):
+        rng = np.random.default_rng([seed, j])
+        masks[j, rng.choice(n_pool, size=size, replace=False)] = True
+    return masks
+
+
+def _lm_args(suite: Suite) -> dict:
+    from bench.lm import LM_CODE_VERSION
+
+    return {"suite": suite.name, "data": suite.data_fingerprint, "lm": suite.spec.lm,
+            "lm_code_version": LM_CODE_VERSION}
+
+
+def warmup_dir(suite: Suite, cache: Cache) -> Path:
+    """Cache directory of the suite's warm-up model."""
+    return cache.entry("warmup", _lm_args(suite))
+
+
+def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, meta dict)
+    """Return the suite's warm-up target LM and its metadata, training and caching it on first use.
+
+    The tokenizer is trained on the text of every split; the model is trained for `lm.warmup_steps` steps
+    on the `warmup` split (no steps when that split is empty).
+    """
+    from bench.lm import TargetLM, load_lm, save_lm
+
+    directory = warmup_dir(suite, cache)
+    meta_path = directory / "meta.json"
+    if meta_path.exists():
+        return load_lm(directory, suite.spec.lm, device), json.loads(meta_path.read_text())
+    import time
+
+    t0 = time.perf_counter()
+    texts = [t for name in SPLITS for e in suite.split(name) for t in (e.prompt, e.response)]
+    lm = TargetLM.create(texts, suite.spec.lm, device)
+    warm = suite.split("warmup")
+    losses: list[float] = []
+    if warm and suite.spec.lm.warmup_steps:
+        losses = lm.train(lm.encode(warm), lr=suite.spec.lm.warmup_lr, seed=suite.spec.lm.init_seed,
+                          steps=suite.spec.lm.warmup_steps, desc=f"warm-up {suite.name}")
+    save_lm(lm, directory)
+    meta = {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_warmup": len(warm),
+            "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))  # written last: marks the entry complete
+    return load_lm(directory, suite.spec.lm, device), meta
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    """Everything a retraining job needs, picklable so that remote workers can rebuild it.
+
+    Attributes:
+        suite_ref: a built-in suite name or an absolute path to a suite .toml.
+        cache_root: the cache directory (shared by the workers).
+        pool_split / eval_split: split names.
+        pool_ids / eval_ids: which examples of those splits (None = all), by position.
+        device: where the jobs train.
+    """
+
+    suite_ref: str
+    cache_root: str
+    pool_split: str = "train"
+    eval_split: str = "test"
+    pool_ids: tuple[int, ...] | None = None
+    eval_ids: tuple[int, ...] | None = None
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """One subset: train on `masks[index]` with `seed`, write the eval losses to `out_path`."""
+
+    spec: RetrainSpec
+    index: int
+    seed: int
+    masks_path: str
+    out_path: Path
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_state(spec: RetrainSpec):  # -> (TargetLM, warm state, pool Encoded, eval Encoded)
+    """Per-process memo: the warm-up LM and the encoded pool and eval examples of a spec."""
+    suite = load_suite(spec.suite_ref)
+    lm, _ = warmup_lm(suite, Cache(Path(spec.cache_root)), spec.device)
+
+    def pick(split: str, ids: tuple[int, ...] | None):
+        examples = suite.split(split)  # type: ignore[arg-type]
+        return examples if ids is None else [examples[i] for i in ids]
+
+    return lm, lm.state_dict(), lm.encode(pick(spec.pool_split, spec.pool_ids)), \
+        lm.encode(pick(spec.eval_split, spec.eval_ids))
+
+
+def run_retrain_job(job: RetrainJob) -> None:
+    """Fine-tune from the warm-up weights on one subset and write the eval losses (atomically)."""
+    import time
+
+    import torch
+
+    from bench.lm import Encoded
+
+    lm, warm_state, pool, evaluation = _worker_state(job.spec)
+    mask = np.load(job.masks_path)[job.index]
+    idx = torch.from_numpy(np.flatnonzero(mask))
+    subset = Encoded(pool.input_ids[idx], pool.attention_mask[idx], pool.labels[idx], pool.lengths[idx])
+    t0 = time.perf_counter()
+    lm.load_state_dict(warm_state)
+    lm.train(subset, lr=lm.spec.finetune_lr, seed=job.seed, epochs=lm.spec.finetune_epochs)
+    losses = lm.losses(evaluation)
+    wall = time.perf_counter() - t0
+    buf = io.BytesIO()
+    np.savez(buf, losses=losses, wall_s=np.float64(wall), seed=np.int64(job.seed))
+    with atomic_path(Path(job.out_path)) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: int, fraction: float,
+                  seed: int, executor: Executor | None = None, desc: str = "retraining") -> tuple[GroundTruth, int]:
+    """Build (or resume, or load) the table of losses after fine-tuning on M random subsets of a pool.
+
+    Returns:
+        The table and the number of jobs that ran now (0 when everything was cached).
+    """
+    warmup_lm(suite, cache, spec.device)  # train once here rather than in the first job
+    pool_n = len(suite.split(spec.pool_split)) if spec.pool_ids is None else len(spec.pool_ids)  # type: ignore[arg-type]
+    args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
+            "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
+            "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
+            "num_subsets": num_subsets, "fraction": fraction, "seed": seed, "n_pool": pool_n,
+            "retrain_code_version": RETRAIN_CODE_VERSION}
+    directory = cache.entry("retrain", args)
+    masks_path = directory / "masks.npy"
+    if not masks_path.exists():
+        with atomic_path(masks_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, subset_masks(pool_n, num_subsets, fraction, seed))
+    seeds = [int(np.random.default_rng([seed, j, 1]).integers(2**31)) for j in range(num_subsets)]
+    jobs = [RetrainJob(spec, j, seeds[j], str(masks_path), directory / "jobs" / f"{j:05d}.npz")
+            for j in range(num_subsets)]
+    ran = (executor or LocalExecutor()).run(run_retrain_job, jobs, desc=desc)
+    return load_table(jobs, masks_path), ran
+
+
+def load_table(jobs: Sequence[RetrainJob], masks_path: Path) -> GroundTruth:
+    """Assemble the finished jobs' files into a `GroundTruth`."""
+    losses, seeds, walls = [], [], []
+    for job in jobs:
+        with np.load(job.out_path) as z:
+            losses.append(z["losses"])
+            seeds.append(int(z["seed"]))
+            walls.append(float(z["wall_s"]))
+    return GroundTruth(masks=np.load(masks_path), losses=np.stack(losses), seeds=np.array(seeds),
+                       wall_s=np.array(walls))

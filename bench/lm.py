@@ -1,0 +1,250 @@
+"""The target LM: tokenizer, model, warm-up, fine-tuning on a subset, per-example losses, generation.
+
+The embedded suites use a small Llama-architecture causal LM built from a `transformers` config (not
+GPT-2: gradient libraries such as logix track `nn.Linear` only) and a word-level tokenizer trained on the
+suite's text with `tokenizers` (digits split one by one). Training puts the loss on the response and the
+end-of-sequence token only. Every run is seeded: the same subset and seed give the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.data import Example
+from bench.progress import progress
+
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>", "<sep>")
+LM_CODE_VERSION = "1"  # bump when training or evaluation changes numerically
+
+
+def train_tokenizer(texts: Sequence[str]):  # -> PreTrainedTokenizerFast
+    """Train a word-level tokenizer on `texts`; digits are single tokens, unknown words map to <unk>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
+    )
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins word-level tokens with single spaces
+    tok.train_from_iterator(texts, trainer=trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS)))
+    return wrap_tokenizer(tok)
+
+
+def wrap_tokenizer(tok):  # tokenizers.Tokenizer -> PreTrainedTokenizerFast
+    """Wrap a `tokenizers.Tokenizer` as a `transformers` tokenizer with the special tokens set."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                   bos_token="<bos>", eos_token="<eos>", sep_token="<sep>")
+
+
+@dataclass
+class Encoded:
+    """Right-padded token tensors of a list of examples.
+
+    Attributes:
+        input_ids: long [n, L].
+        attention_mask: long [n, L].
+        labels: long [n, L]; -100 outside the response and EOS tokens.
+        lengths: long [n], non-pad tokens per row.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    lengths: torch.Tensor
+
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows `idx`, trimmed to their longest row."""
+        width = int(self.lengths[idx].max())
+        return {"input_ids": self.input_ids[idx, :width], "attention_mask": self.attention_mask[idx, :width],
+                "labels": self.labels[idx, :width]}
+
+
+def build_model(vocab_size: int, spec, special_ids: dict[str, int]) -> nn.Module:
+    """A `LlamaForCausalLM` from the suite's LM spec, initialised with `spec.init_seed`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads, max_position_embeddings=spec.max_length + 64,
+        tie_word_embeddings=True, bos_token_id=special_ids["<bos>"], eos_token_id=special_ids["<eos>"],
+        pad_token_id=special_ids["<pad>"],
+    )
+    torch.manual_seed(spec.init_seed)
+    return LlamaForCausalLM(config)
+
+
+class TargetLM:
+    """A tokenizer plus a causal LM with the training and evaluation the tasks need."""
+
+    def __init__(self, tokenizer, model: nn.Module, spec, device: str = "cpu") -> None:
+        self.tokenizer = tokenizer
+        self.model = model.to(device)
+        self.spec = spec
+        self.device = device
+        self._ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+
+    @classmethod
+    def create(cls, texts: Sequence[str], spec, device: str = "cpu") -> TargetLM:
+        """Train a tokenizer on `texts` and build a fresh model."""
+        tok = train_tokenizer(texts)
+        ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+        return cls(tok, build_model(len(tok), spec, ids), spec, device)
+
+    # -- data -------------------------------------------------------------------------------------------
+    def encode(self, examples: Sequence[Example]) -> Encoded:
+        """Tokenise examples as `<bos> prompt <sep> response <eos>`; the prompt is cut from the left to fit."""
+        prompts = self.tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
+        responses = self.tokenizer([e.response for e in examples], add_special_tokens=False)["input_ids"]
+        max_len = self.spec.max_length
+        rows, label_rows = [], []
+        for p, r in zip(prompts, responses, strict=True):
+            r = r[: max_len - 3] + [self._ids["<eos>"]]
+            p = p[-(max_len - 2 - len(r)):] if max_len - 2 - len(r) > 0 else []
+            head = [self._ids["<bos>"], *p, self._ids["<sep>"]]
+            rows.append(head + r)
+            label_rows.append([-100] * len(head) + r)
+        return self._pad(rows, label_rows)
+
+    def _pad(self, rows: list[list[int]], label_rows: list[list[int]]) -> Encoded:
+        n, width = len(rows), max((len(r) for r in rows), default=1)
+        ids = torch.full((n, width), self._ids["<pad>"], dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        labels = torch.full((n, width), -100, dtype=torch.long)
+        for i, (row, lab) in enumerate(zip(rows, label_rows, strict=True)):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+            labels[i, : len(lab)] = torch.tensor(lab)
+        return Encoded(ids, mask, labels, mask.sum(1))
+
+    # -- training ---------------------------------------------------------------------------------------
+    def train(self, data: Encoded, *, lr: float, seed: int, epochs: int | None = None,
+              steps: int | None = None, desc: str | None = None) -> list[float]:
+        """Train with AdamW (constant lr) on shuffled batches; exactly one of `epochs` / `steps`.
+
+        Returns:
+            The loss of every step.
+        """
+        n = len(data.lengths)
+        bs = self.spec.batch_size
+        per_epoch = math.ceil(n / bs)
+        total = steps if steps is not None else per_epoch * (epochs or 0)
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
+        self.model.train()
+        losses: list[float] = []
+        order = torch.empty(0, dtype=torch.long)
+        bar = progress(total=total, desc=desc, unit="step") if desc else None
+        for step in range(total):
+            pos = (step % per_epoch) * bs
+            if pos == 0:
+                order = torch.randperm(n, generator=gen)
+            batch = {k: v.to(self.device) for k, v in data.batch(order[pos: pos + bs]).items()}
+            loss = self.model(**batch).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach().item())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+        if bar is not None:
+            bar.close()
+        self.model.eval()
+        return losses
+
+    @torch.no_grad()
+    def losses(self, data: Encoded) -> np.ndarray:
+        """Per-example mean cross-entropy over response (+EOS) tokens; float64 [n]."""
+        self.model.eval()
+        out = np.empty(len(data.lengths), dtype=np.float64)
+        bs = self.spec.eval_batch_size
+        for start in range(0, len(out), bs):
+            idx = torch.arange(start, min(start + bs, len(out)))
+            batch = {k: v.to(self.device) for k, v in data.batch(idx).items()}
+            out[start: start + len(idx)] = per_example_loss(self.model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                batch["labels"]).double().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32) -> list[str]:
+        """Greedy decoding after `<bos> prompt <sep>`; returns the decoded responses."""
+        self.model.eval()
+        enc = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        room = self.spec.max_length - 2
+        heads = [[self._ids["<bos>"], *p[-room:], self._ids["<sep>"]] for p in enc]
+        width = max(len(h) for h in heads)
+        # left padding so that every row continues from its last real token
+        ids = torch.full((len(heads), width), self._ids["<pad>"], dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, h in enumerate(heads):
+            ids[i, width - len(h):] = torch.tensor(h)
+            mask[i, width - len(h):] = 1
+        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                  max_new_tokens=max_new_tokens, do_sample=False,
+                                  eos_token_id=self._ids["<eos>"], pad_token_id=self._ids["<pad>"])
+        return self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """A copy of the weights (tied weights appear once)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load weights produced by `state_dict` or read from safetensors."""
+        self.model.load_state_dict(state, strict=False)
+
+
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy per row over positions whose label is not -100.
+
+    Args:
+        logits: float [n, L, V].
+        labels: long [n, L] (unshifted, as given to the model).
+
+    Returns:
+        float [n].
+    """
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    tok = nn.functional.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=-100,
+                                      reduction="none")
+    count = (shift_labels != -100).sum(1).clamp(min=1)
+    return tok.sum(1) / count
+
+
+def save_lm(lm: TargetLM, directory: Path) -> None:
+    """Write tokenizer.json and model.safetensors into `directory` (atomically, file by file)."""
+    from safetensors.torch import save_file
+
+    from bench.cache import atomic_path
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / "tokenizer.json") as tmp:
+        lm.tokenizer.backend_tokenizer.save(str(tmp))
+    state = {k: v.contiguous() for k, v in lm.model.state_dict().items() if k != "lm_head.weight"}
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+
+
+def load_lm(directory: Path, spec, device: str = "cpu") -> TargetLM:
+    """Inverse of `save_lm`."""
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+
+    tok = wrap_tokenizer(Tokenizer.from_file(str(directory / "tokenizer.json")))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    lm = TargetLM(tok, build_model(len(tok), spec, ids), spec, device)
+    lm.load_state_dict(load_file(str(directory / "model.safetensors")))
+    return lm

@@ -1,0 +1,81 @@
+"""Metrics as pure functions on arrays (no I/O, no models, no hidden randomness).
+
+One orientation everywhere: `scores` is float [n_test, n_train] and higher means the training example
+helped the test example more; group scores are [n_test, n_subsets].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a 95% confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman correlation between matching rows of `a` and `b`, vectorised.
+
+    Ranks each row once (average ranks for ties) and takes the Pearson correlation of the ranks.
+
+    Args:
+        a: float [n, m].
+        b: float [n, m].
+
+    Returns:
+        float [n]; NaN for a row where either side is constant.
+    """
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"expected two [n, m] arrays of one shape, got {a.shape} and {b.shape}")
+    ra = stats.rankdata(a, axis=1)
+    rb = stats.rankdata(b, axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    num = (ra * rb).sum(axis=1)
+    den = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = num / den
+    rho[den == 0] = np.nan
+    return rho
+
+
+def lds(group_scores: np.ndarray, test_losses: np.ndarray) -> np.ndarray:
+    """Linear datamodeling score per test example (Park et al. 2023, arXiv:2303.14186).
+
+    Args:
+        group_scores: float [n_test, n_subsets], the method's predicted benefit of each subset.
+        test_losses: float [n_subsets, n_test], the loss of the LM fine-tuned on each subset.
+
+    Returns:
+        float [n_test]: Spearman rho over subsets between the group score and minus the loss; NaN where
+        either is constant over subsets.
+    """
+    if group_scores.shape != test_losses.T.shape:
+        raise ValueError(f"group_scores {group_scores.shape} does not match test_losses.T {test_losses.T.shape}")
+    return spearman_rows(np.asarray(group_scores, dtype=np.float64), -np.asarray(test_losses, dtype=np.float64).T)
+
+
+def bootstrap_mean(values: np.ndarray, *, rng: np.random.Generator, n_resamples: int = 2000) -> Interval:
+    """Mean with a percentile-bootstrap 95% CI (scipy.stats.bootstrap), NaNs excluded.
+
+    Raises:
+        ValueError: no finite value.
+    """
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        raise ValueError("no finite values to average")
+    mean = float(finite.mean())
+    if finite.size == 1 or np.all(finite == finite[0]):
+        return Interval(mean, mean, mean)
+    res = stats.bootstrap((finite,), np.mean, n_resamples=n_resamples, confidence_level=0.95,
+                          method="percentile", rng=rng)
+    return Interval(mean, float(res.confidence_interval.low), float(res.confidence_interval.high))

@@ -1,0 +1,130 @@
+"""Run one task with one method on one suite and write its result record."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import bench
+from bench.accounting import Accountant
+from bench.api import RunContext, config_dict, make_config, methods, tasks
+from bench.cache import Cache, default_cache_dir
+from bench.config import fingerprint, to_jsonable
+from bench.errors import ConfigError
+from bench.executors import get_executor
+from bench.results import SCHEMA_VERSION, RunRecord, write_record
+from bench.suites import load_suite
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A fully specified run; everything here goes into the record's fingerprint."""
+
+    method: str
+    task: str
+    suite: str = "small"
+    method_options: tuple[tuple[str, Any], ...] = ()
+    task_options: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0
+    device: str = "cpu"
+    executor: str = "local"
+    cache_dir: Path | None = None
+    results_dir: Path = Path("results")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout the package runs from, if it is one (with '+dirty' when modified)."""
+    root = Path(bench.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions and machine description for the record's provenance."""
+    env: dict[str, Any] = {"package_version": bench.__version__, "git_commit": git_commit(),
+                           "python": platform.python_version(), "platform": platform.platform(),
+                           "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "device": device}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch"] = torch.__version__
+        env["torch_threads"] = torch.get_num_threads()
+        if device.startswith("cuda") and torch.cuda.is_available():
+            env["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def check_device(device: str) -> None:
+    """Reject a device this machine does not have, before any work."""
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise ConfigError(f"unknown device '{device}' (use cpu, cuda or cuda:N)")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' requested but no CUDA device is available; use --device cpu")
+
+
+def run(request: RunRequest) -> tuple[RunRecord, Path]:
+    """Validate everything, run the task, write the record atomically; return it and its path.
+
+    Raises:
+        BenchError: for anything the user can fix (names, options, data); nothing is written then.
+    """
+    started = _now()
+    method_cls = methods.get(request.method)
+    task_cls = tasks.get(request.task)
+    method_config = make_config(method_cls.config_cls, dict(request.method_options), where=request.method)
+    task_config = make_config(task_cls.config_cls, dict(request.task_options), where=request.task)
+    suite = load_suite(request.suite)
+    for split in task_cls.requires:
+        suite.require(split)
+    check_device(request.device)
+    executor = get_executor(request.executor)
+
+    method = method_cls(method_config)
+    task = task_cls(task_config)
+    acct = Accountant(device=request.device)
+    cache = Cache(request.cache_dir or default_cache_dir())
+    ctx = RunContext(suite, cache=cache, acct=acct, seed=request.seed, device=request.device, executor=executor)
+    output = task.run(method, ctx)
+
+    identity = {"suite": suite.ref, "suite_version": suite.spec.version, "data": suite.data_fingerprint,
+                "task": request.task, "task_config": config_dict(task_config), "method": request.method,
+                "method_config": config_dict(method_config), "seed": request.seed,
+                "schema_version": SCHEMA_VERSION}
+    storage = acct.storage_bytes
+    cost = {
+        "phases": [to_jsonable(p) for p in acct.phases],
+        "storage_bytes": storage,
+        "storage_bytes_per_example": (storage / acct.n_train_stored) if storage and acct.n_train_stored else None,
+        "dim": output.extra.get("dim"),
+        "peak_bytes": max((p.peak_bytes for p in acct.phases), default=None),
+        "device": request.device,
+    }
+    record = RunRecord(
+        suite=suite.name, suite_version=suite.spec.version, task=request.task, method=request.method,
+        method_family=method_cls.family, method_config=config_dict(method_config),
+        task_config=config_dict(task_config), fingerprint=fingerprint(identity), status="ok",
+        metrics={k: to_jsonable(v) for k, v in output.metrics.items()}, per_example=output.per_example,
+        cost=cost, env=environment(request.device), seed=request.seed, started_at=started, created_at=_now(),
+        extra=to_jsonable(output.extra),
+    )
+    return record, write_record(request.results_dir, record)

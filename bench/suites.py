@@ -1,0 +1,238 @@
+"""Suites: a named, versioned bundle of data splits, a target-LM recipe and a ground-truth recipe.
+
+Suites are declared in TOML. The built-in ones (`tiny`, `small`) ship in `bench/suite_files/*.toml`; a user
+passes a path to their own `.toml` with `--suite path/to/suite.toml`, parsed by the same code.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from bench.config import fingerprint, from_dict
+from bench.data import Columns, Example, load_examples
+from bench.errors import ConfigError, DataError, UnknownPluginError, did_you_mean
+from bench.generator import GENERATOR_VERSION, TASK_NAMES, generate
+
+SPLITS = ("train", "test", "warmup", "airrep_train")
+Split = Literal["train", "test", "warmup", "airrep_train"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneratorSpec:
+    """Sizes and seed of the embedded FLAN-like generator (bench.generator)."""
+
+    n_train: int = field(default=2000, metadata={"help": "Size of the attributed training pool."})
+    n_test: int = field(default=300, metadata={"help": "Test examples (balanced over tasks)."})
+    n_warmup: int = field(default=3000, metadata={"help": "Examples the warm-up model is trained on."})
+    n_airrep_train: int = field(default=3000, metadata={"help": "Disjoint pool for learned methods."})
+    seed: int = field(default=0, metadata={"help": "Generator seed."})
+    tasks: tuple[str, ...] = field(default=TASK_NAMES, metadata={"help": "Generator tasks to draw from."})
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_test", "n_warmup", "n_airrep_train"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"generator.{name} must be >= 0, got {getattr(self, name)}")
+        unknown = [t for t in self.tasks if t not in TASK_NAMES]
+        if unknown:
+            raise ConfigError(f"generator.tasks: unknown task '{unknown[0]}'.{did_you_mean(unknown[0], TASK_NAMES)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitSource:
+    """Where one split comes from: a local .jsonl/.json/.parquet file or a hub dataset name."""
+
+    source: str
+    split: str = "train"
+    limit: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSpec:
+    """Either the embedded generator or one source per split, with the column mapping."""
+
+    generator: GeneratorSpec | None = None
+    train: SplitSource | None = None
+    test: SplitSource | None = None
+    warmup: SplitSource | None = None
+    airrep_train: SplitSource | None = None
+    prompt_column: str = "prompt"
+    response_column: str = "response"
+    label_columns: dict[str, str] = field(default_factory=dict)
+    id_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.generator is None and (self.train is None or self.test is None):
+            raise ConfigError("[data] needs either a [data.generator] table or both data.train and data.test")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMSpec:
+    """The target LM: a Llama-architecture causal LM built from config, its warm-up and fine-tuning."""
+
+    hidden_size: int = field(default=128, metadata={"help": "Model width."})
+    num_layers: int = field(default=2, metadata={"help": "Decoder layers."})
+    num_heads: int = field(default=4, metadata={"help": "Attention heads."})
+    intermediate_size: int = field(default=256, metadata={"help": "MLP width."})
+    max_length: int = field(default=48, metadata={"help": "Max tokens of prompt + response."})
+    init_seed: int = field(default=0, metadata={"help": "Seed of the random initialisation."})
+    warmup_steps: int = field(default=100, metadata={"help": "Optimiser steps on the warmup split."})
+    warmup_lr: float = field(default=2e-3, metadata={"help": "Warm-up learning rate (AdamW)."})
+    finetune_epochs: int = field(default=2, metadata={"help": "Epochs of fine-tuning on a subset."})
+    finetune_lr: float = field(default=1e-3, metadata={"help": "Fine-tuning learning rate (AdamW, constant)."})
+    batch_size: int = field(default=32, metadata={"help": "Batch size of warm-up and fine-tuning."})
+    eval_batch_size: int = field(default=256, metadata={"help": "Batch size of loss evaluation."})
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length",
+                     "batch_size", "eval_batch_size", "finetune_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"lm.{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"lm.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"lm.hidden_size ({self.hidden_size}) must be divisible by lm.num_heads "
+                              f"({self.num_heads})")
+        for name in ("warmup_lr", "finetune_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"lm.{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroundTruthSpec:
+    """M random subsets of the training pool; the LM is fine-tuned on each from the warm-up model."""
+
+    num_subsets: int = field(default=64, metadata={"help": "M, the number of retrained subsets."})
+    fraction: float = field(default=0.5, metadata={"help": "Share of the pool in each subset, in (0, 1)."})
+    seed: int = field(default=0, metadata={"help": "Seed of subset sampling and of each job's training."})
+
+    def __post_init__(self) -> None:
+        if self.num_subsets < 2:
+            raise ConfigError(f"ground_truth.num_subsets must be >= 2 (Spearman over subsets needs at least "
+                              f"two), got {self.num_subsets}")
+        if not 0.0 < self.fraction < 1.0:
+            raise ConfigError(f"ground_truth.fraction must be in (0, 1), got {self.fraction}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SuiteSpec:
+    """A suite as declared in TOML."""
+
+    name: str
+    version: str
+    description: str = ""
+    data: DataSpec
+    lm: LMSpec = field(default_factory=LMSpec)
+    ground_truth: GroundTruthSpec = field(default_factory=GroundTruthSpec)
+
+
+class Suite:
+    """A suite with its data loaded on demand (each split once)."""
+
+    def __init__(self, spec: SuiteSpec, base_dir: Path | None = None, ref: str | None = None) -> None:
+        self.spec = spec
+        self.base_dir = base_dir
+        self.ref = ref or spec.name  # what load_suite() takes to rebuild this suite in another process
+        self._splits: dict[str, list[Example]] = {}
+
+    @property
+    def name(self) -> str:
+        """The suite's name."""
+        return self.spec.name
+
+    def split(self, name: Split) -> list[Example]:
+        """Return the examples of a split (an absent optional split is empty)."""
+        if name not in SPLITS:
+            raise ConfigError(f"unknown split '{name}'.{did_you_mean(name, SPLITS)}")
+        if name not in self._splits:
+            self._splits[name] = self._load(name)
+        return self._splits[name]
+
+    def _load(self, name: str) -> list[Example]:
+        data = self.spec.data
+        if data.generator is not None:
+            g = data.generator
+            n = {"train": g.n_train, "test": g.n_test, "warmup": g.n_warmup,
+                 "airrep_train": g.n_airrep_train}[name]
+            return generate(n, seed=g.seed, split=name, balanced=name == "test", tasks=g.tasks)
+        source: SplitSource | None = getattr(data, name)
+        if source is None:
+            return []
+        columns = Columns(prompt=data.prompt_column, response=data.response_column,
+                          labels=data.label_columns, id=data.id_column)
+        return load_examples(source.source, columns=columns, split=source.split, base_dir=self.base_dir,
+                             limit=source.limit)
+
+    def require(self, name: Split) -> list[Example]:
+        """Return a split that must not be empty.
+
+        Raises:
+            DataError: the split has no examples.
+        """
+        examples = self.split(name)
+        if not examples:
+            raise DataError(f"suite '{self.name}': the {name} split is empty; it needs at least one example")
+        return examples
+
+    @functools.cached_property
+    def data_fingerprint(self) -> str:
+        """Hash of everything that determines the data: the spec, generator version or file contents."""
+        data = self.spec.data
+        if data.generator is not None:
+            return fingerprint({"generator": data.generator, "generator_version": GENERATOR_VERSION,
+                                "suite_version": self.spec.version})
+        parts: dict[str, object] = {"spec": data, "suite_version": self.spec.version}
+        for name in SPLITS:
+            source = getattr(data, name)
+            if source is None:
+                continue
+            path = Path(source.source).expanduser()
+            if self.base_dir is not None and not path.is_absolute():
+                path = self.base_dir / path
+            if path.is_file():
+                parts[f"{name}_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return fingerprint(parts)
+
+
+def builtin_suites() -> dict[str, str]:
+    """Name → one-line description of the suites shipped with the package."""
+    out = {}
+    for entry in sorted(resources.files("bench.suite_files").iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".toml"):
+            raw = tomllib.loads(entry.read_text(encoding="utf-8"))
+            out[entry.name[:-5]] = str(raw.get("description", ""))
+    return out
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Load a built-in suite by name or a user suite from a `.toml` path.
+
+    Raises:
+        UnknownPluginError: neither a built-in name nor an existing file.
+        ConfigError: the TOML is malformed or holds invalid values.
+    """
+    path = Path(name_or_path).expanduser()
+    if name_or_path.endswith(".toml") or path.is_file():
+        if not path.is_file():
+            raise UnknownPluginError(f"no suite file '{name_or_path}'")
+        text, where, base_dir = path.read_text(encoding="utf-8"), str(path), path.parent
+        ref = str(path.resolve())
+    else:
+        names = builtin_suites()
+        if name_or_path not in names:
+            raise UnknownPluginError(
+                f"no suite '{name_or_path}'.{did_you_mean(name_or_path, names)} Available: "
+                f"{', '.join(sorted(names))}, or a path to a suite .toml file (run 'bench list')."
+            )
+        text = resources.files("bench.suite_files").joinpath(f"{name_or_path}.toml").read_text(encoding="utf-8")
+        where, base_dir, ref = f"suite '{name_or_path}'", None, name_or_path
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML ({exc})") from exc
+    return Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref)

@@ -1,0 +1,1 @@
+"""Markdown leaderboard rendered from result records (reads `bench.results` only; no torch, no plugins)."""

@@ -1,0 +1,1 @@
+"""Attribution method plugins (one module per method, registered through `bench.methods` entry points)."""

@@ -1,0 +1,56 @@
+"""TF-IDF cosine similarity (scikit-learn), the lexical baseline of the AirRep paper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.api import ConfigError, Examples, Features, Method, MethodConfig, Role, register_method
+
+
+@dataclass(frozen=True, kw_only=True)
+class TfIdfConfig(MethodConfig):
+    """Options passed to `sklearn.feature_extraction.text.TfidfVectorizer`."""
+
+    ngram_max: int = field(default=1, metadata={"help": "Use word n-grams of length 1..ngram_max."})
+    sublinear_tf: bool = field(default=False, metadata={"help": "Replace tf with 1 + log(tf)."})
+    min_df: int = field(default=1, metadata={"help": "Ignore terms in fewer than min_df training examples."})
+    max_features: int | None = field(default=None, metadata={"help": "Keep the most frequent terms only."})
+
+    def __post_init__(self) -> None:
+        if self.ngram_max < 1:
+            raise ConfigError(f"tfidf.ngram_max must be >= 1, got {self.ngram_max}")
+        if self.min_df < 1:
+            raise ConfigError(f"tfidf.min_df must be >= 1, got {self.min_df}")
+        if self.max_features is not None and self.max_features < 1:
+            raise ConfigError(f"tfidf.max_features must be >= 1, got {self.max_features}")
+
+
+@register_method("tfidf", config=TfIdfConfig)
+class TfIdf(Method):
+    """TF-IDF vectors of "Question: prompt / Answer: response", cosine similarity (paper Appendix E).
+
+    The vocabulary and IDF weights are fitted on the training pool when it is featurised (role "train"),
+    so that cost is part of indexing; test examples are transformed with the fitted vectoriser. Rows are
+    L2-normalised, so the default dot product is the cosine. Features are sparse (CSR); storage counts
+    the CSR arrays.
+    """
+
+    family = "baseline"
+
+    def __init__(self, config: TfIdfConfig | None = None) -> None:
+        super().__init__(config)
+        self._vectorizer = None
+
+    def featurize(self, examples: Examples, role: Role) -> Features:
+        """Sparse TF-IDF rows, float64 CSR [n, vocabulary]."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = [e.text() for e in examples]
+        if role == "train":
+            c = self.config
+            self._vectorizer = TfidfVectorizer(ngram_range=(1, c.ngram_max), sublinear_tf=c.sublinear_tf,
+                                               min_df=c.min_df, max_features=c.max_features, norm="l2")
+            return self._vectorizer.fit_transform(texts).tocsr()
+        if self._vectorizer is None:
+            raise RuntimeError("tfidf: featurize the training pool (role='train') before test examples")
+        return self._vectorizer.transform(texts).tocsr()
