@@ -74,6 +74,8 @@ def load_examples(source: str, *, columns: Columns, split: str = "train", base_d
         if fmt is None:
             raise DataError(f"{path}: unsupported file type '{path.suffix}' (use .jsonl, .json or .parquet)")
         line_of_row = _check_json_syntax(path) if fmt == "json" else None
+        if line_of_row == []:
+            return []  # an empty JSON Lines file is an empty split; datasets cannot load it
         label = str(path)
         table = _load_dataset(fmt, data_files=str(path), split="train", what=label)
     else:
@@ -86,6 +88,7 @@ def load_examples(source: str, *, columns: Columns, split: str = "train", base_d
 def _load_dataset(*args: Any, what: str, **kwargs: Any) -> Any:
     import datasets  # heavy; only user data needs it
 
+    datasets.disable_progress_bars()  # "Generating train split" bars for a local file are noise
     try:
         return datasets.load_dataset(*args, **kwargs)
     except Exception as exc:  # datasets raises many types; the user needs one line either way

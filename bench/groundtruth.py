@@ -175,7 +175,6 @@ def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets:
     Returns:
         The table and the number of jobs that ran now (0 when everything was cached).
     """
-    warmup_lm(suite, cache, spec.device)  # train once here rather than in the first job
     pool_n = len(suite.split(spec.pool_split)) if spec.pool_ids is None else len(spec.pool_ids)  # type: ignore[arg-type]
     args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
             "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
@@ -191,6 +190,8 @@ def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets:
     seeds = [int(np.random.default_rng([seed, j, 1]).integers(2**31)) for j in range(num_subsets)]
     jobs = [RetrainJob(spec, j, seeds[j], str(masks_path), directory / "jobs" / f"{j:05d}.npz")
             for j in range(num_subsets)]
+    if not all(job.out_path.exists() for job in jobs):
+        warmup_lm(suite, cache, spec.device)  # train it here, with its own progress bar, not inside a job
     ran = (executor or LocalExecutor()).run(run_retrain_job, jobs, desc=desc)
     return load_table(jobs, masks_path), ran
 

@@ -30,6 +30,7 @@ class RunRequest:
     method: str
     task: str
     suite: str = "small"
+    suite_options: tuple[tuple[str, Any], ...] = ()
     method_options: tuple[tuple[str, Any], ...] = ()
     task_options: tuple[tuple[str, Any], ...] = ()
     seed: int = 0
@@ -93,7 +94,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
     task_cls = tasks.get(request.task)
     method_config = make_config(method_cls.config_cls, dict(request.method_options), where=request.method)
     task_config = make_config(task_cls.config_cls, dict(request.task_options), where=request.task)
-    suite = load_suite(request.suite)
+    suite = load_suite(request.suite, request.suite_options)
     for split in task_cls.requires:
         suite.require(split)
     check_device(request.device)
@@ -106,7 +107,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
     ctx = RunContext(suite, cache=cache, acct=acct, seed=request.seed, device=request.device, executor=executor)
     output = task.run(method, ctx)
 
-    identity = {"suite": suite.ref, "suite_version": suite.spec.version, "data": suite.data_fingerprint,
+    identity = {"suite": suite.ref, "suite_spec": to_jsonable(suite.spec), "data": suite.data_fingerprint,
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
                 "schema_version": SCHEMA_VERSION}
@@ -125,6 +126,6 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         task_config=config_dict(task_config), fingerprint=fingerprint(identity), status="ok",
         metrics={k: to_jsonable(v) for k, v in output.metrics.items()}, per_example=output.per_example,
         cost=cost, env=environment(request.device), seed=request.seed, started_at=started, created_at=_now(),
-        extra=to_jsonable(output.extra),
+        extra={**to_jsonable(output.extra), "suite_options": to_jsonable(dict(request.suite_options))},
     )
     return record, write_record(request.results_dir, record)

@@ -12,7 +12,8 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from bench.config import fingerprint, from_dict
 from bench.data import Columns, Example, load_examples
@@ -209,8 +210,13 @@ def builtin_suites() -> dict[str, str]:
     return out
 
 
-def load_suite(name_or_path: str) -> Suite:
+def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> Suite:
     """Load a built-in suite by name or a user suite from a `.toml` path.
+
+    Args:
+        name_or_path: a built-in name (`bench list suites`) or a path to a `.toml` file.
+        overrides: dotted keys and values applied on top of the TOML, e.g.
+            `("ground_truth.num_subsets", 32)`.
 
     Raises:
         UnknownPluginError: neither a built-in name nor an existing file.
@@ -235,4 +241,17 @@ def load_suite(name_or_path: str) -> Suite:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML ({exc})") from exc
+    for key, value in overrides:
+        _set_dotted(raw, key, value, where)
     return Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref)
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: cannot set '{key}': '{part}' is not a table")
+        node = child
+    node[parts[-1]] = value

@@ -15,6 +15,8 @@ class TfIdfConfig(MethodConfig):
     sublinear_tf: bool = field(default=False, metadata={"help": "Replace tf with 1 + log(tf)."})
     min_df: int = field(default=1, metadata={"help": "Ignore terms in fewer than min_df training examples."})
     max_features: int | None = field(default=None, metadata={"help": "Keep the most frequent terms only."})
+    token_pattern: str = field(default=r"(?u)\b\w+\b", metadata={
+        "help": "Token regex; unlike scikit-learn's default it keeps one-character tokens (digits)."})
 
     def __post_init__(self) -> None:
         if self.ngram_max < 1:
@@ -33,6 +35,9 @@ class TfIdf(Method):
     so that cost is part of indexing; test examples are transformed with the fitted vectoriser. Rows are
     L2-normalised, so the default dot product is the cosine. Features are sparse (CSR); storage counts
     the CSR arrays.
+
+    Deviation from scikit-learn's defaults: the token pattern keeps one-character tokens. The default
+    pattern drops them, which erases single digits and so most of the content of arithmetic prompts.
     """
 
     family = "baseline"
@@ -49,7 +54,8 @@ class TfIdf(Method):
         if role == "train":
             c = self.config
             self._vectorizer = TfidfVectorizer(ngram_range=(1, c.ngram_max), sublinear_tf=c.sublinear_tf,
-                                               min_df=c.min_df, max_features=c.max_features, norm="l2")
+                                               min_df=c.min_df, max_features=c.max_features, norm="l2",
+                                               token_pattern=c.token_pattern)
             return self._vectorizer.fit_transform(texts).tocsr()
         if self._vectorizer is None:
             raise RuntimeError("tfidf: featurize the training pool (role='train') before test examples")

@@ -13,6 +13,7 @@ EPILOG = """examples:
   bench run --method random --task lds --suite tiny
   bench run --method tfidf --task lds --set ngram_max=2
   bench run --method tfidf --task lds --suite my_suite.toml
+  bench run --method tfidf --task lds --suite-set ground_truth.num_subsets=128
 """
 
 
@@ -24,6 +25,8 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--method", required=True, help="method name (see 'bench list methods')")
     p.add_argument("--task", required=True, help="task name (see 'bench list tasks')")
     p.add_argument("--suite", default="small", help="built-in suite name or path to a suite .toml (default: small)")
+    p.add_argument("--suite-set", dest="suite_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a suite value by dotted key, e.g. ground_truth.num_subsets=32 (repeatable)")
     p.add_argument("--set", dest="method_options", action="append", default=[], metavar="KEY=VALUE",
                    help="method option (repeatable; value parsed as JSON when possible)")
     p.add_argument("--task-set", dest="task_options", action="append", default=[], metavar="KEY=VALUE",
@@ -53,11 +56,13 @@ def run(args: argparse.Namespace) -> int:
 
     method_options = tuple(parse_override(o) for o in args.method_options)
     task_options = tuple(parse_override(o) for o in args.task_options)
-    for options in (method_options, task_options):
+    suite_options = tuple(parse_override(o) for o in args.suite_options)
+    for options in (method_options, task_options, suite_options):
         keys = [k for k, _ in options]
         if len(set(keys)) != len(keys):
             raise ConfigError(f"an option is given twice: {', '.join(sorted({k for k in keys if keys.count(k) > 1}))}")
-    request = RunRequest(method=args.method, task=args.task, suite=args.suite, method_options=method_options,
+    request = RunRequest(method=args.method, task=args.task, suite=args.suite, suite_options=suite_options,
+                         method_options=method_options,
                          task_options=task_options, seed=args.seed, device=args.device, executor=args.executor,
                          cache_dir=args.cache_dir, results_dir=args.results_dir)
     record, path = run_request(request)

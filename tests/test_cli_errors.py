@@ -1,0 +1,104 @@
+"""Bad input: one clear line, exit code 2, no result file written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SUITE = """name = "mine"
+version = "1"
+[data]
+prompt_column = "inputs"
+response_column = "targets"
+label_columns = {{ task = "task" }}
+train = {{ source = "train.jsonl" }}
+test = {{ source = "{test}" }}
+[lm]
+hidden_size = 32
+num_heads = 2
+intermediate_size = 64
+warmup_steps = 0
+[ground_truth]
+num_subsets = {m}
+fraction = {fraction}
+"""
+
+
+def _user_suite(tmp_path, *, test_rows=None, train_rows=None, m=4, fraction=0.5, raw_train=None):
+    rows = [{"inputs": f"What is {i} + 1?", "targets": str(i + 1), "task": "add"} for i in range(8)]
+    train = tmp_path / "train.jsonl"
+    train.write_text(raw_train if raw_train is not None else
+                     "".join(json.dumps(r) + "\n" for r in (train_rows or rows)))
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (rows if test_rows is None
+                                                                                 else test_rows)))
+    path = tmp_path / "mine.toml"
+    path.write_text(SUITE.format(test="test.jsonl", m=m, fraction=fraction))
+    return str(path)
+
+
+def _assert_user_error(result, pattern):
+    code, out, err, results = result
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert pattern in lines[0], lines[0]
+    assert not results.exists() or not any(results.rglob("*.json"))
+
+
+@pytest.mark.parametrize("argv, pattern", [
+    (["--method", "tfidd", "--task", "lds"], "no method 'tfidd'. Did you mean 'tfidf'?"),
+    (["--method", "tfidf", "--task", "lsd"], "no task 'lsd'. Did you mean 'lds'?"),
+    (["--method", "tfidf", "--task", "lds", "--suite", "tinny"], "no suite 'tinny'. Did you mean 'tiny'?"),
+    (["--method", "tfidf", "--task", "lds", "--suite", "tiny", "--suite-set", "ground_truth.fraction=1.0"],
+     "fraction must be in (0, 1), got 1.0"),
+    (["--method", "tfidf", "--task", "lds", "--suite", "tiny", "--suite-set", "ground_truth.fraction=0"],
+     "fraction must be in (0, 1), got 0.0"),
+    (["--method", "tfidf", "--task", "lds", "--suite", "tiny", "--suite-set", "ground_truth.num_subsets=1"],
+     "num_subsets must be >= 2"),
+    (["--method", "tfidf", "--task", "lds", "--suite", "tiny", "--set", "ngram=2"],
+     "unknown option 'ngram'. Did you mean 'ngram_max'?"),
+    (["--method", "tfidf", "--task", "lds", "--suite", "tiny", "--set", "ngram_max=0"], "ngram_max must be >= 1"),
+    (["--method", "tfidf", "--task", "lds", "--suite", "tiny", "--device", "cuda"], "no CUDA device"),
+])
+def test_bad_arguments(run_cli, argv, pattern):
+    _assert_user_error(run_cli("run", *argv), pattern)
+
+
+def test_malformed_dataset_row(run_cli, tmp_path):
+    raw = '{"inputs": "a", "targets": "b", "task": "t"}\n{"inputs": "a", "targets": }\n'
+    suite = _user_suite(tmp_path, raw_train=raw)
+    _assert_user_error(run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", suite),
+                       "train.jsonl:2: invalid JSON")
+
+
+def test_missing_column(run_cli, tmp_path):
+    suite = _user_suite(tmp_path, train_rows=[{"inputs": "a", "answer": "b", "task": "t"}])
+    _assert_user_error(run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", suite),
+                       "missing column 'targets'")
+
+
+def test_empty_test_split(run_cli, tmp_path):
+    suite = _user_suite(tmp_path, test_rows=[])
+    _assert_user_error(run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", suite),
+                       "the test split is empty")
+
+
+def test_m_below_two_in_a_suite_file(run_cli, tmp_path):
+    _assert_user_error(run_cli("run", "--method", "tfidf", "--task", "lds", "--suite",
+                               _user_suite(tmp_path, m=1)), "num_subsets must be >= 2")
+
+
+def test_user_suite_runs_end_to_end(run_cli, tmp_path):
+    code, out, err, results = run_cli("run", "--method", "tfidf", "--task", "lds", "--suite",
+                                      _user_suite(tmp_path), cache=tmp_path / "cache")
+    assert code == 0, err
+    assert len(list((results / "mine" / "lds" / "tfidf").glob("*.json"))) == 1
+
+
+def test_subprocess_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.cli.main", "run", "--method", "nope", "--task", "lds",
+                           "--results-dir", str(tmp_path / "r")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()

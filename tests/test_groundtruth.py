@@ -1,0 +1,36 @@
+import numpy as np
+
+from bench.cache import Cache
+from bench.groundtruth import RetrainSpec, retrain_table, subset_masks
+from bench.suites import load_suite
+
+
+def test_subset_masks_exact_size_and_deterministic():
+    m = subset_masks(10, 6, 0.3, seed=1)
+    assert m.shape == (6, 10) and m.dtype == bool
+    assert (m.sum(1) == 3).all()
+    np.testing.assert_array_equal(m, subset_masks(10, 6, 0.3, seed=1))
+    assert not np.array_equal(m, subset_masks(10, 6, 0.3, seed=2))
+    assert len({row.tobytes() for row in m}) > 1
+
+
+def test_resume_recomputes_only_missing_jobs_with_identical_results(tiny_cache):
+    suite = load_suite("tiny")
+    cache = Cache(tiny_cache)
+    spec = RetrainSpec(suite_ref="tiny", cache_root=str(tiny_cache))
+    kwargs = dict(num_subsets=6, fraction=0.25, seed=7)
+    first, ran = retrain_table(spec, suite, cache, **kwargs)
+    assert ran == 6 and first.losses.shape == (6, 64) and first.masks.shape == (6, 400)
+    # the subsets differ, so the losses do too: the table is not constant over subsets
+    assert np.ptp(first.losses, axis=0).mean() > 1e-3
+    job_dir = next(p for p in (tiny_cache / "retrain").iterdir()
+                   if (p / "masks.npy").exists() and np.load(p / "masks.npy").shape == (6, 400)) / "jobs"
+    (job_dir / "00002.npz").unlink()
+    (job_dir / "00004.npz").unlink()
+    mtime = (job_dir / "00000.npz").stat().st_mtime_ns
+    again, ran = retrain_table(spec, suite, cache, **kwargs)
+    assert ran == 2
+    assert (job_dir / "00000.npz").stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(again.losses, first.losses)  # retraining is deterministic
+    _, ran = retrain_table(spec, suite, cache, **kwargs)
+    assert ran == 0
