@@ -27,7 +27,6 @@ LM_CODE_VERSION = "1"  # bump when training or evaluation changes numerically
 def train_tokenizer(texts: Sequence[str]):  # -> PreTrainedTokenizerFast
     """Train a word-level tokenizer on `texts`; digits are single tokens, unknown words map to <unk>."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Literal
+
+import tomllib
 
 from bench.config import fingerprint, from_dict
 from bench.data import Columns, Example, load_examples

@@ -1,6 +1,6 @@
 """Helpers for plugin authors' tests: a toy method, toy examples and a tiny run context.
 
-    from bench.testing import ToyMethod, toy_examples, tiny_context
+from bench.testing import ToyMethod, toy_examples, tiny_context
 """
 
 from __future__ import annotations

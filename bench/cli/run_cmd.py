@@ -34,7 +34,8 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--executor", default="local", help="where retraining jobs run (default local)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go (default ./results)")
     p.set_defaults(func=run)
 

@@ -1,0 +1,1 @@
+"""Built-in suite declarations (TOML), read by bench.suites."""
