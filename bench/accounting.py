@@ -32,6 +32,7 @@ class Phase:
         count: items processed (examples featurised, jobs run), when meaningful.
         cached: the work was loaded from the cache; wall_s is then the load time and `original_wall_s`
             what producing it cost.
+        cached_count: of `count` items, how many came from the cache (a resumed run).
     """
 
     name: str
@@ -42,6 +43,7 @@ class Phase:
     count: int | None = None
     cached: bool = False
     original_wall_s: float | None = None
+    cached_count: int | None = None
 
 
 class _RssSampler:
@@ -75,6 +77,7 @@ class PhaseHandle:
     count: int | None = None
     cached: bool = False
     original_wall_s: float | None = None
+    cached_count: int | None = None
 
 
 @dataclass
@@ -115,7 +118,7 @@ class Accountant:
             peak, kind = int(sampler.peak), "process_rss"
         self.phases.append(Phase(name=name, wall_s=wall, peak_bytes=peak, memory_kind=kind, device=self.device,
                                  count=handle.count, cached=handle.cached,
-                                 original_wall_s=handle.original_wall_s))
+                                 original_wall_s=handle.original_wall_s, cached_count=handle.cached_count))
 
     def record_storage(self, nbytes: int, n_train: int) -> None:
         """Record the bytes of the train-side features a method keeps for `n_train` examples."""

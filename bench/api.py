@@ -227,6 +227,7 @@ class RunContext:
                                        fraction=gt_spec.fraction, seed=gt_spec.seed, executor=self.executor,
                                        desc=f"ground truth {self.suite.name}")
             ph.cached = ran == 0
+            ph.cached_count = gt_spec.num_subsets - ran
             ph.original_wall_s = float(table.wall_s.sum())
         return table
 

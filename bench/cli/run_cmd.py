@@ -85,6 +85,8 @@ def summary(record) -> str:  # RunRecord
         rate = f", {p['count'] / p['wall_s']:.0f} ex/s" if p["name"] in ("index", "query") and p["wall_s"] > 0 else ""
         count = f" ({p['count']} {'jobs' if p['name'] == 'ground_truth' else 'items'}{rate})" if p["count"] else ""
         cached = f" [cached; produced in {p['original_wall_s']:.1f} s]" if p["cached"] else ""
+        if not p["cached"] and p.get("cached_count"):
+            cached = f" [{p['cached_count']} of {p['count']} from the cache]"
         lines.append(f"    {p['name']:<13} {p['wall_s']:8.2f} s  peak {_fmt_bytes(p['peak_bytes'])}{count}{cached}")
     c = record.cost
     lines.append(f"  storage: {_fmt_bytes(c['storage_bytes_per_example'])} per train example "
