@@ -80,8 +80,14 @@ class Method(ABC):
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
 
+    def check(self) -> None:  # noqa: B027 - an optional hook
+        """Cheap preflight run before any work (e.g. the model exists); raise `ConfigError` if not."""
+
     def setup(self, ctx: RunContext) -> None:  # noqa: B027 - an optional hook
-        """One-time work before featurisation (warm-up, training); timed as the `setup` phase."""
+        """One-time work before featurisation (warm-up, training); timed as the `setup` phase.
+
+        The harness featurises the training pool before test examples, after `setup`.
+        """
 
     @abstractmethod
     def featurize(self, examples: Examples, role: Role) -> Features:

@@ -27,9 +27,16 @@ class Example:
     response: str
     labels: Mapping[str, str] = field(default_factory=dict)
 
-    def text(self) -> str:
-        """Prompt and response in the AirRep paper's format, used by text-based methods."""
-        return f"Question: {self.prompt}\nAnswer: {self.response}"
+    def text(self, max_prompt_words: int = 256) -> str:
+        """Prompt and response in the AirRep paper's format, used by text-based methods.
+
+        As in the authors' code, the prompt is cut to its first `max_prompt_words` words.
+        """
+        prompt = self.prompt
+        words = prompt.split(" ")
+        if len(words) > max_prompt_words:
+            prompt = " ".join(words[:max_prompt_words])
+        return f"Question: {prompt}\nAnswer: {self.response}"
 
 
 Examples = Sequence[Example]

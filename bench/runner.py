@@ -101,6 +101,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
     executor = get_executor(request.executor)
 
     method = method_cls(method_config)
+    method.check()
     task = task_cls(task_config)
     acct = Accountant(device=request.device)
     cache = Cache(request.cache_dir or default_cache_dir())

@@ -48,3 +48,69 @@ def toy_examples(n: int = 8, split: str = "toy") -> list[Example]:
 def tiny_context(cache_dir: Path, seed: int = 0) -> RunContext:
     """A run context on the `tiny` suite with its own cache directory."""
     return RunContext(load_suite("tiny"), cache=Cache(cache_dir), seed=seed)
+
+
+def _true_nbytes(features: Features) -> int:
+    """Size of a feature matrix computed independently of `Method.storage_bytes`."""
+    if hasattr(features, "indptr"):
+        return sum(a.nbytes for a in (features.data, features.indices, features.indptr))
+    if hasattr(features, "untyped_storage"):
+        return features.numel() * features.element_size()
+    return np.asarray(features).nbytes
+
+
+def _dense(features: Features) -> np.ndarray:
+    if hasattr(features, "toarray"):
+        return features.toarray()
+    if hasattr(features, "detach"):
+        return features.detach().cpu().numpy()
+    return np.asarray(features)
+
+
+def check_method_contract(make_method, ctx: RunContext, n_train: int = 24, n_test: int = 6) -> None:
+    """Assert the method contract on the first examples of the context's suite.
+
+    `make_method()` must return a fresh, not yet set-up instance. Checks: featurize shapes and a numeric
+    dtype; finite scores of shape [n_test, n_train]; determinism (a second fresh instance gives identical
+    scores); `group_score` of single-member subsets equals `score`; the config round-trips through JSON;
+    the storage reported equals the real size of the train features. Raises AssertionError on a breach.
+    """
+    import json
+
+    from bench.config import from_dict, to_jsonable
+
+    train = ctx.suite.split("train")[:n_train]
+    test = ctx.suite.split("test")[:n_test]
+
+    def run_once():
+        method = make_method()
+        method.check()
+        method.setup(ctx)
+        tr = method.featurize(train, "train")
+        te = method.featurize(test, "test")
+        return method, tr, te, method.score(te, tr)
+
+    method, tr, te, scores = run_once()
+    for feats, n in ((tr, n_train), (te, n_test)):
+        assert len(feats.shape) == 2 and feats.shape[0] == n, f"features of shape {feats.shape}, expected [{n}, d]"
+        kind = _dense(feats).dtype.kind
+        assert kind in "fiu", f"features must be numeric, got dtype {_dense(feats).dtype}"
+    assert method.dim(tr) == tr.shape[1] > 0
+    assert scores.shape == (n_test, n_train), f"score shape {scores.shape}"
+    assert np.isfinite(scores).all(), "non-finite scores"
+
+    _, _, _, again = run_once()
+    np.testing.assert_array_equal(again, scores, err_msg="scores differ between two fresh instances")
+
+    singles = np.eye(n_train, dtype=bool)
+    group = method.group_score(te, tr, singles)
+    assert group.shape == (n_test, n_train)
+    np.testing.assert_allclose(group, scores, rtol=1e-5, atol=1e-6,
+                               err_msg="group_score of one-member subsets must equal score")
+    pairs = np.zeros((2, n_train), dtype=bool)
+    pairs[0, :2] = pairs[1, 2:5] = True
+    assert np.isfinite(method.group_score(te, tr, pairs)).all()
+
+    cfg = method.config
+    assert from_dict(type(cfg), json.loads(json.dumps(to_jsonable(cfg)))) == cfg, "config does not round-trip"
+    assert method.storage_bytes(tr) == _true_nbytes(tr), "storage bytes differ from the real feature size"

