@@ -40,7 +40,7 @@ class TfIdf(Method):
     pattern drops them, which erases single digits and so most of the content of arithmetic prompts.
     """
 
-    family = "baseline"
+    family = "representation"  # as the AirRep paper groups it (Section 5)
 
     def __init__(self, config: TfIdfConfig | None = None) -> None:
         super().__init__(config)

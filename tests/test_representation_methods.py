@@ -44,7 +44,10 @@ def test_gte_loads_a_local_directory_with_the_same_embeddings(no_network, tmp_pa
     ("nobody-xyz/no-such-model-123", "cannot load model 'nobody-xyz/no-such-model-123'"),
 ])
 def test_gte_bad_model_is_one_line_exit_2(run_cli, monkeypatch, model, pattern):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read at import time: patch the parsed constant too
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     code, out, err, results = run_cli("run", "--method", "gte", "--task", "lds", "--suite", "tiny",
                                       "--set", f"model={model}")
     assert code == 2
