@@ -24,6 +24,7 @@ from bench.errors import BenchError, ConfigError, DataError
 from bench.executors import Executor, LocalExecutor
 from bench.metrics import Interval, bootstrap_mean, lds, spearman_rows
 from bench.registry import Registry
+from bench.scoring import attention_group_score
 from bench.suites import Split, Suite
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Accountant", "BenchError", "ConfigError", "DataError", "Example", "Examples", "Features",
     "Interval", "Method", "MethodConfig", "Metric", "Role", "RunContext", "Task", "TaskConfig", "TaskOutput",
-    "bootstrap_mean", "feature_nbytes", "lds", "methods", "register_method", "register_task",
+    "attention_group_score", "bootstrap_mean", "config_dict", "feature_nbytes", "lds", "methods", "register_method", "register_task",
     "spearman_rows", "tasks",
 ]
 
@@ -79,6 +80,11 @@ class Method(ABC):
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
+
+    @classmethod
+    def smoke_config(cls) -> MethodConfig:
+        """A cheap config for contract tests on the `tiny` suite (default: the default config)."""
+        return cls.config_cls()
 
     def check(self) -> None:  # noqa: B027 - an optional hook
         """Cheap preflight run before any work (e.g. the model exists); raise `ConfigError` if not."""
@@ -220,6 +226,25 @@ class RunContext:
             lm, meta = warmup_lm(self.suite, self.cache, self.device)
             ph.cached, ph.original_wall_s = was_cached, meta["wall_s"]
         return lm
+
+    def retrain(self, *, pool_split: Split, eval_split: Split, pool_ids: tuple[int, ...] | None = None,
+                eval_ids: tuple[int, ...] | None = None, num_subsets: int, fraction: float, seed: int,
+                desc: str = "retraining") -> tuple[GroundTruth, int]:
+        """Fine-tune the warm-up LM on random subsets of a pool and record an eval set's losses.
+
+        The mechanism behind the LDS ground truth, for methods that learn from such data (AirRep).
+        Jobs are cached one by one and run by the run's executor; not timed here (callers time it).
+
+        Returns:
+            The table (masks over the pool's positions in `pool_ids`) and how many jobs ran now.
+        """
+        from bench.groundtruth import RetrainSpec, retrain_table
+
+        spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
+                           pool_split=pool_split, eval_split=eval_split, pool_ids=pool_ids, eval_ids=eval_ids,
+                           device=self.device)
+        return retrain_table(spec, self.suite, self.cache, num_subsets=num_subsets, fraction=fraction, seed=seed,
+                             executor=self.executor, desc=desc)
 
     def ground_truth(self) -> GroundTruth:
         """The suite's retraining ground truth of the train pool against the test split."""

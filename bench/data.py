@@ -30,12 +30,10 @@ class Example:
     def text(self, max_prompt_words: int = 256) -> str:
         """Prompt and response in the AirRep paper's format, used by text-based methods.
 
-        As in the authors' code, the prompt is cut to its first `max_prompt_words` words.
+        As in the authors' code, the prompt's whitespace is collapsed and it is cut to its first
+        `max_prompt_words` words.
         """
-        prompt = self.prompt
-        words = prompt.split(" ")
-        if len(words) > max_prompt_words:
-            prompt = " ".join(words[:max_prompt_words])
+        prompt = " ".join(self.prompt.split()[:max_prompt_words])
         return f"Question: {prompt}\nAnswer: {self.response}"
 
 

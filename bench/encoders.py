@@ -74,10 +74,18 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def quiet_transformers() -> None:
+    """Turn off transformers' own weight-loading bars; the harness shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_encoder(ref: str, device: str = "cpu"):  # -> (tokenizer, model)
     """Load the tokenizer and encoder (eval mode) of a model reference."""
     from transformers import AutoModel, AutoTokenizer
 
+    quiet_transformers()
     resolved = resolve_model(ref)
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved)

@@ -92,9 +92,11 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
     started = _now()
     method_cls = methods.get(request.method)
     task_cls = tasks.get(request.task)
-    method_config = make_config(method_cls.config_cls, dict(request.method_options), where=request.method)
-    task_config = make_config(task_cls.config_cls, dict(request.task_options), where=request.task)
     suite = load_suite(request.suite, request.suite_options)
+    # a suite may scale a method's defaults to its size ([methods.NAME] in its TOML); the CLI wins
+    method_options = {**suite.spec.methods.get(request.method, {}), **dict(request.method_options)}
+    method_config = make_config(method_cls.config_cls, method_options, where=request.method)
+    task_config = make_config(task_cls.config_cls, dict(request.task_options), where=request.task)
     for split in task_cls.requires:
         suite.require(split)
     check_device(request.device)

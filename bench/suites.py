@@ -131,6 +131,7 @@ class SuiteSpec:
     data: DataSpec
     lm: LMSpec = field(default_factory=LMSpec)
     ground_truth: GroundTruthSpec = field(default_factory=GroundTruthSpec)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> option defaults here
 
 
 class Suite:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.api import ConfigError, Examples, Features, Method, MethodConfig, Role, RunContext, register_method
+import numpy as np
+
+from bench.api import (
+    ConfigError,
+    Examples,
+    Features,
+    Method,
+    MethodConfig,
+    Role,
+    RunContext,
+    attention_group_score,
+    register_method,
+)
 from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder
 
 
@@ -61,3 +73,16 @@ class GTE(Method):
         if self.config.normalize:
             emb = emb / emb.norm(dim=1, keepdim=True).clamp(min=1e-12)
         return emb.numpy()
+
+
+@register_method("gte_attn", config=GTEConfig)
+class GTEAttention(GTE):
+    """Frozen sentence encoder with AirRep's (untrained) attention pooling over subsets (paper Figure 5).
+
+    The same embeddings as `gte`; only the group score differs: softmax over the members of |s_i|, then
+    the weighted sum, instead of the plain sum. Isolates what the pooling alone contributes.
+    """
+
+    def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:
+        """Attention pooling of the pair scores."""
+        return attention_group_score(self.score(test_features, train_features), masks)
