@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Accountant", "BenchError", "ConfigError", "DataError", "Example", "Examples", "Features",
     "Interval", "Method", "MethodConfig", "Metric", "Role", "RunContext", "Task", "TaskConfig", "TaskOutput",
-    "attention_group_score", "bootstrap_mean", "config_dict", "feature_nbytes", "lds", "methods", "register_method", "register_task",
-    "spearman_rows", "tasks",
+    "attention_group_score", "bootstrap_mean", "config_dict", "feature_nbytes", "lds", "methods",
+    "register_method", "register_task", "spearman_rows", "tasks",
 ]
 
 Role = Literal["train", "test"]

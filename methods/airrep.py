@@ -169,8 +169,10 @@ def new_model(bert):  # -> AirRepModel with a fresh projection
 
 
 def save_airrep(model, tokenizer, directory: Path) -> None:
-    """Write the authors' layout: config.json (BERT config, model_type airrep), model.safetensors with
-    `bert.*` and `projector.*` weights, and the tokenizer. Written to a temp dir, then renamed.
+    """Write a trained model in the authors' layout, atomically (temp dir, then rename).
+
+    config.json holds the BERT config with model_type airrep; model.safetensors the `bert.*` and
+    `projector.*` weights; the tokenizer files sit beside them.
     """
     from safetensors.torch import save_file
 
