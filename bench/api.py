@@ -114,6 +114,10 @@ class Method(ABC):
         """
         return self.score(test_features, train_features) @ masks.T.astype(np.float64)
 
+    def info(self) -> dict[str, Any]:
+        """JSON facts about the run that the record should keep (e.g. a training curve); default none."""
+        return {}
+
     def dim(self, train_features: Features) -> int:
         """Feature dimension (for the leaderboard's Dim column)."""
         return int(train_features.shape[1])

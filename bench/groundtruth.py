@@ -23,7 +23,7 @@ from bench.config import fingerprint
 from bench.executors import Executor, LocalExecutor
 from bench.suites import SPLITS, Suite, load_suite
 
-RETRAIN_CODE_VERSION = "1"
+RETRAIN_CODE_VERSION = "2"  # 2: masks in the job files, M not in the key
 
 
 @dataclass(frozen=True)
@@ -44,18 +44,24 @@ class GroundTruth:
     wall_s: np.ndarray
 
 
-def subset_masks(n_pool: int, num_subsets: int, fraction: float, seed: int) -> np.ndarray:
-    """M subsets of exactly round(fraction * n_pool) members each (at least 1), drawn independently.
+def subset_mask(n_pool: int, fraction: float, seed: int, index: int) -> np.ndarray:
+    """Subset `index`: exactly round(fraction * n_pool) members (at least 1), drawn from (seed, index) alone.
+
+    A subset does not depend on how many others are drawn, so a table of M subsets is a prefix of a table
+    of more, and growing M reuses every finished job.
 
     Returns:
-        bool [num_subsets, n_pool].
+        bool [n_pool].
     """
     size = max(1, round(fraction * n_pool))
-    masks = np.zeros((num_subsets, n_pool), dtype=bool)
-    for j in range(num_subsets):
-        rng = np.random.default_rng([seed, j])
-        masks[j, rng.choice(n_pool, size=size, replace=False)] = True
-    return masks
+    mask = np.zeros(n_pool, dtype=bool)
+    mask[np.random.default_rng([seed, index]).choice(n_pool, size=size, replace=False)] = True
+    return mask
+
+
+def subset_masks(n_pool: int, num_subsets: int, fraction: float, seed: int) -> np.ndarray:
+    """The first `num_subsets` subsets, bool [num_subsets, n_pool]."""
+    return np.stack([subset_mask(n_pool, fraction, seed, j) for j in range(num_subsets)])
 
 
 def _lm_args(suite: Suite) -> dict:
@@ -122,12 +128,14 @@ class RetrainSpec:
 
 @dataclass(frozen=True)
 class RetrainJob:
-    """One subset: train on `masks[index]` with `seed`, write the eval losses to `out_path`."""
+    """One subset: train on subset `index` of the pool with `seed`, write mask and eval losses to `out_path`."""
 
     spec: RetrainSpec
     index: int
     seed: int
-    masks_path: str
+    n_pool: int
+    fraction: float
+    subset_seed: int
     out_path: Path
 
 
@@ -154,7 +162,7 @@ def run_retrain_job(job: RetrainJob) -> None:
     from bench.lm import Encoded
 
     lm, warm_state, pool, evaluation = _worker_state(job.spec)
-    mask = np.load(job.masks_path)[job.index]
+    mask = subset_mask(job.n_pool, job.fraction, job.subset_seed, job.index)
     idx = torch.from_numpy(np.flatnonzero(mask))
     subset = Encoded(pool.input_ids[idx], pool.attention_mask[idx], pool.labels[idx], pool.lengths[idx])
     t0 = time.perf_counter()
@@ -163,7 +171,7 @@ def run_retrain_job(job: RetrainJob) -> None:
     losses = lm.losses(evaluation)
     wall = time.perf_counter() - t0
     buf = io.BytesIO()
-    np.savez(buf, losses=losses, wall_s=np.float64(wall), seed=np.int64(job.seed))
+    np.savez(buf, losses=losses, mask=mask, wall_s=np.float64(wall), seed=np.int64(job.seed))
     with atomic_path(Path(job.out_path)) as tmp:
         tmp.write_bytes(buf.getvalue())
 
@@ -179,30 +187,25 @@ def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets:
     args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
             "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
             "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
-            "num_subsets": num_subsets, "fraction": fraction, "seed": seed, "n_pool": pool_n,
-            "retrain_code_version": RETRAIN_CODE_VERSION}
+            "fraction": fraction, "seed": seed, "n_pool": pool_n, "retrain_code_version": RETRAIN_CODE_VERSION}
+    # num_subsets is not part of the key: subset j is the same for any M, so a larger M extends the table
     directory = cache.entry("retrain", args)
-    masks_path = directory / "masks.npy"
-    if not masks_path.exists():
-        with atomic_path(masks_path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, subset_masks(pool_n, num_subsets, fraction, seed))
-    seeds = [int(np.random.default_rng([seed, j, 1]).integers(2**31)) for j in range(num_subsets)]
-    jobs = [RetrainJob(spec, j, seeds[j], str(masks_path), directory / "jobs" / f"{j:05d}.npz")
-            for j in range(num_subsets)]
+    jobs = [RetrainJob(spec, j, int(np.random.default_rng([seed, j, 1]).integers(2**31)), pool_n, fraction, seed,
+                       directory / "jobs" / f"{j:05d}.npz") for j in range(num_subsets)]
     if not all(job.out_path.exists() for job in jobs):
         warmup_lm(suite, cache, spec.device)  # train it here, with its own progress bar, not inside a job
     ran = (executor or LocalExecutor()).run(run_retrain_job, jobs, desc=desc)
-    return load_table(jobs, masks_path), ran
+    return load_table(jobs), ran
 
 
-def load_table(jobs: Sequence[RetrainJob], masks_path: Path) -> GroundTruth:
+def load_table(jobs: Sequence[RetrainJob]) -> GroundTruth:
     """Assemble the finished jobs' files into a `GroundTruth`."""
-    losses, seeds, walls = [], [], []
+    masks, losses, seeds, walls = [], [], [], []
     for job in jobs:
         with np.load(job.out_path) as z:
+            masks.append(z["mask"])
             losses.append(z["losses"])
             seeds.append(int(z["seed"]))
             walls.append(float(z["wall_s"]))
-    return GroundTruth(masks=np.load(masks_path), losses=np.stack(losses), seeds=np.array(seeds),
+    return GroundTruth(masks=np.stack(masks), losses=np.stack(losses), seeds=np.array(seeds),
                        wall_s=np.array(walls))

@@ -129,6 +129,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         task_config=config_dict(task_config), fingerprint=fingerprint(identity), status="ok",
         metrics={k: to_jsonable(v) for k, v in output.metrics.items()}, per_example=output.per_example,
         cost=cost, env=environment(request.device), seed=request.seed, started_at=started, created_at=_now(),
-        extra={**to_jsonable(output.extra), "suite_options": to_jsonable(dict(request.suite_options))},
+        extra={**to_jsonable(output.extra), "suite_options": to_jsonable(dict(request.suite_options)),
+               "method_info": to_jsonable(method.info())},
     )
     return record, write_record(request.results_dir, record)

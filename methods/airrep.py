@@ -323,6 +323,7 @@ class AirRep(Method):
         self._tokenizer = None
         self._device = "cpu"
         self.training_history: list[dict[str, float]] = []
+        self._model_dir: Path | None = None  # where the trained model sits (the published layout)
 
     @classmethod
     def smoke_config(cls) -> AirRepConfig:
@@ -349,6 +350,7 @@ class AirRep(Method):
                 self._tokenizer, self._model = load_airrep(self.config.checkpoint, ctx.device)
             return
         directory = ctx.cache.entry("airrep", self._cache_args(ctx))
+        self._model_dir = directory / "model"
         meta_path = directory / "meta.json"
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
@@ -483,6 +485,16 @@ class AirRep(Method):
             pred = encoder.group_scores(sp, np.arange(len(sp.members)), grad=False)
             values.append(lds(pred.double().cpu().numpy(), sp.losses))
         return float(np.nanmean(np.concatenate(values)))
+
+    def info(self) -> dict[str, Any]:
+        """The training curve (loss, held-out LDS per step) and the step kept."""
+        if not self.training_history:
+            return {}
+        evals = [h for h in self.training_history if "heldout_lds" in h and h["heldout_lds"] == h["heldout_lds"]]
+        best = max(evals, key=lambda h: h["heldout_lds"], default=None)
+        return {"history": self.training_history, "best_step": best["step"] if best else None,
+                "best_heldout_lds": best["heldout_lds"] if best else None,
+                "model_dir": str(self._model_dir) if self._model_dir else None}
 
     # -- inference ------------------------------------------------------------------------------------------
     def featurize(self, examples: Examples, role: Role) -> Features:

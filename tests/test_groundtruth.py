@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 
 from bench.cache import Cache
@@ -24,7 +26,7 @@ def test_resume_recomputes_only_missing_jobs_with_identical_results(tiny_cache):
     # the subsets differ, so the losses do too: the table is not constant over subsets
     assert np.ptp(first.losses, axis=0).mean() > 1e-3
     job_dir = next(p for p in (tiny_cache / "retrain").iterdir()
-                   if (p / "masks.npy").exists() and np.load(p / "masks.npy").shape == (6, 400)) / "jobs"
+                   if json.loads((p / "args.json").read_text())["seed"] == 7) / "jobs"
     (job_dir / "00002.npz").unlink()
     (job_dir / "00004.npz").unlink()
     mtime = (job_dir / "00000.npz").stat().st_mtime_ns
@@ -34,3 +36,10 @@ def test_resume_recomputes_only_missing_jobs_with_identical_results(tiny_cache):
     np.testing.assert_array_equal(again.losses, first.losses)  # retraining is deterministic
     _, ran = retrain_table(spec, suite, cache, **kwargs)
     assert ran == 0
+    # growing M reuses every finished job: the first 6 subsets of 8 are the same subsets
+    bigger, ran = retrain_table(spec, suite, cache, **{**kwargs, "num_subsets": 8})
+    assert ran == 2
+    np.testing.assert_array_equal(bigger.masks[:6], first.masks)
+    np.testing.assert_array_equal(bigger.losses[:6], first.losses)
+    smaller, ran = retrain_table(spec, suite, cache, **{**kwargs, "num_subsets": 3})
+    assert ran == 0 and smaller.losses.shape == (3, 64)
