@@ -75,8 +75,9 @@ class AirRepConfig(MethodConfig):
     dev_size: int = field(default=200, metadata={"help": "Dev (reference) examples in each split."})
     subsets_per_split: int = field(default=64, metadata={"help": "Retrained subsets per split (paper: 100)."})
     subset_fraction: float = field(default=0.5, metadata={"help": "Share of the pool in each subset."})
-    steps: int = field(default=150, metadata={"help": "Optimiser steps (paper: up to 2,000)."})
-    subsets_per_step: int = field(default=32, metadata={"help": "Subsets ranked per step (paper: 32)."})
+    steps: int = field(default=100, metadata={"help": "Optimiser steps (paper: up to 2,000)."})
+    subsets_per_step: int = field(default=32, metadata={
+        "help": "Subsets ranked per step, at most subsets_per_split (paper: 32)."})
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 1e-4)."})
     lr_warmup_steps: int = field(default=10, metadata={"help": "Linear warm-up steps, then constant (paper: 10)."})
     clip_norm: float = field(default=1.0, metadata={"help": "Gradient-norm clip (paper: 1.0)."})
@@ -102,8 +103,9 @@ class AirRepConfig(MethodConfig):
             raise ConfigError(f"airrep.n_heldout_splits must be in [0, n_splits), got {self.n_heldout_splits}")
         if not 0.0 < self.subset_fraction < 1.0:
             raise ConfigError(f"airrep.subset_fraction must be in (0, 1), got {self.subset_fraction}")
-        if self.subsets_per_step < 2 or self.subsets_per_step > self.subsets_per_split:
-            raise ConfigError(f"airrep.subsets_per_step must be in [2, subsets_per_split], got {self.subsets_per_step}")
+        if self.subsets_per_step < 2 or self.subsets_per_split < 2:
+            raise ConfigError(f"airrep.subsets_per_step and subsets_per_split must be >= 2, got "
+                              f"{self.subsets_per_step}, {self.subsets_per_split}")
         if self.train_layers < -1:
             raise ConfigError(f"airrep.train_layers must be -1 (all), 0 or more, got {self.train_layers}")
         if not (self.lr > 0 and self.clip_norm > 0 and self.tau_max > 0 and self.tau_min >= 0):
@@ -398,6 +400,7 @@ class AirRep(Method):
                 members = np.stack([np.flatnonzero(m) for m in table.masks])
                 splits.append(_Split(pool_ids, dev_ids, members, table.losses, normalise_losses(table.losses)))
             ph.cached_count = c.n_splits * c.subsets_per_split - ran
+            ph.cached, ph.original_wall_s = ran == 0, compute_s
         self._datagen_s = compute_s  # the retraining compute, also when the jobs came from the cache
         return splits
 
@@ -449,7 +452,8 @@ class AirRep(Method):
         for step in range(start, c.steps):
             rng = np.random.default_rng([c.seed, step, 29])
             sp = train_splits[rng.integers(len(train_splits))]
-            chosen = np.sort(rng.choice(len(sp.members), size=c.subsets_per_step, replace=False))
+            chosen = np.sort(rng.choice(len(sp.members), size=min(c.subsets_per_step, len(sp.members)),
+                                        replace=False))
             pred = encoder.group_scores(sp, chosen, grad=True)
             target = torch.as_tensor(sp.targets[:, chosen], dtype=torch.float32, device=pred.device)
             loss = ranking_loss(pred, target, c.tau_min, c.tau_max)
