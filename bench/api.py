@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from bench.accounting import Accountant
-from bench.cache import Cache
+from bench.cache import Cache, atomic_path, atomic_write_text
 from bench.config import from_dict, to_jsonable
 from bench.data import Example, Examples
+from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder, mean_pool
 from bench.errors import BenchError, ConfigError, DataError
 from bench.executors import Executor, LocalExecutor
 from bench.metrics import Interval, bootstrap_mean, lds, spearman_rows
+from bench.progress import progress
 from bench.registry import Registry
 from bench.scoring import attention_group_score
 from bench.suites import Split, Suite
@@ -34,8 +36,9 @@ if TYPE_CHECKING:
 __all__ = [
     "Accountant", "BenchError", "ConfigError", "DataError", "Example", "Examples", "Features",
     "Interval", "Method", "MethodConfig", "Metric", "Role", "RunContext", "Task", "TaskConfig", "TaskOutput",
-    "attention_group_score", "bootstrap_mean", "config_dict", "feature_nbytes", "lds", "methods",
-    "register_method", "register_task", "spearman_rows", "tasks",
+    "OFFLINE_DEFAULT", "atomic_path", "atomic_write_text", "attention_group_score", "bootstrap_mean",
+    "check_model", "config_dict", "encode_texts", "feature_nbytes", "lds", "load_encoder", "mean_pool", "methods",
+    "progress", "register_method", "register_task", "spearman_rows", "tasks",
 ]
 
 Role = Literal["train", "test"]

@@ -17,7 +17,7 @@ from bench.accounting import Accountant
 from bench.api import RunContext, config_dict, make_config, methods, tasks
 from bench.cache import Cache, default_cache_dir
 from bench.config import fingerprint, to_jsonable
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 from bench.executors import get_executor
 from bench.results import SCHEMA_VERSION, RunRecord, write_record
 from bench.suites import load_suite
@@ -38,6 +38,7 @@ class RunRequest:
     executor: str = "local"
     cache_dir: Path | None = None
     results_dir: Path = Path("results")
+    record_failures: bool = False  # write a failed record (the grid) instead of only raising
 
 
 def _now() -> str:
@@ -101,19 +102,34 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         suite.require(split)
     check_device(request.device)
     executor = get_executor(request.executor)
-
     method = method_cls(method_config)
     method.check()
     task = task_cls(task_config)
-    acct = Accountant(device=request.device)
-    cache = Cache(request.cache_dir or default_cache_dir())
-    ctx = RunContext(suite, cache=cache, acct=acct, seed=request.seed, device=request.device, executor=executor)
-    output = task.run(method, ctx)
 
     identity = {"suite": suite.ref, "suite_spec": to_jsonable(suite.spec), "data": suite.data_fingerprint,
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
                 "schema_version": SCHEMA_VERSION}
+    common = dict(suite=suite.name, suite_version=suite.spec.version, task=request.task, method=request.method,
+                  method_family=method_cls.family, method_config=config_dict(method_config),
+                  task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed,
+                  started_at=started)
+    acct = Accountant(device=request.device)
+    cache = Cache(request.cache_dir or default_cache_dir())
+    ctx = RunContext(suite, cache=cache, acct=acct, seed=request.seed, device=request.device, executor=executor)
+    try:
+        output = task.run(method, ctx)
+    except (BenchError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if not request.record_failures:
+            raise
+        failed = RunRecord(**common, status="failed", metrics={}, per_example={},
+                           cost={"phases": [to_jsonable(p) for p in acct.phases], "device": request.device},
+                           env=environment(request.device), created_at=_now(),
+                           error={"kind": type(exc).__name__, "message": str(exc).strip()[:500]})
+        raise CellFailed(failed, write_record(request.results_dir, failed)) from exc
+
     storage = acct.storage_bytes
     cost = {
         "phases": [to_jsonable(p) for p in acct.phases],
@@ -124,12 +140,40 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         "device": request.device,
     }
     record = RunRecord(
-        suite=suite.name, suite_version=suite.spec.version, task=request.task, method=request.method,
-        method_family=method_cls.family, method_config=config_dict(method_config),
-        task_config=config_dict(task_config), fingerprint=fingerprint(identity), status="ok",
-        metrics={k: to_jsonable(v) for k, v in output.metrics.items()}, per_example=output.per_example,
-        cost=cost, env=environment(request.device), seed=request.seed, started_at=started, created_at=_now(),
+        **common, status="ok", metrics={k: to_jsonable(v) for k, v in output.metrics.items()},
+        per_example=output.per_example, cost=cost, env=environment(request.device), created_at=_now(),
         extra={**to_jsonable(output.extra), "suite_options": to_jsonable(dict(request.suite_options)),
                "method_info": to_jsonable(method.info())},
     )
     return record, write_record(request.results_dir, record)
+
+
+class CellFailed(Exception):
+    """A run failed for a reason other than the user's input; its failed record was written."""
+
+    def __init__(self, record: RunRecord, path: Path) -> None:
+        super().__init__(f"{record.method} on {record.task}: {record.error['kind'] if record.error else 'error'}")
+        self.record = record
+        self.path = path
+
+
+def run_grid(request: RunRequest, method_names: list[str], task_names: list[str]) -> list[tuple[RunRecord, Path]]:
+    """Run every (method, task) cell; a failing cell is recorded as failed and the grid goes on.
+
+    Shows overall progress (cells done / total, ETA). User errors (a bad option, bad data) still stop it.
+    """
+    from dataclasses import replace
+
+    from bench.progress import progress
+
+    out = []
+    cells = [(m, t) for t in task_names for m in method_names]
+    with progress(total=len(cells), desc="grid", unit="cell") as bar:
+        for m, t in cells:
+            bar.set_postfix_str(f"{m} / {t}", refresh=True)
+            try:
+                out.append(run(replace(request, method=m, task=t, record_failures=True)))
+            except CellFailed as failed:
+                out.append((failed.record, failed.path))
+            bar.update(1)
+    return out

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from bench.api import (
+    OFFLINE_DEFAULT,
     ConfigError,
     DataError,
     Examples,
@@ -49,13 +50,18 @@ from bench.api import (
     MethodConfig,
     Role,
     RunContext,
+    atomic_path,
+    atomic_write_text,
     attention_group_score,
+    check_model,
     config_dict,
+    encode_texts,
     lds,
+    load_encoder,
+    mean_pool,
+    progress,
     register_method,
 )
-from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder, mean_pool
-from bench.progress import progress
 
 CODE_VERSION = "1"  # bump when training changes numerically; part of the cache key
 _INFERENCE_ONLY = ("batch_size",)  # options that do not change the trained model
@@ -371,7 +377,7 @@ class AirRep(Method):
         self.training_history = history
         meta = {"datagen_s": self._datagen_s, "train_s": train_s, "history": history,
                 "n_jobs": self.config.n_splits * self.config.subsets_per_split}
-        (directory / "meta.json").write_text(json.dumps(meta, indent=1))  # written last: marks completion
+        atomic_write_text(directory / "meta.json", json.dumps(meta, indent=1))  # written last: marks completion
 
     def _split_ids(self, n_available: int, s: int) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
@@ -610,8 +616,6 @@ def _trainable_state(model) -> dict:
 def _save_checkpoint(directory: Path, model, opt, step: int, history: list, best: dict, train_s: float) -> None:
     import torch
     from safetensors.torch import save_file
-
-    from bench.cache import atomic_path
 
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "weights.safetensors") as tmp:

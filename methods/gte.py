@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.api import (
+    OFFLINE_DEFAULT,
     ConfigError,
     Examples,
     Features,
@@ -15,9 +16,11 @@ from bench.api import (
     Role,
     RunContext,
     attention_group_score,
+    check_model,
+    encode_texts,
+    load_encoder,
     register_method,
 )
-from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.api import ConfigError, Examples, Features, Method, MethodConfig, Role, RunContext, register_method
+from bench.api import (
+    ConfigError,
+    Examples,
+    Features,
+    Method,
+    MethodConfig,
+    Role,
+    RunContext,
+    mean_pool,
+    register_method,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,8 +51,6 @@ class RDS(Method):
     def featurize(self, examples: Examples, role: Role) -> Features:
         """Mean-pooled last hidden states, float32 [n, hidden_size]."""
         import torch
-
-        from bench.encoders import mean_pool
 
         if self._lm is None:
             raise RuntimeError("rds: setup(ctx) must run before featurize")

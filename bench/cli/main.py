@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli import list_cmd, run_cmd
+from bench.cli import leaderboard_cmd, list_cmd, run_cmd
 from bench.errors import BenchError
 
 EXIT_USER_ERROR = 2
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     list_cmd.add_parser(sub)
     run_cmd.add_parser(sub)
+    leaderboard_cmd.add_parser(sub)
     return parser
 
 

@@ -14,6 +14,7 @@ EPILOG = """examples:
   bench run --method tfidf --task lds --set ngram_max=2
   bench run --method tfidf --task lds --suite my_suite.toml
   bench run --method tfidf --task lds --suite-set ground_truth.num_subsets=128
+  bench run --method all --task all --suite small      # the grid; a failing cell is recorded, the grid goes on
 """
 
 
@@ -22,8 +23,8 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p = sub.add_parser("run", help="run a task with a method", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Run one task with one method on one suite and write a result record.")
-    p.add_argument("--method", required=True, help="method name (see 'bench list methods')")
-    p.add_argument("--task", required=True, help="task name (see 'bench list tasks')")
+    p.add_argument("--method", required=True, help="method name (see 'bench list methods'), or 'all'")
+    p.add_argument("--task", required=True, help="task name (see 'bench list tasks'), or 'all'")
     p.add_argument("--suite", default="small", help="built-in suite name or path to a suite .toml (default: small)")
     p.add_argument("--suite-set", dest="suite_options", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite value by dotted key, e.g. ground_truth.num_subsets=32 (repeatable)")
@@ -66,6 +67,25 @@ def run(args: argparse.Namespace) -> int:
                          method_options=method_options,
                          task_options=task_options, seed=args.seed, device=args.device, executor=args.executor,
                          cache_dir=args.cache_dir, results_dir=args.results_dir)
+    if "all" in (args.method, args.task):
+        from bench.api import methods, tasks
+        from bench.runner import run_grid
+
+        method_names = methods.names() if args.method == "all" else [args.method]
+        task_names = tasks.names() if args.task == "all" else [args.task]
+        if (method_options or task_options) and len(method_names) * len(task_names) > 1:
+            raise ConfigError("--set / --task-set apply to one method or task; drop them with 'all'")
+        failed = 0
+        for record, path in run_grid(request, method_names, task_names):
+            if record.status == "ok":
+                name, m = next(iter(record.metrics.items()))
+                print(f"{record.method:<12} {record.task:<15} {name} = {m['value']:.4f} "
+                      f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]  {path}")
+            else:
+                failed += 1
+                print(f"{record.method:<12} {record.task:<15} FAILED ({record.error['kind']}: "
+                      f"{record.error['message'][:80]})  {path}")
+        return 1 if failed else 0
     record, path = run_request(request)
     print(summary(record))
     print(f"record: {path}")

@@ -1,0 +1,200 @@
+"""Render result records into LEADERBOARD.md: deterministic markdown tables, nothing but the records.
+
+Reads `bench.results` only (stdlib), so it runs without torch or any plugin. Rows are sorted by name,
+numbers have a fixed format, a failed cell shows ✕ with its error kind in a footnote, a missing cell is
+blank and never averaged away.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+
+from bench.results import RunRecord, read_records
+
+FAILED = "✕"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (suite, task, method) outcome: the latest record for it."""
+
+    record: RunRecord
+
+    @property
+    def ok(self) -> bool:
+        """The run succeeded."""
+        return self.record.status == "ok"
+
+
+def latest(records: Iterable[RunRecord]) -> dict[tuple[str, str, str], RunRecord]:
+    """The newest record of each (suite, task, method), ties broken by fingerprint."""
+    out: dict[tuple[str, str, str], RunRecord] = {}
+    for r in sorted(records, key=lambda r: (r.created_at, r.fingerprint)):
+        out[(r.suite, r.task, r.method)] = r
+    return out
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def _metric_cell(record: RunRecord | None, metric: str, footnotes: dict[str, int], bold: bool = False) -> str:
+    if record is None:
+        return ""
+    if record.status != "ok":
+        kind = (record.error or {}).get("kind", "error")
+        index = footnotes.setdefault(kind, len(footnotes) + 1)
+        return f"{FAILED}[^{index}]"
+    m = record.metrics.get(metric)
+    if m is None:
+        return ""
+    text = f"{_fmt(m['value'])} ± {_fmt((m['ci_high'] - m['ci_low']) / 2)}"
+    return f"**{text}**" if bold else text
+
+
+def _bytes(n: float | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _setup_s(record: RunRecord) -> float | None:
+    """The one-time cost charged to the method: its setup phases at their original (uncached) cost."""
+    phases = [p for p in record.cost.get("phases", []) if p["name"].startswith("setup/")]
+    if not phases:
+        phases = [p for p in record.cost.get("phases", []) if p["name"] == "setup"]
+    if not phases:
+        return None
+    return sum((p.get("original_wall_s") if p.get("cached") and p.get("original_wall_s") is not None
+                else p["wall_s"]) for p in phases)
+
+
+def _throughput(record: RunRecord) -> float | None:
+    index = [p for p in record.cost.get("phases", []) if p["name"] == "index"]
+    if not index or not index[0].get("count") or index[0]["wall_s"] <= 0:
+        return None
+    return index[0]["count"] / index[0]["wall_s"]
+
+
+def _provenance(records: list[RunRecord]) -> str:
+    if not records:
+        return ""
+    suites = sorted({f"{r.suite} v{r.suite_version}" for r in records})
+    versions = sorted({str(r.env.get("package_version")) for r in records})
+    commits = sorted({str(r.env.get("git_commit") or "unknown")[:12] for r in records})
+    devices = sorted({str(r.env.get("device")) for r in records})
+    dates = sorted(r.created_at[:10] for r in records)
+    return (f"<sub>Suites: {', '.join(suites)} · tda-bench {', '.join(versions)} · commit {', '.join(commits)} · "
+            f"device {', '.join(devices)} · records {dates[0]} to {dates[-1]}</sub>")
+
+
+def _footnotes(footnotes: dict[str, int]) -> list[str]:
+    return [f"[^{i}]: run failed: {kind}" for kind, i in sorted(footnotes.items(), key=lambda kv: kv[1])]
+
+
+def lds_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
+    """Table 1 (LDS per suite with the average) and the cost table."""
+    lds = {k: r for k, r in cells.items() if k[1] == "lds"}
+    if not lds:
+        return []
+    suites = sorted({k[0] for k in lds})
+    methods = sorted({k[2] for k in lds})
+    best = {}
+    for s in suites:
+        values = [(r.metrics["lds"]["value"], m) for (su, _, m), r in lds.items() if su == s and r.status == "ok"]
+        best[s] = max(values)[1] if values else None
+    storage = {m: next((r.cost.get("storage_bytes_per_example") for (_, _, mm), r in sorted(lds.items())
+                        if mm == m and r.status == "ok"), None) for m in methods}
+    ref = storage.get("airrep") or min((v for v in storage.values() if v), default=None)
+    footnotes: dict[str, int] = {}
+    rows = []
+    for m in methods:
+        any_record = next(r for (_, _, mm), r in sorted(lds.items()) if mm == m)
+        dim = next((r.cost.get("dim") for (_, _, mm), r in sorted(lds.items()) if mm == m and r.status == "ok"), None)
+        rel = f" ({storage[m] / ref:.2g}×)" if ref and storage[m] else ""
+        row = [m, any_record.method_family, f"{dim if dim is not None else ''}{rel}"]
+        values = []
+        for s in suites:
+            r = lds.get((s, "lds", m))
+            row.append(_metric_cell(r, "lds", footnotes, bold=best[s] == m))
+            values.append(r.metrics["lds"]["value"] if r is not None and r.status == "ok" else None)
+        complete = all(v is not None for v in values)
+        row.append(_fmt(sum(values) / len(values)) if complete else "")  # type: ignore[arg-type]
+        rows.append(row)
+    headers = ["Method", "Family", "Dim (storage vs airrep)", *[f"LDS {s}" for s in suites], "Average"]
+    out = ["## LDS (paper Table 1)", "",
+           "Mean over test examples of the Spearman correlation between the method's group score and minus "
+           "the loss of the LM retrained on each subset; ± is half the bootstrap 95% CI.", "",
+           tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
+           _provenance(list(lds.values())), ""]
+    out += _footnotes(footnotes) + ([""] if footnotes else [])
+
+    cost_rows = []
+    for (s, _, m), r in sorted(lds.items()):
+        if r.status != "ok":
+            continue
+        thr = _throughput(r)
+        setup = _setup_s(r)
+        cost_rows.append([m, s, _fmt(setup, 1) if setup is not None else "", f"{thr:,.0f}" if thr else "",
+                          _bytes(r.cost.get("storage_bytes_per_example")), _bytes(r.cost.get("peak_bytes")),
+                          str(r.cost.get("device", ""))])
+    out += ["## Cost", "",
+            "Setup: the method's one-time cost in seconds (its original cost when loaded from the cache; "
+            "the shared warm-up and ground truth are not charged). Throughput: training examples featurised "
+            "per second.", "",
+            tabulate(cost_rows, headers=["Method", "Suite", "Setup (s)", "Index (ex/s)", "Storage / example",
+                                         "Peak memory", "Device"], tablefmt="github", disable_numparse=True), ""]
+    return out
+
+
+def classification_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
+    """Table 2: top-1 and top-k label accuracy per label kind, with the chance level."""
+    cls = {k: r for k, r in cells.items() if k[1] == "classification"}
+    if not cls:
+        return []
+    out = ["## Data classification (paper Table 2)", "",
+           "Share of test examples whose top-1 (top-k) training example has the same label; ± is half the "
+           "bootstrap 95% CI.", ""]
+    for suite in sorted({k[0] for k in cls}):
+        records = {k[2]: r for k, r in cls.items() if k[0] == suite}
+        ok = [r for r in records.values() if r.status == "ok"]
+        if not ok:
+            continue
+        # top1_task, top10_task, top1_family, ...: grouped by label kind, then by k
+        metric_names = sorted({name for r in ok for name in r.metrics},
+                              key=lambda n: (n.split("_", 1)[1], int(n.split("_", 1)[0][3:] or 0)))
+        footnotes: dict[str, int] = {}
+        best = {n: max((r.metrics[n]["value"], m) for m, r in records.items()
+                       if r.status == "ok" and n in r.metrics)[1] for n in metric_names}
+        rows = [[m] + [_metric_cell(r, n, footnotes, bold=best[n] == m) for n in metric_names]
+                for m, r in sorted(records.items())]
+        chance = ok[0].extra.get("chance", {})
+        rows.append(["*chance*"] + [_fmt(chance.get(n.split("_", 1)[1], {}).get(n.split("_", 1)[0]))
+                                    for n in metric_names])
+        out += [f"### {suite}", "", tabulate(rows, headers=["Method", *metric_names], tablefmt="github",
+                                              disable_numparse=True), "", _provenance(list(records.values())), ""]
+        out += _footnotes(footnotes) + ([""] if footnotes else [])
+    return out
+
+
+def render(results_dir: Path) -> str:
+    """The whole LEADERBOARD.md text for the records under `results_dir`."""
+    cells = latest(read_records(results_dir))
+    lines = ["# tda-bench leaderboard", "",
+             "Generated by `bench leaderboard` from the result records in `leaderboard/results/`; do not edit. "
+             "Regenerate: `bench run --method all --task all --suite small --results-dir leaderboard/results` "
+             "then `bench leaderboard`.", ""]
+    lines += lds_tables(cells)
+    lines += classification_tables(cells)
+    return "\n".join(lines).rstrip() + "\n"

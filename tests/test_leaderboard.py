@@ -1,0 +1,36 @@
+"""Golden test: fixed records -> expected markdown; plus --check and the no-torch import boundary."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from leaderboard.render import render
+
+DATA = Path(__file__).parent / "data" / "leaderboard"
+
+
+def test_golden_records_render_to_the_expected_markdown():
+    text = render(DATA / "results")
+    assert text == (DATA / "expected.md").read_text(encoding="utf-8")
+    # what the golden file pins down, spelled out
+    assert "**0.467 ± 0.029**" in text  # best LDS in bold, ± half the CI
+    assert "✕[^1]" in text and "[^1]: run failed: RuntimeError" in text  # failed cell, footnote
+    assert "0.100" not in text  # the older tfidf record is superseded by the newer one
+    assert "| *chance* | 0.081" in text
+
+
+def test_check_mode(tmp_path, capsys):
+    from bench.cli.main import main
+
+    out = tmp_path / "LB.md"
+    assert main(["leaderboard", "--results-dir", str(DATA / "results"), "--output", str(out)]) == 0
+    assert main(["leaderboard", "--results-dir", str(DATA / "results"), "--output", str(out), "--check"]) == 0
+    out.write_text(out.read_text() + "edited\n")
+    assert main(["leaderboard", "--results-dir", str(DATA / "results"), "--output", str(out), "--check"]) == 1
+    assert main(["leaderboard", "--results-dir", str(tmp_path / "none")]) == 2
+
+
+def test_leaderboard_imports_no_torch():
+    code = ("import sys; from pathlib import Path; from leaderboard.render import render; "
+            f"render(Path({str(DATA / 'results')!r})); sys.exit(3 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
