@@ -247,10 +247,16 @@ def load_airrep(ref: str, device: str = "cpu"):  # -> (tokenizer, AirRepModel)
     with torch.no_grad():
         projector.weight.copy_(state["projector.weight"].float())
         projector.bias.copy_(state["projector.bias"].float())
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the config's model_type "airrep" is unknown to AutoConfig: expected here
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"airrep checkpoint '{ref}': no tokenizer in {path}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
     model = _airrep_model_cls()(bert, projector)
     return tokenizer, model.to(device).eval()
 
