@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -84,13 +85,19 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device '{device}' requested but no CUDA device is available; use --device cpu")
 
 
-def run(request: RunRequest) -> tuple[RunRecord, Path]:
-    """Validate everything, run the task, write the record atomically; return it and its path.
+@dataclass
+class _Prepared:
+    """A validated request: the plugin objects, the suite, and the fields every record of it shares."""
 
-    Raises:
-        BenchError: for anything the user can fix (names, options, data); nothing is written then.
-    """
-    started = _now()
+    method: Any
+    task: Any
+    suite: Any
+    executor: Any
+    common: dict[str, Any]
+
+
+def _prepare(request: RunRequest) -> _Prepared:
+    """Validate the request (names, options, suite, device) and build the record's identity; no heavy work."""
     method_cls = methods.get(request.method)
     task_cls = tasks.get(request.task)
     suite = load_suite(request.suite, request.suite_options)
@@ -110,10 +117,30 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
                 "schema_version": SCHEMA_VERSION}
-    common = dict(suite=suite.name, suite_version=suite.spec.version, task=request.task, method=request.method,
-                  method_family=method_cls.family, method_config=config_dict(method_config),
-                  task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed,
-                  started_at=started)
+    common = dict(started_at=_now(), suite=suite.name, suite_version=suite.spec.version, task=request.task,
+                  method=request.method, method_family=method_cls.family, method_config=config_dict(method_config),
+                  task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed)
+    return _Prepared(method, task, suite, executor, common)
+
+
+def failed_record(request: RunRequest, kind: str, message: str) -> tuple[RunRecord, Path]:
+    """Write the failed record of a cell that died without writing one (e.g. killed for memory)."""
+    common = _prepare(request).common
+    record = RunRecord(**common, status="failed", metrics={}, per_example={}, cost={"phases": [],
+                       "device": request.device}, env=environment(request.device), created_at=_now(),
+                       error={"kind": kind, "message": message.strip()[:500]})
+    return record, write_record(request.results_dir, record)
+
+
+def run(request: RunRequest) -> tuple[RunRecord, Path]:
+    """Validate everything, run the task, write the record atomically; return it and its path.
+
+    Raises:
+        BenchError: for anything the user can fix (names, options, data); nothing is written then.
+    """
+    prepared = _prepare(request)
+    method, task, suite, executor, common = (prepared.method, prepared.task, prepared.suite, prepared.executor,
+                                             prepared.common)
     acct = Accountant(device=request.device)
     cache = Cache(request.cache_dir or default_cache_dir())
     ctx = RunContext(suite, cache=cache, acct=acct, seed=request.seed, device=request.device, executor=executor)
@@ -157,23 +184,47 @@ class CellFailed(Exception):
         self.path = path
 
 
-def run_grid(request: RunRequest, method_names: list[str], task_names: list[str]) -> list[tuple[RunRecord, Path]]:
-    """Run every (method, task) cell; a failing cell is recorded as failed and the grid goes on.
+def cell_argv(request: RunRequest) -> list[str]:
+    """The `bench run` command line of one cell (run in its own process by the grid)."""
+    argv = [sys.executable, "-m", "bench.cli.main", "run", "--method", request.method, "--task", request.task,
+            "--suite", request.suite, "--seed", str(request.seed), "--device", request.device,
+            "--executor", request.executor, "--results-dir", str(request.results_dir), "--record-failures"]
+    for key, value in request.suite_options:
+        argv += ["--suite-set", f"{key}={json.dumps(value)}"]
+    for flag, options in (("--set", request.method_options), ("--task-set", request.task_options)):
+        for key, value in options:
+            argv += [flag, f"{key}={json.dumps(value)}"]
+    if request.cache_dir is not None:
+        argv += ["--cache-dir", str(request.cache_dir)]
+    return argv
 
-    Shows overall progress (cells done / total, ETA). User errors (a bad option, bad data) still stop it.
+
+def run_grid(request: RunRequest, method_names: list[str], task_names: list[str]) -> list[tuple[RunRecord, Path]]:
+    """Run every (method, task) cell, each in its own process; a failing cell is recorded and the grid goes on.
+
+    A process per cell keeps cells apart: peak memory is the cell's own, and a crash (or a kill for memory)
+    costs one cell. Shows overall progress (cells done / total, ETA). A user error (exit status 2: bad
+    option, bad data) stops the grid, since every cell would hit it.
     """
     from dataclasses import replace
 
     from bench.progress import progress
+    from bench.results import read_record
 
     out = []
     cells = [(m, t) for t in task_names for m in method_names]
     with progress(total=len(cells), desc="grid", unit="cell") as bar:
         for m, t in cells:
             bar.set_postfix_str(f"{m} / {t}", refresh=True)
-            try:
-                out.append(run(replace(request, method=m, task=t, record_failures=True)))
-            except CellFailed as failed:
-                out.append((failed.record, failed.path))
+            cell = replace(request, method=m, task=t)
+            proc = subprocess.run(cell_argv(cell), capture_output=True, text=True)
+            paths = [line[len("record: "):] for line in proc.stdout.splitlines() if line.startswith("record: ")]
+            if proc.returncode == 2:
+                raise BenchError(f"{m} / {t}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+            if paths:
+                out.append((read_record(Path(paths[-1])), Path(paths[-1])))
+            else:  # died before writing anything (signal, out of memory)
+                tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
+                out.append(failed_record(cell, "ProcessDied", tail))
             bar.update(1)
     return out

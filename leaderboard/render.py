@@ -110,10 +110,10 @@ def lds_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
         return []
     suites = sorted({k[0] for k in lds})
     methods = sorted({k[2] for k in lds})
-    best = {}
+    best = {}  # the best value per suite: every method that reaches it is bold
     for s in suites:
-        values = [(r.metrics["lds"]["value"], m) for (su, _, m), r in lds.items() if su == s and r.status == "ok"]
-        best[s] = max(values)[1] if values else None
+        values = [r.metrics["lds"]["value"] for (su, _, _), r in lds.items() if su == s and r.status == "ok"]
+        best[s] = max(values) if values else None
     storage = {m: next((r.cost.get("storage_bytes_per_example") for (_, _, mm), r in sorted(lds.items())
                         if mm == m and r.status == "ok"), None) for m in methods}
     ref = storage.get("airrep") or min((v for v in storage.values() if v), default=None)
@@ -127,7 +127,8 @@ def lds_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
         values = []
         for s in suites:
             r = lds.get((s, "lds", m))
-            row.append(_metric_cell(r, "lds", footnotes, bold=best[s] == m))
+            top = r is not None and r.status == "ok" and r.metrics["lds"]["value"] == best[s]
+            row.append(_metric_cell(r, "lds", footnotes, bold=top))
             values.append(r.metrics["lds"]["value"] if r is not None and r.status == "ok" else None)
         complete = all(v is not None for v in values)
         row.append(_fmt(sum(values) / len(values)) if complete else "")  # type: ignore[arg-type]
@@ -175,9 +176,9 @@ def classification_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[
         metric_names = sorted({name for r in ok for name in r.metrics},
                               key=lambda n: (n.split("_", 1)[1], int(n.split("_", 1)[0][3:] or 0)))
         footnotes: dict[str, int] = {}
-        best = {n: max((r.metrics[n]["value"], m) for m, r in records.items()
-                       if r.status == "ok" and n in r.metrics)[1] for n in metric_names}
-        rows = [[m] + [_metric_cell(r, n, footnotes, bold=best[n] == m) for n in metric_names]
+        best = {n: max(r.metrics[n]["value"] for r in ok if n in r.metrics) for n in metric_names}
+        rows = [[m] + [_metric_cell(r, n, footnotes, bold=r.status == "ok" and n in r.metrics
+                                    and r.metrics[n]["value"] == best[n]) for n in metric_names]
                 for m, r in sorted(records.items())]
         chance = ok[0].extra.get("chance", {})
         rows.append(["*chance*"] + [_fmt(chance.get(n.split("_", 1)[1], {}).get(n.split("_", 1)[0]))

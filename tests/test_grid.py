@@ -1,9 +1,11 @@
 import json
+import sys
 
 import pytest
 
+import bench.runner as runner
 from bench.api import methods, register_method
-from bench.runner import RunRequest, run_grid
+from bench.runner import CellFailed, RunRequest, run, run_grid
 from bench.testing import ToyMethod
 
 
@@ -20,15 +22,43 @@ def failing_method():
     methods._entries.pop("test_failing")
 
 
-def test_grid_records_a_failing_cell_and_goes_on(tmp_path, tiny_cache, failing_method):
-    request = RunRequest(method="", task="", suite="tiny", cache_dir=tiny_cache, results_dir=tmp_path / "r")
-    out = run_grid(request, ["test_failing", "tfidf"], ["lds", "classification"])
-    assert [(r.method, r.task, r.status) for r, _ in out] == [
-        ("test_failing", "lds", "failed"), ("tfidf", "lds", "ok"),
-        ("test_failing", "classification", "failed"), ("tfidf", "classification", "ok")]
-    failed = json.loads(out[0][1].read_text())
+def test_a_failing_run_writes_a_failed_record(tmp_path, tiny_cache, failing_method):
+    request = RunRequest(method=failing_method, task="lds", suite="tiny", cache_dir=tiny_cache,
+                         results_dir=tmp_path / "r", record_failures=True)
+    with pytest.raises(CellFailed) as info:
+        run(request)
+    failed = json.loads(info.value.path.read_text())
+    assert failed["status"] == "failed" and failed["metrics"] == {}
     assert failed["error"] == {"kind": "RuntimeError", "message": "featurizer exploded"}
-    assert failed["metrics"] == {} and failed["status"] == "failed"
+    with pytest.raises(RuntimeError):  # a single run outside the grid keeps the traceback and writes nothing
+        run(RunRequest(method=failing_method, task="lds", suite="tiny", cache_dir=tiny_cache,
+                       results_dir=tmp_path / "single"))
+    assert not (tmp_path / "single").exists()
+
+
+def test_grid_records_a_dead_cell_and_goes_on(tmp_path, tiny_cache, monkeypatch):
+    real_argv = runner.cell_argv
+
+    def argv(request):  # the tfidf/lds cell's process dies without writing anything, as if killed
+        if (request.method, request.task) == ("tfidf", "lds"):
+            return [sys.executable, "-c", "import sys; sys.stderr.write('Killed\\n'); sys.exit(137)"]
+        return real_argv(request)
+
+    monkeypatch.setattr(runner, "cell_argv", argv)
+    request = RunRequest(method="", task="", suite="tiny", cache_dir=tiny_cache, results_dir=tmp_path / "r")
+    out = run_grid(request, ["random", "tfidf"], ["lds", "classification"])
+    assert [(r.method, r.task, r.status) for r, _ in out] == [
+        ("random", "lds", "ok"), ("tfidf", "lds", "failed"),
+        ("random", "classification", "ok"), ("tfidf", "classification", "ok")]
+    assert out[1][0].error == {"kind": "ProcessDied", "message": "Killed"}
+    assert all(path.exists() for _, path in out)
+
+
+def test_grid_stops_on_a_user_error(tmp_path, tiny_cache):
+    request = RunRequest(method="", task="", suite="tiny", cache_dir=tiny_cache, results_dir=tmp_path / "r",
+                         method_options=(("no_such_option", 1),))
+    with pytest.raises(runner.BenchError, match="unknown option 'no_such_option'"):
+        run_grid(request, ["tfidf"], ["lds"])
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.config import parse_override
@@ -37,6 +38,7 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--executor", default="local", help="where retraining jobs run (default local)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
+    p.add_argument("--record-failures", action="store_true", help=argparse.SUPPRESS)  # used by the grid
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go (default ./results)")
     p.set_defaults(func=run)
 
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     request = RunRequest(method=args.method, task=args.task, suite=args.suite, suite_options=suite_options,
                          method_options=method_options,
                          task_options=task_options, seed=args.seed, device=args.device, executor=args.executor,
-                         cache_dir=args.cache_dir, results_dir=args.results_dir)
+                         cache_dir=args.cache_dir, results_dir=args.results_dir,
+                         record_failures=args.record_failures)
     if "all" in (args.method, args.task):
         from bench.api import methods, tasks
         from bench.runner import run_grid
@@ -86,7 +89,16 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{record.method:<12} {record.task:<15} FAILED ({record.error['kind']}: "
                       f"{record.error['message'][:80]})  {path}")
         return 1 if failed else 0
-    record, path = run_request(request)
+    from bench.runner import CellFailed
+
+    try:
+        record, path = run_request(request)
+    except CellFailed as failed:
+        error = failed.record.error or {}
+        print(f"error: {args.method} on {args.task} failed ({error.get('kind')}: {error.get('message')})",
+              file=sys.stderr)
+        print(f"record: {failed.path}")
+        return 1
     print(summary(record))
     print(f"record: {path}")
     return 0
