@@ -169,7 +169,8 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
     record = RunRecord(
         **common, status="ok", metrics={k: to_jsonable(v) for k, v in output.metrics.items()},
         per_example=output.per_example, cost=cost, env=environment(request.device), created_at=_now(),
-        extra={**to_jsonable(output.extra), "suite_options": to_jsonable(dict(request.suite_options)),
+        extra={**to_jsonable(output.extra), "headline": next(iter(output.metrics), None),
+               "suite_options": to_jsonable(dict(request.suite_options)),
                "method_info": to_jsonable(method.info())},
     )
     return record, write_record(request.results_dir, record)

@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         failed = 0
         for record, path in run_grid(request, method_names, task_names):
             if record.status == "ok":
-                name, m = next(iter(record.metrics.items()))
+                name = record.extra.get("headline") or next(iter(record.metrics))  # JSON keys come back sorted
+                m = record.metrics[name]
                 print(f"{record.method:<12} {record.task:<15} {name} = {m['value']:.4f} "
                       f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]  {path}")
             else:
