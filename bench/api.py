@@ -23,7 +23,7 @@ from bench.data import Example, Examples
 from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder, mean_pool
 from bench.errors import BenchError, ConfigError, DataError
 from bench.executors import Executor, LocalExecutor
-from bench.metrics import Interval, bootstrap_mean, lds, spearman_rows
+from bench.metrics import Interval, bootstrap_mean, lds, spearman_rows, stratified_bootstrap_macro_mean, unigram_f1
 from bench.progress import progress
 from bench.registry import Registry
 from bench.scoring import attention_group_score
@@ -38,7 +38,8 @@ __all__ = [
     "Interval", "Method", "MethodConfig", "Metric", "Role", "RunContext", "Task", "TaskConfig", "TaskOutput",
     "OFFLINE_DEFAULT", "atomic_path", "atomic_write_text", "attention_group_score", "bootstrap_mean",
     "check_model", "config_dict", "encode_texts", "feature_nbytes", "lds", "load_encoder", "mean_pool", "methods",
-    "progress", "register_method", "register_task", "spearman_rows", "tasks",
+    "progress", "register_method", "register_task", "spearman_rows", "stratified_bootstrap_macro_mean", "tasks",
+    "unigram_f1",
 ]
 
 Role = Literal["train", "test"]

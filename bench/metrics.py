@@ -79,3 +79,40 @@ def bootstrap_mean(values: np.ndarray, *, rng: np.random.Generator, n_resamples:
     res = stats.bootstrap((finite,), np.mean, n_resamples=n_resamples, confidence_level=0.95,
                           method="percentile", rng=rng)
     return Interval(mean, float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def unigram_f1(prediction: str, reference: str) -> float:
+    """Unigram F1 between whitespace tokens (SQuAD-style: multiset overlap), lower-cased.
+
+    Two empty strings score 1; one empty string scores 0.
+    """
+    from collections import Counter
+
+    pred, ref = prediction.lower().split(), reference.lower().split()
+    if not pred or not ref:
+        return float(pred == ref)
+    overlap = sum((Counter(pred) & Counter(ref)).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(pred), overlap / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def stratified_bootstrap_macro_mean(values: np.ndarray, groups: np.ndarray, *, rng: np.random.Generator,
+                                    n_resamples: int = 2000) -> Interval:
+    """Mean over groups of the within-group mean, with a 95% CI resampling examples within each group.
+
+    Args:
+        values: float [n], one value per example.
+        groups: [n] group label of each example.
+        rng: the resampling generator.
+        n_resamples: bootstrap resamples.
+    """
+    labels = sorted(set(groups.tolist()))
+    members = [values[groups == g] for g in labels]
+    point = float(np.mean([m.mean() for m in members]))
+    boot = np.zeros(n_resamples)
+    for m in members:
+        boot += m[rng.integers(0, len(m), size=(n_resamples, len(m)))].mean(axis=1)
+    boot /= len(members)
+    return Interval(point, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
