@@ -189,6 +189,38 @@ def classification_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[
     return out
 
 
+def selection_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
+    """Figure 4 as a table: F1 after fine-tuning on each method's top-k, against random k and the full pool."""
+    sel = {k: r for k, r in cells.items() if k[1] == "selection"}
+    if not sel:
+        return []
+    out = ["## Data selection (paper Figure 4)", "",
+           "Macro unigram F1 over tasks after fine-tuning on the k training examples the method ranks highest "
+           "for each task; random k and the full pool are the references; ± is half the bootstrap 95% CI. "
+           "Selection cost: the method's time to score the pool.", ""]
+    for suite in sorted({k[0] for k in sel}):
+        records = {k[2]: r for k, r in sel.items() if k[0] == suite}
+        ok = [r for r in records.values() if r.status == "ok"]
+        if not ok:
+            continue
+        footnotes: dict[str, int] = {}
+        best = max(r.metrics["f1"]["value"] for r in ok)
+        rows = []
+        for m, r in sorted(records.items()):
+            cost = r.extra.get("selection_cost_s") if r.status == "ok" else None
+            top = r.status == "ok" and r.metrics["f1"]["value"] == best
+            rows.append([m, _metric_cell(r, "f1", footnotes, bold=top), _fmt(cost, 1) if cost is not None else "",
+                         str(r.extra.get("k", "")) if r.status == "ok" else ""])
+        ref = ok[0]
+        rows.append(["*random k*", _metric_cell(ref, "f1_random", footnotes), "", str(ref.extra.get("k", ""))])
+        rows.append(["*full pool*", _metric_cell(ref, "f1_full", footnotes), "", str(ref.extra.get("n_train", ""))])
+        out += [f"### {suite}", "", tabulate(rows, headers=["Method", "F1", "Selection cost (s)", "k per task"],
+                                              tablefmt="github", disable_numparse=True), "",
+                _provenance(list(records.values())), ""]
+        out += _footnotes(footnotes) + ([""] if footnotes else [])
+    return out
+
+
 def render(results_dir: Path) -> str:
     """The whole LEADERBOARD.md text for the records under `results_dir`."""
     cells = latest(read_records(results_dir))
@@ -198,4 +230,5 @@ def render(results_dir: Path) -> str:
              "then `bench leaderboard`.", ""]
     lines += lds_tables(cells)
     lines += classification_tables(cells)
+    lines += selection_tables(cells)
     return "\n".join(lines).rstrip() + "\n"

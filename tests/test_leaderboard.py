@@ -17,6 +17,7 @@ def test_golden_records_render_to_the_expected_markdown():
     assert "✕[^1]" in text and "[^1]: run failed: RuntimeError" in text  # failed cell, footnote
     assert "0.100" not in text  # the older tfidf record is superseded by the newer one
     assert "| *chance* | 0.081" in text
+    assert "| *random k*  | 0.192 ± 0.016" in text and "[^1]: run failed: MemoryError" in text  # per-table notes
 
 
 def test_check_mode(tmp_path, capsys):
