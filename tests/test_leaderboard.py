@@ -24,10 +24,16 @@ def test_check_mode(tmp_path, capsys):
     from bench.cli.main import main
 
     out = tmp_path / "LB.md"
-    assert main(["leaderboard", "--results-dir", str(DATA / "results"), "--output", str(out)]) == 0
-    assert main(["leaderboard", "--results-dir", str(DATA / "results"), "--output", str(out), "--check"]) == 0
+    args = ["leaderboard", "--results-dir", str(DATA / "results"), "--output", str(out),
+            "--figures-dir", str(tmp_path / "figures")]
+    assert main(args) == 0
+    pngs = sorted((tmp_path / "figures").glob("*.png"))
+    assert [p.name for p in pngs] == ["lds_vs_storage_small.png", "selection_vs_cost_small.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 10_000 for p in pngs)
+    assert "![lds_vs_storage_small](figures/lds_vs_storage_small.png)" in out.read_text()
+    assert main([*args, "--check"]) == 0
     out.write_text(out.read_text() + "edited\n")
-    assert main(["leaderboard", "--results-dir", str(DATA / "results"), "--output", str(out), "--check"]) == 1
+    assert main([*args, "--check"]) == 1
     assert main(["leaderboard", "--results-dir", str(tmp_path / "none")]) == 2
 
 

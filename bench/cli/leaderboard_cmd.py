@@ -16,6 +16,8 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"),
                    help="records to read (default leaderboard/results)")
     p.add_argument("--output", type=Path, default=Path("LEADERBOARD.md"), help="file to write (default LEADERBOARD.md)")
+    p.add_argument("--figures-dir", type=Path, default=Path("leaderboard/figures"),
+                   help="where the PNG figures go (default leaderboard/figures)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file differs from the records")
     p.set_defaults(func=run)
 
@@ -23,12 +25,13 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
 def run(args: argparse.Namespace) -> int:
     """Render, then write or compare."""
     from bench.cache import atomic_write_text
-    from leaderboard.render import render
+    from leaderboard.render import render, write_figures
 
     if not args.results_dir.is_dir():
         raise DataError(f"no result records at {args.results_dir} "
                         f"(run 'bench run ... --results-dir {args.results_dir}')")
-    text = render(args.results_dir)
+    figures_dir = args.figures_dir.resolve()
+    text = render(args.results_dir, figures_dir, relative_to=args.output.resolve().parent)
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
         if current != text:
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.output} is up to date")
         return 0
+    written = write_figures(args.results_dir, figures_dir)
     atomic_write_text(args.output, text)
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} and {len(written)} figures in {args.figures_dir}")
     return 0

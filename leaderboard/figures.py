@@ -1,0 +1,93 @@
+"""Figures of the leaderboard (matplotlib, Agg backend): PNGs written next to LEADERBOARD.md.
+
+Like the tables, they are drawn from result records only. PNG metadata that changes between runs (the
+software string, dates) is left out, so the same records and matplotlib version give the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.results import RunRecord
+
+_COLORS = {"learned": "tab:red", "gradient": "tab:blue", "representation": "tab:green", "baseline": "tab:gray"}
+
+
+def _label(ax, points: list[tuple[float, float, str]]) -> None:
+    """Annotate points; methods at the same place share one label ("airrep, airrep_sum")."""
+    import math
+
+    groups: dict[tuple[float, float], list[tuple[float, float, str]]] = {}
+    for x, y, name in points:  # same place on a log x axis: within ~12% in x and 0.001 in y
+        groups.setdefault((round(math.log10(x) * 20), round(y, 3)), []).append((x, y, name))
+    for members in groups.values():
+        x, y, _ = members[0]
+        names = ", ".join(sorted(n for _, _, n in members))
+        ax.annotate(names, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+
+
+def lds_vs_storage(cells: dict[tuple[str, str, str], RunRecord], suite: str, path: Path) -> bool:
+    """LDS (with its CI) against storage bytes per training example, log x. False if there is nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(r.cost.get("storage_bytes_per_example"), r.metrics["lds"], m, r.method_family)
+              for (s, t, m), r in sorted(cells.items())
+              if s == suite and t == "lds" and r.status == "ok" and r.cost.get("storage_bytes_per_example")]
+    if not points:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for storage, lds, _name, family in points:
+        color = _COLORS.get(family, "black")
+        ax.errorbar(storage, lds["value"], yerr=[[lds["value"] - lds["ci_low"]], [lds["ci_high"] - lds["value"]]],
+                    fmt="o", color=color, capsize=3)
+    _label(ax, [(p[0], p[1]["value"], p[2]) for p in points])
+    ax.set_xscale("log")
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_xlabel("storage per training example (bytes, log scale)")
+    ax.set_ylabel("LDS (95% CI)")
+    ax.set_title(f"LDS against storage, suite {suite}")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=c, label=f) for f, c in _COLORS.items()
+               if any(p[3] == f for p in points)]
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+def selection_vs_cost(cells: dict[tuple[str, str, str], RunRecord], suite: str, path: Path) -> bool:
+    """Selection F1 against the selection cost (log x), with the random-k and full-pool references as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for (s, t, _), r in sorted(cells.items()) if s == suite and t == "selection" and r.status == "ok"]
+    if not records:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in records:
+        f1 = r.metrics["f1"]
+        cost = max(float(r.extra.get("selection_cost_s") or 0.0), 1e-2)  # log axis: floor at 10 ms
+        ax.errorbar(cost, f1["value"], yerr=[[f1["value"] - f1["ci_low"]], [f1["ci_high"] - f1["value"]]],
+                    fmt="o", color=_COLORS.get(r.method_family, "black"), capsize=3)
+    _label(ax, [(max(float(r.extra.get("selection_cost_s") or 0.0), 1e-2), r.metrics["f1"]["value"], r.method)
+                for r in records])
+    ref = records[0].metrics
+    ax.axhline(ref["f1_random"]["value"], color="tab:gray", linestyle="--", label="random k")
+    ax.axhline(ref["f1_full"]["value"], color="black", linestyle=":", label="full pool")
+    ax.set_xscale("log")
+    ax.set_xlabel("selection cost (s, log scale; floor 0.01 s)")
+    ax.set_ylabel("unigram F1, macro over tasks (95% CI)")
+    ax.set_title(f"Data selection, suite {suite}")
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)
+    plt.close(fig)
+    return True
