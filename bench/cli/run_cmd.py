@@ -10,7 +10,8 @@ from bench.config import parse_override
 from bench.errors import ConfigError
 
 EPILOG = """examples:
-  bench run --method tfidf --task lds                 # the embedded 'small' suite, offline, CPU
+  bench run --method airrep --task lds                # the main job: the embedded 'small' suite, offline, CPU
+  bench run --method tfidf --task classification
   bench run --method random --task lds --suite tiny
   bench run --method tfidf --task lds --set ngram_max=2
   bench run --method tfidf --task lds --suite my_suite.toml
