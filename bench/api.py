@@ -289,6 +289,16 @@ class RunContext:
             self.acct.record_storage(method.storage_bytes(features), len(examples))
         return features
 
+    def featurize_suite(self, method: Method) -> tuple[Features, Features]:
+        """Set the method up and featurise the suite's pool, then its test split (the tasks' common start).
+
+        Returns:
+            (train features [n_train, d], test features [n_test, d]).
+        """
+        self.setup(method)
+        train_features = self.featurize(method, self.suite.split("train"), "train")
+        return train_features, self.featurize(method, self.suite.split("test"), "test")
+
     def group_score(self, method: Method, test_features: Features, train_features: Features,
                     masks: np.ndarray) -> np.ndarray:
         """`method.group_score` as the `score` phase; checks the shape."""

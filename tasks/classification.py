@@ -93,9 +93,7 @@ class Classification(Task):
             missing = next((e for e in [*train, *test] if kind not in e.labels), None)
             if missing is not None:
                 raise DataError(f"label kind '{kind}' is missing on example '{missing.id}' of suite '{ctx.suite.name}'")
-        ctx.setup(method)
-        train_features = ctx.featurize(method, train, "train")
-        test_features = ctx.featurize(method, test, "test")
+        train_features, test_features = ctx.featurize_suite(method)
         scores = ctx.score(method, test_features, train_features)
         metrics: dict[str, Metric] = {}
         per_example: dict[str, list[float]] = {}

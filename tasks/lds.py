@@ -44,9 +44,7 @@ class LDS(Task):
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Featurise the pool and the test split, group-score the subsets, correlate with the ground truth."""
         gt = ctx.ground_truth()
-        ctx.setup(method)
-        train_features = ctx.featurize(method, ctx.suite.split("train"), "train")
-        test_features = ctx.featurize(method, ctx.suite.split("test"), "test")
+        train_features, test_features = ctx.featurize_suite(method)
         predicted = ctx.group_score(method, test_features, train_features, gt.masks)
         with ctx.acct.phase("eval"):
             per_example = lds(predicted, gt.losses)

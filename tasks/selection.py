@@ -86,9 +86,7 @@ class Selection(Task):
         k = cfg.k if cfg.k is not None else max(1, round(cfg.k_fraction * len(train)))
         k = min(k, len(train))
         phases_before = len(ctx.acct.phases)
-        ctx.setup(method)
-        train_features = ctx.featurize(method, train, "train")
-        test_features = ctx.featurize(method, test, "test")
+        train_features, test_features = ctx.featurize_suite(method)
         scores = ctx.score(method, test_features, train_features)
         selection_cost = sum(p.wall_s for p in ctx.acct.phases[phases_before:]
                              if p.name in ("setup", "index", "query", "score"))
