@@ -329,7 +329,6 @@ class AirRep(Method):
     """AirRep (Sun et al.): trained encoder + attention pooling, learned from retraining on airrep_train."""
 
     family = "learned"
-    pooling = "attention"
 
     def __init__(self, config: AirRepConfig | None = None) -> None:
         super().__init__(config)
@@ -537,8 +536,6 @@ class AirRepSum(AirRep):
 
     Shares the trained model (and its cache entry) with `airrep`; only the group score differs.
     """
-
-    pooling = "sum"
 
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:
         """Sum of the members' pair scores."""
