@@ -38,8 +38,8 @@ __all__ = [
     "Interval", "Method", "MethodConfig", "Metric", "Role", "RunContext", "Task", "TaskConfig", "TaskOutput",
     "OFFLINE_DEFAULT", "atomic_path", "atomic_write_text", "attention_group_score", "bootstrap_mean",
     "check_model", "config_dict", "encode_texts", "feature_nbytes", "lds", "load_encoder", "mean_pool", "methods",
-    "progress", "register_method", "register_task", "spearman_rows", "stratified_bootstrap_macro_mean", "tasks",
-    "unigram_f1",
+    "per_example_loss", "progress", "register_method", "register_task", "spearman_rows",
+    "stratified_bootstrap_macro_mean", "tasks", "unigram_f1",
 ]
 
 Role = Literal["train", "test"]
@@ -64,6 +64,18 @@ def feature_nbytes(features: Features) -> int:
     if hasattr(features, "element_size"):  # torch.Tensor
         return int(features.element_size() * features.nelement())
     return int(np.asarray(features).nbytes)
+
+
+def per_example_loss(logits: Any, labels: Any) -> Any:
+    """The harness's per-example loss: mean cross-entropy over response + EOS tokens (`bench.lm`), float [n].
+
+    Args:
+        logits: float [n, L, V] of the target LM.
+        labels: long [n, L] as in `TargetLM.encode` (-100 outside the response).
+    """
+    from bench.lm import per_example_loss as loss
+
+    return loss(logits, labels)
 
 
 def _to_numpy(features: Features) -> Any:

@@ -128,8 +128,19 @@ class TargetLM:
 
     # -- training ---------------------------------------------------------------------------------------
     def train(self, data: Encoded, *, lr: float, seed: int, epochs: int | None = None,
-              steps: int | None = None, desc: str | None = None) -> list[float]:
+              steps: int | None = None, desc: str | None = None,
+              optimizer: torch.optim.Optimizer | None = None) -> list[float]:
         """Train with AdamW (constant lr) on shuffled batches; exactly one of `epochs` / `steps`.
+
+        Args:
+            data: the encoded training examples.
+            lr: learning rate of the fresh AdamW (ignored when `optimizer` is given).
+            seed: seed of the batch order.
+            epochs: passes over `data`.
+            steps: optimiser steps (batches cycle through epochs).
+            desc: progress bar label; no bar when None.
+            optimizer: use this optimiser (the caller keeps it, e.g. to read Adam's moments) instead of a
+                fresh AdamW over all parameters.
 
         Returns:
             The loss of every step.
@@ -140,7 +151,8 @@ class TargetLM:
         total = steps if steps is not None else per_epoch * (epochs or 0)
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
+        opt = optimizer if optimizer is not None else torch.optim.AdamW(self.model.parameters(), lr=lr,
+                                                                         weight_decay=0.0)
         self.model.train()
         losses: list[float] = []
         order = torch.empty(0, dtype=torch.long)

@@ -1,0 +1,168 @@
+"""Shared machinery of the gradient-based methods (LoGra, TracIn, DsDm, LESS): one place, four users.
+
+- `per_example_gradients` runs a model over encoded examples in batches under a `logix` session and yields
+  each batch's per-example gradients of the tracked linear modules, flattened in a fixed module order.
+  logix computes them from forward/backward hooks (outer products of a module's input and output
+  gradient, summed over tokens), so a batch of b examples costs one forward and one backward pass.
+- The loss is the harness's per-example loss (mean cross-entropy over the response and EOS tokens), the
+  same quantity the ground truth measures; the batch loss is the sum over examples, so the per-example
+  gradients are exactly those of each example's own loss.
+- `RowWriter` writes feature rows to an `.npy` file chunk by chunk with plain file writes (the rows of a
+  large pool are never held in memory, not even as dirty pages of a mapping) and reads the result back
+  memory-mapped, so the pool's gradient store costs disk, not RAM.
+- `unit_normalize` is the unit normalisation of LoGra / TracIn / LESS.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.api import ConfigError, MethodConfig, RunContext, per_example_loss
+
+_LOGIX_LOGGER = "AnaLog"  # the name logix gives its stdout logger
+
+
+LOGIX_INSTALL = "pip install --no-deps --ignore-requires-python logix-ai==0.1.1"
+
+
+def check_logix() -> None:
+    """Preflight: logix must be importable (it is installed apart from the project, see the README)."""
+    import importlib.util
+
+    if importlib.util.find_spec("logix") is None:
+        raise ConfigError(f"the gradient methods need logix-ai, which is not installed: run `{LOGIX_INSTALL}`")
+
+
+def import_logix():
+    """Import logix with its INFO chatter (module lists, LoRA notices) on stdout turned down to warnings."""
+    import logix
+    from logix.utils import get_logger
+
+    get_logger()  # creates the logger at INFO on first call; lower it afterwards
+    logging.getLogger(_LOGIX_LOGGER).setLevel(logging.WARNING)
+    return logix
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradientConfig(MethodConfig):
+    """Options shared by the gradient-based methods."""
+
+    batch_size: int = field(default=32, metadata={"help": "Examples per forward/backward pass."})
+    modules: tuple[str, ...] = field(default=("mlp",), metadata={
+        "help": "Substrings of the linear modules whose gradients are used (paper: all MLP layers)."})
+    normalize: bool = field(default=True, metadata={"help": "Unit-normalise the gradient vectors."})
+    seed: int = field(default=0, metadata={"help": "Seed of random projections / initialisations."})
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.modules:
+            raise ConfigError("modules must name at least one module (e.g. modules=mlp)")
+
+
+def unit_normalize(rows):  # torch.Tensor [b, d] -> same
+    """Rows divided by their L2 norm (zero rows stay zero)."""
+    return rows / rows.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+def batches(n: int, size: int) -> Iterator[np.ndarray]:
+    """Consecutive index blocks of `size` over `range(n)`."""
+    for start in range(0, n, size):
+        yield np.arange(start, min(start + size, n))
+
+
+def per_example_gradients(run, lm, encoded, *, batch_size: int, path: Sequence[tuple[str, str]] | None = None,
+                          bar=None) -> Iterator[tuple[np.ndarray, Any, Any]]:
+    """Yield `(indices, flat [b, d] float32, raw log)` per batch, in order.
+
+    Args:
+        run: a `logix.LogIX` that watches the model with its statistics set up (`run.setup(...)`).
+        lm: the harness's `TargetLM` (its `model` and `device`).
+        encoded: `lm.encode(examples)`.
+        batch_size: examples per pass.
+        path: module order of the flattened rows; default the order logix tracks them in; empty: no rows
+            (a pass that only collects statistics).
+        bar: a progress bar to advance by each batch's size.
+    """
+    import torch
+    from logix.utils import flatten_log
+
+    model = lm.model
+    model.eval()
+    for idx in batches(len(encoded.lengths), batch_size):
+        batch = {k: v.to(lm.device) for k, v in encoded.batch(torch.as_tensor(idx)).items()}
+        with run(data_id=[int(i) for i in idx], mask=batch["attention_mask"]), warnings.catch_warnings():
+            # the embeddings are frozen, so the first tracked layer's inputs need no gradient: expected
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            model.zero_grad(set_to_none=True)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            per_example_loss(logits, batch["labels"]).sum().backward()
+        _, log = run.get_log()
+        order = path if path is not None else run.state.get_state("model_module")["path"]
+        yield idx, (flatten_log(log, order).float() if order else None), log
+        if bar is not None:
+            bar.update(len(idx))
+    model.zero_grad(set_to_none=True)
+
+
+def new_logix(root: Path, name: str, **config: Any):
+    """A fresh `logix.LogIX` whose files live under `root` (never the working directory)."""
+    import yaml
+
+    logix = import_logix()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"root_dir": str(root), **config}))
+    return logix.LogIX(project=name, config=str(path))
+
+
+class RowWriter:
+    """Float32 rows [n, d] appended to an `.npy` file with plain writes; `finish()` maps the file read-only."""
+
+    def __init__(self, path: Path, n: int, d: int) -> None:
+        self.path, self.n, self.d, self.rows = path, n, d, 0
+        self._f = open(path, "wb")  # noqa: SIM115 - closed in finish()
+        np.lib.format.write_array_header_2_0(self._f, {"descr": np.dtype(np.float32).str, "fortran_order": False,
+                                                      "shape": (n, d)})
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append rows (float32, C order, width d)."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.d:
+            raise ValueError(f"expected rows of width {self.d}, got shape {rows.shape}")
+        self._f.write(rows.tobytes())
+        self.rows += rows.shape[0]
+
+    def finish(self) -> np.ndarray:
+        """Close the file and return it memory-mapped (read-only)."""
+        self._f.close()
+        if self.rows != self.n:
+            raise RuntimeError(f"{self.path}: wrote {self.rows} rows, expected {self.n}")
+        return np.load(self.path, mmap_mode="r")
+
+
+class Scratch:
+    """A private directory for one method instance (under the harness cache), removed with the instance."""
+
+    def __init__(self, owner: object, ctx: RunContext | None, prefix: str) -> None:
+        base = Path(ctx.cache.root) / "scratch" if ctx is not None else Path(tempfile.gettempdir())
+        base.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=base))
+        self._count = 0
+        weakref.finalize(owner, shutil.rmtree, self.path, True)
+
+    def writer(self, name: str, n: int, d: int) -> RowWriter:
+        """A `RowWriter` for a new file `name-K.npy` (earlier files stay valid while they are mapped)."""
+        self._count += 1
+        return RowWriter(self.path / f"{name}-{self._count}.npy", n, d)

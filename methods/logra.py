@@ -1,0 +1,204 @@
+"""LoGra, TracIn and DsDm through `logix` (LoGra's own library), on the suite's warm-up target LM.
+
+The three differ only in the projection's initialisation, the Hessian and the normalisation, exactly as
+the AirRep paper's Appendix E describes its baselines; the gradient pass is shared
+(`methods.gradients`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from bench.api import ConfigError, Examples, Features, Method, Role, RunContext, progress, register_method
+from methods.gradients import (
+    GradientConfig,
+    Scratch,
+    check_logix,
+    new_logix,
+    per_example_gradients,
+    unit_normalize,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogixConfig(GradientConfig):
+    """Options of the logix-based methods."""
+
+    rank: int = field(default=16, metadata={
+        "help": "LoGra rank r per module: each tracked linear layer contributes r x r dimensions."})
+    projection: Literal["logra", "none"] = field(default="logra", metadata={
+        "help": "logra: LoGra's low-rank projection; none: full per-example gradients (small models only)."})
+    damping: float | None = field(default=None, metadata={
+        "help": "Hessian damping; default logix's relative damping (0.1 x mean eigenvalue / trace)."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rank < 1:
+            raise ConfigError(f"rank must be >= 1, got {self.rank}")
+        if self.damping is not None and self.damping < 0:
+            raise ConfigError(f"damping must be >= 0, got {self.damping}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DsDmConfig(LogixConfig):
+    """DsDm / TRAK keeps raw (not unit-normalised) projected gradients."""
+
+    normalize: bool = field(default=False, metadata={"help": "Unit-normalise the gradient vectors."})
+
+
+class LogixMethod(Method):
+    """Per-example gradients of the warm-up LM's MLP layers through logix, projected by LoGra modules.
+
+    Training examples are featurised in two passes when the projection is PCA-initialised: the first
+    collects the forward/backward covariances from which logix initialises the LoGra modules, the second
+    logs the projected per-example gradients (and the Hessian statistics). Train rows are the (optionally
+    unit-normalised) projected gradients; test rows are the projected gradients preconditioned with the
+    inverse Hessian (then normalised), so the score is a dot product. Rows are streamed to disk in chunks.
+    """
+
+    family = "gradient"
+    init: ClassVar[Literal["pca", "random"]] = "pca"
+    hessian: ClassVar[Literal["kfac", "raw", "none"]] = "kfac"
+
+    def __init__(self, config: LogixConfig | None = None) -> None:
+        super().__init__(config)
+        self._base = None  # the warm-up TargetLM as loaded
+        self._lm = None  # a copy carrying the LoGra modules, after the pool was featurised
+        self._run = None
+        self._scratch: Scratch | None = None
+        self._info: dict[str, Any] = {}
+
+    @classmethod
+    def smoke_config(cls) -> LogixConfig:
+        """Rank 4 and small batches on `tiny`."""
+        return cls.config_cls(rank=4, batch_size=8)
+
+    def check(self) -> None:
+        """logix must be installed."""
+        check_logix()
+
+    def setup(self, ctx: RunContext) -> None:
+        """Load the suite's warm-up LM (final checkpoint only, as in the paper)."""
+        self._base = ctx.warmup_lm()
+        self._scratch = Scratch(self, ctx, self.name)
+
+    # -- featurisation ----------------------------------------------------------------------------------
+    def featurize(self, examples: Examples, role: Role) -> Features:
+        """Train: fit the projection and Hessian on these examples, return their gradients; test: precondition."""
+        if self._base is None:
+            raise RuntimeError(f"{self.name}: setup(ctx) must run before featurize")
+        if role == "train":
+            return self._fit(examples)
+        if self._run is None:
+            raise RuntimeError(f"{self.name}: featurise the training pool before test examples")
+        return self._query(examples)
+
+    def _fit(self, examples: Examples) -> np.ndarray:
+        import torch
+
+        c = self.config
+        lm = copy.copy(self._base)
+        lm.model = copy.deepcopy(self._base.model)
+        enc = lm.encode(examples)
+        run = new_logix(self._scratch.path, f"fit{len(examples)}", lora={"init": self.init, "rank": c.rank})
+        run.watch(lm.model, name_filter=list(c.modules))
+        passes = 2 if c.projection == "logra" and self.init == "pca" else 1
+        with progress(total=passes * len(examples), desc=f"{self.name} gradients (pool)", unit="ex") as bar:
+            if c.projection == "logra":
+                if self.init == "pca":
+                    run.setup({"forward": ["covariance"], "backward": ["covariance"]})
+                    for _ in per_example_gradients(run, lm, enc, batch_size=c.batch_size, path=[], bar=bar):
+                        pass
+                torch.manual_seed(c.seed)
+                run.add_lora()
+            stats: dict[str, list[str]] = {"grad": ["log"]}
+            if self.hessian == "kfac":
+                stats.update(forward=["covariance"], backward=["covariance"])
+            elif self.hessian == "raw":
+                stats["grad"].append("covariance")
+            run.setup(stats)
+            writer = None
+            for _idx, rows, _log in per_example_gradients(run, lm, enc, batch_size=c.batch_size, bar=bar):
+                if writer is None:
+                    writer = self._scratch.writer("train", len(examples), rows.shape[1])
+                writer.write((unit_normalize(rows) if c.normalize else rows).cpu().numpy())
+        run.finalize()  # averages the Hessian statistics over the examples
+        run.setup({"grad": ["log"]})
+        self._lm, self._run = lm, run
+        path = run.state.get_state("model_module")["path"]
+        self._info = {"modules": [name for name, _ in path], "dim": writer.d, "projection": c.projection,
+                      "init": self.init, "hessian": self.hessian,
+                      "hessian_bytes": _nbytes(run.state.get_covariance_state())}
+        return writer.finish()
+
+    def _query(self, examples: Examples) -> np.ndarray:
+        from logix.utils import flatten_log
+
+        c, run = self.config, self._run
+        path = run.state.get_state("model_module")["path"]
+        writer = None
+        with progress(total=len(examples), desc=f"{self.name} gradients (test)", unit="ex") as bar:
+            for idx, rows, log in per_example_gradients(run, self._lm, self._lm.encode(examples),
+                                                        batch_size=c.batch_size, bar=bar):
+                if self.hessian != "none":
+                    _, pre = run.influence.precondition((list(idx), log), damping=c.damping, hessian=self.hessian)
+                    rows = flatten_log(pre, path).float()
+                if writer is None:
+                    writer = self._scratch.writer("test", len(examples), rows.shape[1])
+                writer.write((unit_normalize(rows) if c.normalize else rows).cpu().numpy())
+        return writer.finish()
+
+    def info(self) -> dict[str, Any]:
+        """The projection, Hessian, tracked modules and the bytes of the Hessian statistics."""
+        return dict(self._info)
+
+
+def _nbytes(tree: Any) -> int:
+    if hasattr(tree, "element_size"):
+        return int(tree.element_size() * tree.nelement())
+    if isinstance(tree, dict):
+        return sum(_nbytes(v) for v in tree.values())
+    return 0
+
+
+@register_method("logra", config=LogixConfig)
+class LoGra(LogixMethod):
+    """LoGra (Choe et al. 2024) via logix: PCA-initialised LoGra modules on the MLP layers, KFAC, unit norm.
+
+    Paper recipe (Appendix E): LoGra modules on all MLP linear layers, PCA initialisation, KFAC Hessian,
+    unit-normalised vectors, the warm-up model's final checkpoint. The PCA covariances and the KFAC
+    statistics are computed on the training pool being attributed (logix's two-pass recipe), so they are
+    part of the pool's featurisation cost. Deviation: gradients are of the harness's per-example loss (mean
+    over response tokens, as the ground truth measures), not of a sum over tokens.
+    """
+
+
+@register_method("tracin", config=LogixConfig)
+class TracIn(LogixMethod):
+    """TracIn (Pruthi et al. 2020), final checkpoint only: LoGra-projected gradient dot products, unit norm.
+
+    As in the AirRep paper: no Hessian, the LoGra projection for efficiency (`projection=none` gives the
+    full per-example gradients of the tracked modules), one checkpoint instead of TracIn's ensemble.
+    """
+
+    hessian = "none"
+
+
+@register_method("dsdm", config=DsDmConfig)
+class DsDm(LogixMethod):
+    """DsDm / TRAK approximated in logix as the AirRep paper does: random projection, Fisher (raw) Hessian.
+
+    The LoGra modules are randomly initialised (a random projection, as TRAK's), the Hessian is the
+    empirical Fisher of the projected gradients (logix's raw mode, damped by 0.1 x trace / dim), the final
+    checkpoint only (no ensemble) and no (1 - p) output scaling. We chose logix over the `traker` package
+    because it is what the paper used and it computes batched per-example gradients through hooks on CPU,
+    where `traker` needs functorch per-example gradients of the whole model and a projector that
+    regenerates its random matrix on every call. Vectors are not unit-normalised (TRAK's recipe).
+    """
+
+    init = "random"
+    hessian = "raw"

@@ -1,0 +1,174 @@
+"""Gradient methods against brute force: per-example gradients from torch.func, one example at a time."""
+
+import numpy as np
+import pytest
+import torch
+
+from bench.api import RunContext, methods, per_example_loss
+from bench.cache import Cache
+from bench.suites import load_suite
+
+N_TRAIN, N_TEST = 12, 5
+
+
+@pytest.fixture(scope="module")
+def square_ctx(tmp_path_factory):
+    """The tiny suite with a 16-wide model whose MLP layers are square (16 x 16), briefly warmed up."""
+    suite = load_suite("tiny", [("lm.hidden_size", 16), ("lm.intermediate_size", 16), ("lm.num_heads", 2),
+                                ("lm.warmup_steps", 5)])
+    return RunContext(suite, cache=Cache(tmp_path_factory.mktemp("cache")))
+
+
+def _data(ctx):
+    return ctx.suite.split("train")[:N_TRAIN], ctx.suite.split("test")[:N_TEST]
+
+
+def brute_force_grads(model, lm, examples, names):
+    """Per-example gradients of the per-example loss w.r.t. the named parameters, [n, sum of sizes]."""
+    from torch.func import functional_call, grad
+
+    params = {n: p.detach() for n, p in model.named_parameters() if n in names}
+    assert sorted(params) == sorted(names)
+
+    def loss(p, ids, mask, labels):
+        logits = functional_call(model, p, args=(), kwargs={"input_ids": ids, "attention_mask": mask}).logits
+        return per_example_loss(logits, labels).sum()
+
+    enc = lm.encode(examples)
+    rows = []
+    for i in range(len(examples)):
+        b = enc.batch(torch.tensor([i]))
+        g = grad(loss)(params, b["input_ids"], b["attention_mask"], b["labels"])
+        rows.append(torch.cat([g[n].reshape(-1) for n in names]))
+    return torch.stack(rows).detach().double()
+
+
+def mlp_weight_names(model):
+    return [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "mlp" in n]
+
+
+def _fit(name, ctx, **options):
+    cls = methods.get(name)
+    method = cls(cls.config_cls(batch_size=4, **options))
+    method.setup(ctx)
+    train, test = _data(ctx)
+    return method, np.asarray(method.featurize(train, "train"), dtype=np.float64), \
+        np.asarray(method.featurize(test, "test"), dtype=np.float64)
+
+
+def test_tracin_without_projection_equals_brute_force_gradient_dot_products(square_ctx):
+    method, f_train, f_test = _fit("tracin", square_ctx, projection="none", normalize=False)
+    lm = square_ctx.warmup_lm()
+    names = mlp_weight_names(lm.model)
+    train, test = _data(square_ctx)
+    g_train = brute_force_grads(lm.model, lm, train, names).numpy()
+    g_test = brute_force_grads(lm.model, lm, test, names).numpy()
+    assert f_train.shape == g_train.shape  # the full gradient of every MLP weight
+    np.testing.assert_allclose(f_train, g_train, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(method.score(f_test, f_train), g_test @ g_train.T, atol=1e-5, rtol=0)
+
+
+def test_logra_with_a_full_rank_pca_projection_keeps_the_brute_force_dot_products(square_ctx):
+    """At full rank PCA's projections are orthogonal, so LoGra's gradient inner products are the true ones."""
+    method, f_train, f_test = _fit("tracin", square_ctx, rank=16, normalize=False)
+    assert f_train.shape[1] == 6 * 16 * 16  # 2 layers x 3 MLP modules x r^2
+    lm = square_ctx.warmup_lm()
+    names = mlp_weight_names(lm.model)
+    train, test = _data(square_ctx)
+    g_train = brute_force_grads(lm.model, lm, train, names).numpy()
+    g_test = brute_force_grads(lm.model, lm, test, names).numpy()
+    assert not np.allclose(f_train, g_train, atol=1e-3)  # a real change of basis happened
+    np.testing.assert_allclose(method.score(f_test, f_train), g_test @ g_train.T, atol=1e-5, rtol=0)
+
+
+def _kfac_factors(lm, examples):
+    """Token-averaged input (A) and output-gradient (S) covariances of each MLP linear layer, by own hooks."""
+    mods = {n: m for n, m in lm.model.named_modules() if isinstance(m, torch.nn.Linear) and "mlp" in n}
+    sums = {n: [0.0, 0.0] for n in mods}
+    enc = lm.encode(examples)
+    batch = enc.batch(torch.arange(len(examples)))
+    mask = batch["attention_mask"].bool()
+    handles = []
+    for n, m in mods.items():
+        def fwd(_m, inp, n=n):
+            x = inp[0][mask].detach().double()
+            sums[n][0] = sums[n][0] + x.T @ x
+
+        def bwd(_m, _gin, gout, n=n):
+            g = gout[0][mask].detach().double()
+            sums[n][1] = sums[n][1] + g.T @ g
+
+        handles += [m.register_forward_pre_hook(fwd), m.register_full_backward_hook(bwd)]
+    lm.model.zero_grad()
+    logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    per_example_loss(logits, batch["labels"]).sum().backward()
+    for h in handles:
+        h.remove()
+    tokens = int(mask.sum())
+    return {n: (a / tokens, s / tokens) for n, (a, s) in sums.items()}
+
+
+def test_logra_kfac_preconditioning_equals_the_kronecker_inverse(square_ctx):
+    """Test rows = (S kron A + damping I)^-1 vec(G) per module, solved directly (no eigendecomposition)."""
+    damping = 1e-3
+    _method, _f_train, f_test = _fit("logra", square_ctx, projection="none", normalize=False, damping=damping)
+    lm = square_ctx.warmup_lm()
+    train, test = _data(square_ctx)
+    factors = _kfac_factors(lm, train)
+    g_test = brute_force_grads(lm.model, lm, test, mlp_weight_names(lm.model))
+    expected, start = [], 0
+    for _name, (a, s) in factors.items():
+        size = a.shape[0] * s.shape[0]
+        kron = torch.kron(s, a) + damping * torch.eye(size, dtype=torch.float64)
+        expected.append(torch.linalg.solve(kron, g_test[:, start:start + size].T).T)
+        start += size
+    expected = torch.cat(expected, dim=1).numpy()
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(f_test / scale, expected / scale, atol=1e-4, rtol=0)
+
+
+def test_less_train_rows_are_projected_adam_corrected_lora_gradients(square_ctx):
+    cls = methods.get("less")
+    less = cls(cls.config_cls(lora_rank=4, lora_alpha=16.0, epochs=1, lr=1e-3, dim=32, batch_size=4))
+    less.setup(square_ctx)
+    train, test = _data(square_ctx)
+    f_train = np.asarray(less.featurize(train, "train"), dtype=np.float64)
+    f_test = np.asarray(less.featurize(test, "test"), dtype=np.float64)
+    model = less._lm.model
+    names = [n for n, p in model.named_parameters() if "lora_" in n]
+    assert names and all(less._moments[n][0].shape == dict(model.named_parameters())[n].shape for n in names)
+    g_train = brute_force_grads(model, less._lm, train, names).float()
+    g_test = brute_force_grads(model, less._lm, test, names).float()
+    m = torch.cat([less._moments[n][0].reshape(-1) for n in names])
+    v = torch.cat([less._moments[n][1].reshape(-1) for n in names])
+    corrected = (0.9 * m + 0.1 * g_train) / torch.sqrt(0.999 * v + 0.001 * g_train**2 + 1e-8)
+    proj = less._projector
+
+    def rows(g):
+        out = proj.project(g, model_id=0).double()
+        return (out / out.norm(dim=1, keepdim=True)).numpy()
+
+    np.testing.assert_allclose(f_train, rows(corrected), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(f_test, rows(g_test), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(f_train, axis=1), 1.0, atol=1e-5)
+
+
+def test_gradient_stores_are_memory_mapped_files_of_the_reported_size(square_ctx):
+    method, _, _ = _fit("dsdm", square_ctx, rank=4)
+    train, _ = _data(square_ctx)
+    feats = method.featurize(train, "train")
+    assert isinstance(feats, np.memmap)
+    assert method.storage_bytes(feats) == N_TRAIN * 6 * 16 * 4
+    assert method.info()["hessian"] == "raw" and method.info()["dim"] == 6 * 16
+
+
+@pytest.mark.parametrize("name", ["logra", "tracin", "dsdm", "less"])
+def test_missing_logix_is_one_line_with_the_install_command(name, run_cli, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: None if mod == "logix" else real(mod, *a))
+    code, out, err, results = run_cli("run", "--method", name, "--task", "lds", "--suite", "tiny")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "--ignore-requires-python logix-ai==0.1.1" in err
+    assert not results.exists() or not any(results.rglob("*.json"))
