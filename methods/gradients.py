@@ -82,14 +82,15 @@ def batches(n: int, size: int) -> Iterator[np.ndarray]:
         yield np.arange(start, min(start + size, n))
 
 
-def per_example_gradients(run, lm, encoded, *, batch_size: int, path: Sequence[tuple[str, str]] | None = None,
+def per_example_gradients(run, lm, examples: Sequence[Any], *, batch_size: int,
+                          path: Sequence[tuple[str, str]] | None = None,
                           bar=None) -> Iterator[tuple[np.ndarray, Any, Any]]:
     """Yield `(indices, flat [b, d] float32, raw log)` per batch, in order.
 
     Args:
         run: a `logix.LogIX` that watches the model with its statistics set up (`run.setup(...)`).
         lm: the harness's `TargetLM` (its `model` and `device`).
-        encoded: `lm.encode(examples)`.
+        examples: the examples, tokenised batch by batch (memory does not grow with their number).
         batch_size: examples per pass.
         path: module order of the flattened rows; default the order logix tracks them in; empty: no rows
             (a pass that only collects statistics).
@@ -100,8 +101,9 @@ def per_example_gradients(run, lm, encoded, *, batch_size: int, path: Sequence[t
 
     model = lm.model
     model.eval()
-    for idx in batches(len(encoded.lengths), batch_size):
-        batch = {k: v.to(lm.device) for k, v in encoded.batch(torch.as_tensor(idx)).items()}
+    for idx in batches(len(examples), batch_size):
+        enc = lm.encode([examples[i] for i in idx])
+        batch = {k: v.to(lm.device) for k, v in enc.batch(torch.arange(len(idx))).items()}
         with run(data_id=[int(i) for i in idx], mask=batch["attention_mask"]), warnings.catch_warnings():
             # the embeddings are frozen, so the first tracked layer's inputs need no gradient: expected
             warnings.filterwarnings("ignore", message="Full backward hook is firing")

@@ -180,7 +180,7 @@ class LESS(Method):
                 pending.clear()
 
         with progress(total=len(examples), desc=f"less gradients ({role})", unit="ex") as bar:
-            for _idx, grads, _log in per_example_gradients(run, lm, lm.encode(examples), batch_size=c.batch_size,
+            for _idx, grads, _log in per_example_gradients(run, lm, examples, batch_size=c.batch_size,
                                                            bar=bar):
                 if role == "train":
                     m = _BETAS[0] * avg + (1 - _BETAS[0]) * grads

@@ -103,7 +103,6 @@ class LogixMethod(Method):
         c = self.config
         lm = copy.copy(self._base)
         lm.model = copy.deepcopy(self._base.model)
-        enc = lm.encode(examples)
         run = new_logix(self._scratch.path, f"fit{len(examples)}", lora={"init": self.init, "rank": c.rank})
         run.watch(lm.model, name_filter=list(c.modules))
         passes = 2 if c.projection == "logra" and self.init == "pca" else 1
@@ -111,7 +110,7 @@ class LogixMethod(Method):
             if c.projection == "logra":
                 if self.init == "pca":
                     run.setup({"forward": ["covariance"], "backward": ["covariance"]})
-                    for _ in per_example_gradients(run, lm, enc, batch_size=c.batch_size, path=[], bar=bar):
+                    for _ in per_example_gradients(run, lm, examples, batch_size=c.batch_size, path=[], bar=bar):
                         pass
                 torch.manual_seed(c.seed)
                 run.add_lora()
@@ -122,7 +121,7 @@ class LogixMethod(Method):
                 stats["grad"].append("covariance")
             run.setup(stats)
             writer = None
-            for _idx, rows, _log in per_example_gradients(run, lm, enc, batch_size=c.batch_size, bar=bar):
+            for _idx, rows, _log in per_example_gradients(run, lm, examples, batch_size=c.batch_size, bar=bar):
                 if writer is None:
                     writer = self._scratch.writer("train", len(examples), rows.shape[1])
                 writer.write((unit_normalize(rows) if c.normalize else rows).cpu().numpy())
@@ -142,7 +141,7 @@ class LogixMethod(Method):
         path = run.state.get_state("model_module")["path"]
         writer = None
         with progress(total=len(examples), desc=f"{self.name} gradients (test)", unit="ex") as bar:
-            for idx, rows, log in per_example_gradients(run, self._lm, self._lm.encode(examples),
+            for idx, rows, log in per_example_gradients(run, self._lm, examples,
                                                         batch_size=c.batch_size, bar=bar):
                 if self.hessian != "none":
                     _, pre = run.influence.precondition((list(idx), log), damping=c.damping, hessian=self.hessian)
