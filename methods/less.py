@@ -97,7 +97,7 @@ class LESS(Method):
         return LESSConfig(lora_rank=4, lora_alpha=16.0, epochs=1, lr=1e-3, dim=64, batch_size=8)
 
     def check(self) -> None:
-        """logix (per-example gradients) must be installed."""
+        """Logix (per-example gradients) must be installed."""
         check_logix()
 
     # -- setup: LoRA warm-up, cached ----------------------------------------------------------------------

@@ -78,7 +78,7 @@ class LogixMethod(Method):
         return cls.config_cls(rank=4, batch_size=8)
 
     def check(self) -> None:
-        """logix must be installed."""
+        """Logix must be installed."""
         check_logix()
 
     def setup(self, ctx: RunContext) -> None:
