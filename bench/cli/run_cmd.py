@@ -111,9 +111,11 @@ def summary(record) -> str:  # RunRecord
     lines = [f"{record.task} | {record.method} | suite {record.suite} (v{record.suite_version})"]
     for name, m in record.metrics.items():
         n = f", n={m['n']}" if m.get("n") is not None else ""
-        lines.append(f"  {name.upper()} = {m['value']:.4f}  95% CI [{m['ci_low']:.4f}, {m['ci_high']:.4f}]{n}")
+        ci = f"  95% CI [{m['ci_low']:.4f}, {m['ci_high']:.4f}]" if m["ci_low"] != m["ci_high"] else ""
+        lines.append(f"  {name.upper()} = {m['value']:.4f}{ci}{n}")
         if m.get("note"):
             lines.append(f"    ({m['note']})")
+    lines += [f"  {line}" for line in record.extra.get("summary", [])]
     lines.append("  cost:")
     for p in record.cost["phases"]:
         rate = f", {p['count'] / p['wall_s']:.0f} ex/s" if p["name"] in ("index", "query") and p["wall_s"] > 0 else ""

@@ -1,0 +1,97 @@
+"""Cost arithmetic of the crossover analysis (paper Section 9): stdlib only, shared by the task and the leaderboard.
+
+A method's cost of attributing a pool of N training examples is `setup_s + N * per_example_s`: a one-time
+setup (warm-up training; AirRep's data generation and training) and a per-example cost (featurising the
+example, plus scoring it against the test set). Two such lines cross at most once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+CrossKind = Literal["above", "below", "always", "never"]
+
+
+@dataclass(frozen=True)
+class CostProfile:
+    """Measured costs of one method, in seconds of the device it ran on."""
+
+    setup_s: float
+    per_example_s: float
+
+    def total(self, n: float) -> float:
+        """Seconds to attribute a pool of `n` examples, setup included."""
+        return self.setup_s + n * self.per_example_s
+
+    def capacity(self, budget_s: float) -> float:
+        """Examples attributable within `budget_s` seconds, setup included (0 if the setup does not fit)."""
+        if budget_s < self.setup_s:
+            return 0.0
+        if self.per_example_s <= 0:
+            return math.inf
+        return (budget_s - self.setup_s) / self.per_example_s
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where `a` becomes cheaper than `b`.
+
+    Attributes:
+        kind: "above": a is cheaper for pools larger than `n_star`; "below": a is cheaper for pools smaller
+            than `n_star`; "always" / "never": at every pool size a is (not) at most as costly as b.
+        n_star: the pool size where the totals are equal (None for always / never).
+        cost_s: the total cost of either at `n_star`.
+    """
+
+    kind: CrossKind
+    n_star: float | None = None
+    cost_s: float | None = None
+
+    def describe(self, a: str = "a", b: str = "b") -> str:
+        """One line, e.g. 'airrep is cheaper than logra beyond 475,000 examples (5.6 h)'."""
+        if self.kind == "always":
+            return f"{a} is never more costly than {b}"
+        if self.kind == "never":
+            return f"{a} is never cheaper than {b}"
+        where = "beyond" if self.kind == "above" else "below"
+        return f"{a} is cheaper than {b} {where} {format_count(self.n_star)} examples ({format_seconds(self.cost_s)})"
+
+
+def crossover(a: CostProfile, b: CostProfile) -> Crossover:
+    """The pool size at which `a`'s total cost equals `b`'s, and on which side `a` is cheaper."""
+    d_setup = a.setup_s - b.setup_s
+    d_per = a.per_example_s - b.per_example_s
+    if d_setup <= 0 and d_per <= 0:
+        return Crossover("always")
+    if d_setup >= 0 and d_per >= 0:
+        return Crossover("never")
+    n_star = -d_setup / d_per
+    return Crossover("above" if d_per < 0 else "below", n_star, a.total(n_star))
+
+
+def format_count(n: float | None) -> str:
+    """1234567 -> '1.2M', 475000 -> '475K', 830 -> '830'; inf -> '∞'."""
+    if n is None:
+        return "—"
+    if math.isinf(n):
+        return "∞"
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f}{suffix}" if value < 100 else f"{value:.0f}{suffix}"
+    return f"{n:.0f}"
+
+
+def format_seconds(s: float | None) -> str:
+    """Seconds as s / min / h / days with 2-3 significant digits."""
+    if s is None:
+        return "—"
+    if s < 120:
+        return f"{s:.3g} s"
+    if s < 7200:
+        return f"{s / 60:.3g} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.3g} h"
+    return f"{s / 86400:.3g} days"

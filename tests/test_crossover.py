@@ -1,0 +1,58 @@
+"""The crossover arithmetic on made-up costs, and the task end to end on `tiny`."""
+
+import json
+import math
+
+import pytest
+
+from bench.costmodel import CostProfile, crossover, format_count, format_seconds
+
+
+def test_crossover_of_a_costly_setup_and_a_cheap_per_example_cost():
+    airrep = CostProfile(setup_s=3600.0, per_example_s=0.001)
+    logra = CostProfile(setup_s=100.0, per_example_s=0.1)
+    c = crossover(airrep, logra)
+    # 3600 + 0.001 N = 100 + 0.1 N  ->  N* = 3500 / 0.099
+    assert c.kind == "above" and c.n_star == pytest.approx(3500 / 0.099)
+    assert c.cost_s == pytest.approx(airrep.total(c.n_star)) == pytest.approx(logra.total(c.n_star))
+    assert airrep.total(2 * c.n_star) < logra.total(2 * c.n_star)
+    assert airrep.total(c.n_star / 2) > logra.total(c.n_star / 2)
+    assert crossover(logra, airrep).kind == "below"
+    assert crossover(logra, airrep).n_star == pytest.approx(c.n_star)
+
+
+@pytest.mark.parametrize(("a", "b", "kind"), [
+    ((10.0, 0.1), (1.0, 0.01), "never"),     # costlier setup and costlier examples
+    ((1.0, 0.01), (10.0, 0.1), "always"),
+    ((5.0, 0.1), (5.0, 0.1), "always"),      # identical: never more costly
+])
+def test_crossover_without_a_crossing(a, b, kind):
+    c = crossover(CostProfile(*a), CostProfile(*b))
+    assert c.kind == kind and c.n_star is None
+
+
+def test_capacity_within_a_budget():
+    p = CostProfile(setup_s=3600.0, per_example_s=0.5)
+    assert p.capacity(1800.0) == 0.0            # the setup alone does not fit
+    assert p.capacity(7200.0) == pytest.approx(7200.0)
+    assert math.isinf(CostProfile(1.0, 0.0).capacity(2.0))
+
+
+def test_formatting():
+    assert format_count(475_000) == "475K" and format_count(1_234_567) == "1.2M" and format_count(830) == "830"
+    assert format_seconds(30) == "30 s" and format_seconds(5.6 * 3600) == "5.6 h"
+
+
+def test_crossover_task_on_tiny_writes_a_record_and_its_png(run_cli):
+    code, out, err, results = run_cli("run", "--method", "tfidf", "--task", "crossover", "--suite", "tiny",
+                                      "--task-set", "reference=dsir")
+    assert code == 0, err
+    record = next(results.rglob("*.json"))
+    data = json.loads(record.read_text())
+    png = record.with_name(f"{record.stem}.crossover.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and data["extra"]["artifacts"] == ["crossover.png"]
+    prof, ref = data["extra"]["profile"], data["extra"]["reference_profile"]
+    assert prof["per_example_s"] > 0 and ref["per_example_s"] > 0 and ref["dim"] == 10000
+    expected = crossover(CostProfile(ref["setup_s"], ref["per_example_s"]),
+                         CostProfile(prof["setup_s"], prof["per_example_s"]))
+    assert data["extra"]["crossover"]["kind"] == expected.kind
