@@ -91,3 +91,48 @@ def selection_vs_cost(cells: dict[tuple[str, str, str], RunRecord], suite: str, 
     _save(fig, path)
     plt.close(fig)
     return True
+
+
+def crossover_curves(cells: dict[tuple[str, str, str], RunRecord], suite: str, path: Path) -> bool:
+    """Total cost against pool size (log-log) of every method with a crossover record; N* with the reference."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.costmodel import CostProfile, crossover, format_count
+
+    records = [r for (s, t, _), r in sorted(cells.items()) if s == suite and t == "crossover" and r.status == "ok"]
+    if not records:
+        return False
+    ref_name = records[0].extra["reference"]
+    ref_prof = records[0].extra["reference_profile"]
+    ref = CostProfile(ref_prof["setup_s"], ref_prof["per_example_s"])
+    profiles = {r.method: (CostProfile(r.extra["profile"]["setup_s"], r.extra["profile"]["per_example_s"]),
+                           r.method_family) for r in records}
+    profiles.setdefault(ref_name, (ref, "learned"))
+    crossings = {m: crossover(ref, p) for m, (p, _) in profiles.items() if m != ref_name}
+    top = max([1e8] + [10 * c.n_star for c in crossings.values() if c.n_star is not None])
+    ns = [10 ** (2 + i * (math.log10(top) - 2) / 199) for i in range(200)]
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    styles = ["-", "--", "-.", ":"]
+    for i, (m, (p, family)) in enumerate(sorted(profiles.items())):
+        ax.plot(ns, [max(p.total(n), 1e-3) / 3600 for n in ns], styles[i % len(styles)],
+                color=_COLORS.get(family, "black"), lw=2.2 if m == ref_name else 1.2, label=m)
+    for m, c in sorted(crossings.items()):
+        if c.n_star is not None:
+            ax.plot([c.n_star], [c.cost_s / 3600], "ko", ms=4)
+            ax.annotate(f"{m}: {format_count(c.n_star)}", (c.n_star, c.cost_s / 3600), textcoords="offset points",
+                        xytext=(5, -10), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training examples attributed (pool size)")
+    ax.set_ylabel("total cost (device hours, setup included)")
+    ax.set_title(f"Cost against pool size, suite {suite}; dots: where {ref_name} becomes cheaper")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    _save(fig, path)
+    plt.close(fig)
+    return True

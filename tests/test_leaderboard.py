@@ -18,6 +18,9 @@ def test_golden_records_render_to_the_expected_markdown():
     assert "0.100" not in text  # the older tfidf record is superseded by the newer one
     assert "| *chance* | 0.081" in text
     assert "| *random k*  | 0.192 ± 0.016" in text and "[^1]: run failed: MemoryError" in text  # per-table notes
+    # crossover: 20160 + 0.0005 N = 100 + 0.042 N at N = 483,373, where both cost 5.67 h
+    assert "| logra    | gradient | 100 s   | 42             | 72.0 KiB            | > 483K (5.67 h)" in text
+    assert "100× / 48×" in text and "(reference)" in text
 
 
 def test_check_mode(tmp_path, capsys):
@@ -28,7 +31,7 @@ def test_check_mode(tmp_path, capsys):
             "--figures-dir", str(tmp_path / "figures")]
     assert main(args) == 0
     pngs = sorted((tmp_path / "figures").glob("*.png"))
-    assert [p.name for p in pngs] == ["lds_vs_storage_small.png", "selection_vs_cost_small.png"]
+    assert [p.name for p in pngs] == ["crossover_small.png", "lds_vs_storage_small.png", "selection_vs_cost_small.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 10_000 for p in pngs)
     assert "![lds_vs_storage_small](figures/lds_vs_storage_small.png)" in out.read_text()
     assert main([*args, "--check"]) == 0
