@@ -120,7 +120,8 @@ def summary(record) -> str:  # RunRecord
     for p in record.cost["phases"]:
         rate = f", {p['count'] / p['wall_s']:.0f} ex/s" if p["name"] in ("index", "query") and p["wall_s"] > 0 else ""
         count = f" ({p['count']} {'jobs' if p['name'] == 'ground_truth' else 'items'}{rate})" if p["count"] else ""
-        cached = f" [cached; produced in {p['original_wall_s']:.1f} s]" if p["cached"] else ""
+        produced = f"; produced in {p['original_wall_s']:.1f} s" if p.get("original_wall_s") is not None else ""
+        cached = f" [cached{produced}]" if p["cached"] else ""
         if not p["cached"] and p.get("cached_count"):
             cached = f" [{p['cached_count']} of {p['count']} from the cache]"
         lines.append(f"    {p['name']:<13} {p['wall_s']:8.2f} s  peak {_fmt_bytes(p['peak_bytes'])}{count}{cached}")
