@@ -11,7 +11,8 @@ FIXTURE = Path(__file__).parent / "data" / "released"
 
 
 def test_lds_on_the_released_table_equals_an_independent_computation(run_cli):
-    code, out, err, results = run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", str(FIXTURE / "flan.toml"))
+    code, out, err, results = run_cli("run", "--method", "tfidf", "--task", "lds",
+                                      "--suite", str(FIXTURE / "flan.toml"))
     assert code == 0, err
     record = json.loads(next(results.rglob("*.json")).read_text())
 
@@ -53,7 +54,7 @@ def test_a_bad_released_file_is_one_line_with_file_and_line(run_cli, tmp_path, l
     (suite / "flan.toml").write_text((FIXTURE / "flan.toml").read_text())
     code, out, err, results = run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", str(suite / "flan.toml"))
     assert code == 2
-    assert err.strip().count("\n") == 0 and f"lds.jsonl:2: " in err and message in err
+    assert err.strip().count("\n") == 0 and "lds.jsonl:2: " in err and message in err
     assert not results.exists() or not any(results.rglob("*.json"))
 
 
