@@ -287,6 +287,15 @@ class RunContext:
         from bench.groundtruth import RetrainSpec, retrain_table
 
         gt_spec = self.suite.spec.ground_truth
+        if gt_spec.released is not None:
+            from bench.released import load_released, resolve
+
+            with self.acct.phase("ground_truth") as ph:
+                table = load_released(resolve(gt_spec.released, self.suite.base_dir),
+                                      len(self.suite.require("train")), len(self.suite.require("test")))
+                ph.count = ph.cached_count = int(table.masks.shape[0])
+                ph.cached = True  # produced elsewhere: its original cost is not known here
+            return table
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            device=self.device)
         with self.acct.phase("ground_truth", count=gt_spec.num_subsets) as ph:

@@ -67,6 +67,11 @@ class Cache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def peek(self, kind: str, args: Any) -> Path:
+        """The directory `entry` would return, without creating or checking anything (for planning)."""
+        key = fingerprint({"kind": kind, "args": to_jsonable(args)})
+        return self.root / kind / key[:16]
+
     def entry(self, kind: str, args: Any) -> Path:
         """Return the directory for the artefact of `kind` produced from `args`, creating it.
 

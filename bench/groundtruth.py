@@ -176,6 +176,30 @@ def run_retrain_job(job: RetrainJob) -> None:
         tmp.write_bytes(buf.getvalue())
 
 
+def _retrain_args(spec: RetrainSpec, suite: Suite, fraction: float, seed: int) -> tuple[int, dict]:
+    pool_n = len(suite.split(spec.pool_split)) if spec.pool_ids is None else len(spec.pool_ids)  # type: ignore[arg-type]
+    args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
+            "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
+            "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
+            "fraction": fraction, "seed": seed, "n_pool": pool_n, "retrain_code_version": RETRAIN_CODE_VERSION}
+    return pool_n, args
+
+
+def plan_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: int, fraction: float,
+               seed: int) -> dict[str, float | int | None]:
+    """What `retrain_table` would do, touching nothing: jobs, how many are cached, their measured mean cost."""
+    _, args = _retrain_args(spec, suite, fraction, seed)
+    jobs_dir = cache.peek("retrain", args) / "jobs"
+    walls = []
+    for j in range(num_subsets):
+        path = jobs_dir / f"{j:05d}.npz"
+        if path.exists():
+            with np.load(path) as z:
+                walls.append(float(z["wall_s"]))
+    return {"jobs": num_subsets, "cached": len(walls), "mean_job_s": sum(walls) / len(walls) if walls else None,
+            "warmup_cached": (cache.peek("warmup", _lm_args(suite)) / "meta.json").exists()}
+
+
 def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: int, fraction: float,
                   seed: int, executor: Executor | None = None, desc: str = "retraining") -> tuple[GroundTruth, int]:
     """Build (or resume, or load) the table of losses after fine-tuning on M random subsets of a pool.
@@ -183,11 +207,7 @@ def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets:
     Returns:
         The table and the number of jobs that ran now (0 when everything was cached).
     """
-    pool_n = len(suite.split(spec.pool_split)) if spec.pool_ids is None else len(spec.pool_ids)  # type: ignore[arg-type]
-    args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
-            "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
-            "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
-            "fraction": fraction, "seed": seed, "n_pool": pool_n, "retrain_code_version": RETRAIN_CODE_VERSION}
+    pool_n, args = _retrain_args(spec, suite, fraction, seed)
     # num_subsets is not part of the key: subset j is the same for any M, so a larger M extends the table
     directory = cache.entry("retrain", args)
     jobs = [RetrainJob(spec, j, int(np.random.default_rng([seed, j, 1]).integers(2**31)), pool_n, fraction, seed,

@@ -19,7 +19,7 @@ from bench.api import RunContext, config_dict, make_config, methods, tasks
 from bench.cache import Cache, atomic_path, default_cache_dir
 from bench.config import fingerprint, to_jsonable
 from bench.errors import BenchError, ConfigError
-from bench.executors import get_executor
+from bench.executors import ShardIncomplete, get_executor
 from bench.results import SCHEMA_VERSION, RunRecord, record_path, write_record
 from bench.suites import load_suite
 
@@ -37,6 +37,7 @@ class RunRequest:
     seed: int = 0
     device: str = "cpu"
     executor: str = "local"
+    shard: str | None = None  # "i/n": run only this share of the retraining jobs (see ShardExecutor)
     cache_dir: Path | None = None
     results_dir: Path = Path("results")
     record_failures: bool = False  # write a failed record (the grid) instead of only raising
@@ -108,7 +109,7 @@ def _prepare(request: RunRequest) -> _Prepared:
     for split in task_cls.requires:
         suite.require(split)
     check_device(request.device)
-    executor = get_executor(request.executor)
+    executor = get_executor(request.executor, device=request.device, shard=request.shard)
     method = method_cls(method_config)
     method.check()
     task = task_cls(task_config)
@@ -146,7 +147,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
     ctx = RunContext(suite, cache=cache, acct=acct, seed=request.seed, device=request.device, executor=executor)
     try:
         output = task.run(method, ctx)
-    except (BenchError, KeyboardInterrupt):
+    except (BenchError, KeyboardInterrupt, ShardIncomplete):
         raise
     except Exception as exc:
         if not request.record_failures:
@@ -203,6 +204,8 @@ def cell_argv(request: RunRequest) -> list[str]:
             argv += [flag, f"{key}={json.dumps(value)}"]
     if request.cache_dir is not None:
         argv += ["--cache-dir", str(request.cache_dir)]
+    if request.shard is not None:
+        argv += ["--shard", request.shard]
     return argv
 
 

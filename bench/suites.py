@@ -112,6 +112,9 @@ class GroundTruthSpec:
     num_subsets: int = field(default=64, metadata={"help": "M, the number of retrained subsets."})
     fraction: float = field(default=0.5, metadata={"help": "Share of the pool in each subset, in (0, 1)."})
     seed: int = field(default=0, metadata={"help": "Seed of subset sampling and of each job's training."})
+    released: str | None = field(default=None, metadata={
+        "help": "An lds.jsonl of released retraining results (the AirRep authors' layout) used instead of "
+                "retraining: a path relative to the suite file or hf://owner/dataset/path/lds.jsonl."})
 
     def __post_init__(self) -> None:
         if self.num_subsets < 2:

@@ -36,7 +36,10 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
                    help="task option (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--executor", default="local", help="where retraining jobs run (default local)")
+    p.add_argument("--executor", default="local",
+                   help="where retraining jobs run: local (default) or ray (RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only retraining jobs with index = I mod N (e.g. a SLURM array task), then stop")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
     p.add_argument("--record-failures", action="store_true", help=argparse.SUPPRESS)  # used by the grid
@@ -69,10 +72,13 @@ def run(args: argparse.Namespace) -> int:
     request = RunRequest(method=args.method, task=args.task, suite=args.suite, suite_options=suite_options,
                          method_options=method_options,
                          task_options=task_options, seed=args.seed, device=args.device, executor=args.executor,
-                         cache_dir=args.cache_dir, results_dir=args.results_dir,
+                         shard=args.shard, cache_dir=args.cache_dir, results_dir=args.results_dir,
                          record_failures=args.record_failures)
     if "all" in (args.method, args.task):
         from bench.api import methods, tasks
+
+        if args.shard is not None:
+            raise ConfigError("--shard applies to one method and task; run each cell's shards on their own")
         from bench.runner import run_grid
 
         method_names = methods.names() if args.method == "all" else [args.method]
@@ -120,7 +126,8 @@ def summary(record) -> str:  # RunRecord
     for p in record.cost["phases"]:
         rate = f", {p['count'] / p['wall_s']:.0f} ex/s" if p["name"] in ("index", "query") and p["wall_s"] > 0 else ""
         count = f" ({p['count']} {'jobs' if p['name'] == 'ground_truth' else 'items'}{rate})" if p["count"] else ""
-        cached = f" [cached; produced in {p['original_wall_s']:.1f} s]" if p["cached"] else ""
+        produced = f"; produced in {p['original_wall_s']:.1f} s" if p.get("original_wall_s") is not None else ""
+        cached = f" [cached{produced}]" if p["cached"] else ""
         if not p["cached"] and p.get("cached_count"):
             cached = f" [{p['cached_count']} of {p['count']} from the cache]"
         lines.append(f"    {p['name']:<13} {p['wall_s']:8.2f} s  peak {_fmt_bytes(p['peak_bytes'])}{count}{cached}")

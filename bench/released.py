@@ -1,0 +1,90 @@
+"""Released ground truth: the AirRep authors' retraining results (`lds.jsonl`) instead of retraining here.
+
+Layout (`sunweiwei/airrep-test`, one folder per benchmark next to its `train.jsonl` and `test.jsonl`):
+one JSON object per line, `{"train_subset": [row indices into train.jsonl], "test_loss": [one loss per
+row of test.jsonl]}`. A suite names it with `[ground_truth] released = "path/lds.jsonl"` (relative to the
+suite file) or `released = "hf://sunweiwei/airrep-test/flan/lds.jsonl"` (downloaded through
+`huggingface_hub`, which honours `HF_HUB_OFFLINE`). LDS for any method then needs only featurisation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import ConfigError, DataError
+
+HUB_PREFIX = "hf://"
+
+
+def resolve(ref: str, base_dir: Path | None = None) -> Path:
+    """A local path for `ref`: a file (relative to `base_dir`) or `hf://owner/dataset/path/in/repo`."""
+    if ref.startswith(HUB_PREFIX):
+        parts = ref[len(HUB_PREFIX):].split("/")
+        if len(parts) < 3:
+            raise ConfigError(f"ground_truth.released: '{ref}' must look like hf://owner/dataset/path/lds.jsonl")
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        try:
+            return Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), repo_type="dataset"))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+            raise DataError(f"ground_truth.released: cannot fetch {ref} ({type(exc).__name__}); without the hub, "
+                            f"point `released` at a local copy of the file") from exc
+    path = Path(ref).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise DataError(f"ground_truth.released: no file {path}")
+    return path
+
+
+def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtruth.GroundTruth
+    """Read and validate an `lds.jsonl`; masks over the `n_train` pool rows, losses of the `n_test` test rows.
+
+    Raises:
+        DataError: one line naming the file and line: bad JSON, a missing key, an index out of range or
+            repeated, a loss count that is not the test split's size, a non-finite loss, fewer than 2 subsets.
+    """
+    from bench.groundtruth import GroundTruth
+
+    masks, losses = [], []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict) or "train_subset" not in row or "test_loss" not in row:
+                raise DataError(f"{where}: each row needs 'train_subset' and 'test_loss'")
+            subset, loss = row["train_subset"], row["test_loss"]
+            if not isinstance(subset, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                       for i in subset):
+                raise DataError(f"{where}: train_subset must be a list of integer row indices")
+            bad = [i for i in subset if not 0 <= i < n_train]
+            if bad:
+                raise DataError(f"{where}: train_subset index {bad[0]} is outside the pool of {n_train} rows")
+            if len(set(subset)) != len(subset):
+                raise DataError(f"{where}: train_subset repeats an index")
+            if not subset:
+                raise DataError(f"{where}: train_subset is empty")
+            if not isinstance(loss, list) or len(loss) != n_test:
+                got = len(loss) if isinstance(loss, list) else type(loss).__name__
+                raise DataError(f"{where}: test_loss has {got} values, the test split has {n_test} rows")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in loss):
+                raise DataError(f"{where}: test_loss must hold finite numbers")
+            mask = np.zeros(n_train, dtype=bool)
+            mask[subset] = True
+            masks.append(mask)
+            losses.append(np.asarray(loss, dtype=np.float64))
+    if len(masks) < 2:
+        raise DataError(f"{path}: {len(masks)} subset(s); LDS needs at least 2 (Spearman over subsets)")
+    m = len(masks)
+    return GroundTruth(masks=np.stack(masks), losses=np.stack(losses), seeds=np.full(m, -1, dtype=np.int64),
+                       wall_s=np.zeros(m))

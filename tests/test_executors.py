@@ -1,0 +1,56 @@
+"""Executors: Ray and sharded runs produce exactly the local executor's ground truth on `tiny`."""
+
+import time
+
+import numpy as np
+import pytest
+
+from bench.api import RunContext
+from bench.cache import Cache
+from bench.executors import LocalExecutor, RayExecutor, ShardExecutor, ShardIncomplete
+from bench.suites import load_suite
+
+
+def _ground_truth(cache_dir, executor):
+    ctx = RunContext(load_suite("tiny"), cache=Cache(cache_dir), executor=executor)
+    return ctx.ground_truth()
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_local_ground_truth(tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    local = _ground_truth(tmp_path / "local", LocalExecutor())
+    executor = RayExecutor(local_cpus=2)
+    t0 = time.perf_counter()
+    remote = _ground_truth(tmp_path / "ray", executor)
+    wall = time.perf_counter() - t0
+    ray.shutdown()
+    np.testing.assert_array_equal(remote.masks, local.masks)
+    np.testing.assert_array_equal(remote.losses, local.losses)  # bit-identical: same jobs, same seeds
+    assert len(executor.summaries) == local.masks.shape[0]
+    assert all(s["out_path"].endswith(".npz") and s["wall_s"] > 0 for s in executor.summaries)
+    print(f"\nray: start-up {executor.startup_s:.1f} s, {local.masks.shape[0]} jobs in {wall:.1f} s "
+          f"(local jobs {local.wall_s.sum():.1f} s)")
+
+
+def test_shards_together_give_the_local_ground_truth(tmp_path):
+    local = _ground_truth(tmp_path / "local", LocalExecutor())
+    with pytest.raises(ShardIncomplete, match=r"shard 0/3: 6 job\(s\) ran, 10 of 16"):
+        _ground_truth(tmp_path / "sharded", ShardExecutor(0, 3))
+    with pytest.raises(ShardIncomplete):
+        _ground_truth(tmp_path / "sharded", ShardExecutor(2, 3))
+    sharded = _ground_truth(tmp_path / "sharded", ShardExecutor(1, 3))  # the last shard completes the table
+    np.testing.assert_array_equal(sharded.losses, local.losses)
+    np.testing.assert_array_equal(sharded.masks, local.masks)
+
+
+def test_shard_cli_exits_0_without_a_record_and_bad_shards_are_one_line(run_cli, tmp_path):
+    code, out, err, results = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny",
+                                      "--shard", "0/4", cache=tmp_path / "c")
+    assert code == 0 and "shard 0/4: 4 job(s) ran" in err and "rerun without --shard" in err
+    assert not results.exists() or not any(results.rglob("*.json"))
+    for bad in ("4/4", "x", "1/0"):
+        code, _, err, _ = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny", "--shard", bad)
+        assert code == 2 and err.count("\n") == 1 and "--shard" in err
