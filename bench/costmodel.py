@@ -88,6 +88,8 @@ def format_seconds(s: float | None) -> str:
     """Seconds as s / min / h / days with 2-3 significant digits."""
     if s is None:
         return "—"
+    if s < 0.1:
+        return f"{s * 1e3:.3g} ms"
     if s < 120:
         return f"{s:.3g} s"
     if s < 7200:
