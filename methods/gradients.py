@@ -154,12 +154,28 @@ class RowWriter:
         return np.load(self.path, mmap_mode="r")
 
 
+def _remove_orphans(base: Path) -> None:
+    """Remove scratch directories left by processes that no longer run (a killed run cannot clean up)."""
+    for d in base.iterdir():
+        parts = d.name.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            pass
+
+
 class Scratch:
     """A private directory for one method instance (under the harness cache), removed with the instance."""
 
     def __init__(self, owner: object, ctx: RunContext | None, prefix: str) -> None:
         base = Path(ctx.cache.root) / "scratch" if ctx is not None else Path(tempfile.gettempdir())
         base.mkdir(parents=True, exist_ok=True)
+        if ctx is not None:
+            _remove_orphans(base)
         self.path = Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=base))
         self._count = 0
         weakref.finalize(owner, shutil.rmtree, self.path, True)

@@ -172,3 +172,29 @@ def test_missing_logix_is_one_line_with_the_install_command(name, run_cli, monke
     assert code == 2
     assert err.strip().count("\n") == 0 and "--ignore-requires-python logix-ai==0.1.1" in err
     assert not results.exists() or not any(results.rglob("*.json"))
+
+
+def test_scratch_of_a_dead_process_is_removed_and_a_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from methods.gradients import Scratch
+
+    class Owner:
+        pass
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    base = tmp_path / "scratch"
+    orphan = base / f"logra-{dead.stdout.strip()}-abc123"
+    live = base / f"logra-{os.getpid()}-def456"
+    for d in (orphan, live):
+        d.mkdir(parents=True)
+        (d / "train-1.npy").write_bytes(b"x")
+    ctx = type("Ctx", (), {"cache": type("C", (), {"root": tmp_path})()})()
+    owner = Owner()
+    scratch = Scratch(owner, ctx, "logra")
+    assert not orphan.exists() and live.exists() and scratch.path.exists()
+    del owner  # the instance's own directory goes with it
+    assert not scratch.path.exists()
