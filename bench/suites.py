@@ -20,6 +20,7 @@ from bench.config import fingerprint, from_dict
 from bench.data import Columns, Example, load_examples
 from bench.errors import ConfigError, DataError, UnknownPluginError, did_you_mean
 from bench.generator import GENERATOR_VERSION, TASK_NAMES, generate
+from bench.presets import PresetSpec, load_preset
 
 SPLITS = ("train", "test", "warmup", "airrep_train")
 Split = Literal["train", "test", "warmup", "airrep_train"]
@@ -59,6 +60,7 @@ class DataSpec:
     """Either the embedded generator or one source per split, with the column mapping."""
 
     generator: GeneratorSpec | None = None
+    preset: PresetSpec | None = None
     train: SplitSource | None = None
     test: SplitSource | None = None
     warmup: SplitSource | None = None
@@ -69,8 +71,9 @@ class DataSpec:
     id_column: str | None = None
 
     def __post_init__(self) -> None:
-        if self.generator is None and (self.train is None or self.test is None):
-            raise ConfigError("[data] needs either a [data.generator] table or both data.train and data.test")
+        if self.generator is None and self.preset is None and (self.train is None or self.test is None):
+            raise ConfigError("[data] needs a [data.generator] table, a [data.preset] table, or both data.train "
+                              "and data.test")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +169,8 @@ class Suite:
             n = {"train": g.n_train, "test": g.n_test, "warmup": g.n_warmup,
                  "airrep_train": g.n_airrep_train}[name]
             return generate(n, seed=g.seed, split=name, balanced=name == "test", tasks=g.tasks)
+        if data.preset is not None:
+            return load_preset(data.preset, name, self.base_dir)
         source: SplitSource | None = getattr(data, name)
         if source is None:
             return []
@@ -193,6 +198,11 @@ class Suite:
             return fingerprint({"generator": data.generator, "generator_version": GENERATOR_VERSION,
                                 "suite_version": self.spec.version})
         parts: dict[str, object] = {"spec": data, "suite_version": self.spec.version}
+        if data.preset is not None and not data.preset.source.startswith("hf://"):
+            root = Path(data.preset.source).expanduser()
+            root = self.base_dir / root if self.base_dir is not None and not root.is_absolute() else root
+            parts["preset_files"] = sorted((str(p.relative_to(root)), p.stat().st_size)
+                                           for p in root.rglob("*.jsonl")) if root.is_dir() else []
         for name in SPLITS:
             source = getattr(data, name)
             if source is None:
