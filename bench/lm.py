@@ -195,9 +195,14 @@ class TargetLM:
         self.model.eval()
         enc = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         room = self.spec.max_length - 2
-        heads = [[self._ids["<bos>"], *p[-room:], self._ids["<sep>"]] for p in enc]
+        return self._greedy([[self._ids["<bos>"], *p[-room:], self._ids["<sep>"]] for p in enc], max_new_tokens)
+
+    def _greedy(self, heads: list[list[int]], max_new_tokens: int) -> list[str]:
+        """Decoded greedy continuations of token rows, batched with left padding.
+
+        Left padding makes every row continue from its last real token.
+        """
         width = max(len(h) for h in heads)
-        # left padding so that every row continues from its last real token
         ids = torch.full((len(heads), width), self._ids["<pad>"], dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, h in enumerate(heads):
@@ -303,18 +308,8 @@ class PretrainedLM(TargetLM):
         """Greedy decoding after `Question: prompt / Answer:` (left padding); returns the responses."""
         self.model.eval()
         enc = self.tokenizer([f"Question: {p}\nAnswer:" for p in prompts], add_special_tokens=False)["input_ids"]
-        heads = [h[-(self.spec.max_length - max_new_tokens):] if len(h) > self.spec.max_length - max_new_tokens
-                 else h for h in enc]
-        width = max(len(h) for h in heads)
-        ids = torch.full((len(heads), width), self._ids["<pad>"], dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, h in enumerate(heads):
-            ids[i, width - len(h):] = torch.tensor(h)
-            mask[i, width - len(h):] = 1
-        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                  max_new_tokens=max_new_tokens, do_sample=False,
-                                  eos_token_id=self._ids["<eos>"], pad_token_id=self._ids["<pad>"])
-        return [t.strip() for t in self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
+        room = max(1, self.spec.max_length - max_new_tokens)
+        return [t.strip() for t in self._greedy([h[-room:] for h in enc], max_new_tokens)]
 
 
 def smollm2_dir() -> tuple[Path, str]:
