@@ -208,8 +208,9 @@ class Suite:
         if data.preset is not None and not data.preset.source.startswith("hf://"):
             root = Path(data.preset.source).expanduser()
             root = self.base_dir / root if self.base_dir is not None and not root.is_absolute() else root
-            parts["preset_files"] = sorted((str(p.relative_to(root)), p.stat().st_size)
-                                           for p in root.rglob("*.jsonl")) if root.is_dir() else []
+            parts["preset_files"] = (sorted((str(p.relative_to(root)), p.stat().st_size)
+                                           for p in root.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet"))
+                                    if root.is_dir() else [])
         for name in SPLITS:
             source = getattr(data, name)
             if source is None:

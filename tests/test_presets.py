@@ -85,3 +85,31 @@ def test_a_pretrained_target_lm_warms_up_retrains_and_generates(run_cli, tmp_pat
     assert meta["steps"] == 1
     (answer,) = lm.generate(["What is the capital of France?"], max_new_tokens=4)
     assert isinstance(answer, str) and answer  # greedy decoding of the trained model gives text
+
+
+def test_tulu_recipe_takes_disjoint_test_pool_and_warmup_rows_and_the_first_turn():
+    suite = load_suite(str(FIXTURE / "tulu.toml"))
+    test, train, warm = suite.split("test"), suite.split("train"), suite.split("warmup")
+    assert (len(test), len(train), len(warm)) == (6, 12, 4)
+    ids = [e.id for e in test + train + warm]
+    assert len(set(ids)) == 22
+    example = train[0]
+    assert example.prompt.startswith("Question ") and example.response.startswith("Item ")
+    assert "Thanks" not in example.prompt and example.labels["dataset"] in {"flan_v1", "cot", "oasst1", "sharegpt"}
+
+
+def test_safe_recipe_balances_the_test_split_and_labels_safety():
+    suite = load_suite(str(FIXTURE / "safe.toml"))
+    train, test = suite.split("train"), suite.split("test")
+    assert len(train) == 16  # the whole training split
+    assert sorted(e.labels["safety"] for e in test) == ["safe"] * 3 + ["unsafe"] * 3
+    unsafe = next(e for e in train if e.labels["safety"] == "unsafe")
+    assert unsafe.labels["harm_category"] in {"Violence", "Privacy Violation", "Cybercrime"}
+
+
+@pytest.mark.parametrize("name", ["tulu", "safe"])
+def test_tulu_and_safe_presets_give_an_lds_result(run_cli, tmp_path, name):
+    code, _, err, results = run_cli("run", "--method", "tfidf", "--task", "lds",
+                                    "--suite", str(FIXTURE / f"{name}.toml"), cache=tmp_path / "cache")
+    assert code == 0, err
+    assert json.loads(next(results.rglob("*.json")).read_text())["status"] == "ok"
