@@ -53,6 +53,12 @@ class Columns:
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
+def local_path(source: str, base_dir: Path | None = None) -> Path:
+    """`source` as a local path: `~` expanded, relative paths resolved against `base_dir` (the suite file's)."""
+    path = Path(source).expanduser()
+    return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+
 def load_examples(source: str, *, columns: Columns, split: str = "train", base_dir: Path | None = None,
                   limit: int | None = None) -> list[Example]:
     """Load examples from a local file or a hub dataset through `datasets.load_dataset`.
@@ -68,9 +74,7 @@ def load_examples(source: str, *, columns: Columns, split: str = "train", base_d
     Raises:
         DataError: unreadable or malformed file, missing column, or a row whose value is not text.
     """
-    path = Path(source).expanduser()
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
+    path = local_path(source, base_dir)
     is_local = path.suffix.lower() in _FORMATS or path.exists()
     if is_local:
         if not path.is_file():

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bench.data import Example
-from bench.progress import progress
+from bench.progress import progress, progress_enabled
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>", "<sep>")
 LM_CODE_VERSION = "1"  # bump when training or evaluation changes numerically
@@ -351,9 +351,7 @@ def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512, see
     from bench.suites import LMSpec
 
     spec = spec if spec is not None else LMSpec(max_length=max_length)
-    import os
-
-    if os.environ.get("BENCH_PROGRESS", "1") == "0":  # transformers' own bars (GGUF dequantising, loading)
+    if not progress_enabled():  # transformers' own bars (GGUF dequantising, loading)
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()

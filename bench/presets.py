@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from bench.data import Example
+from bench.data import Example, local_path
 from bench.errors import ConfigError, DataError
 
 HUB_PREFIX = "hf://"
@@ -60,9 +60,11 @@ def _directory(source: str, split: str, base_dir: Path | None) -> Path:
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
             raise DataError(f"data.preset: cannot fetch {source} ({type(exc).__name__}); without the hub, set "
                             f"data.preset.source to a local mirror directory in the same layout") from exc
-    path = Path(source).expanduser()
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
+    return _local_dir(source, base_dir)
+
+
+def _local_dir(source: str, base_dir: Path | None) -> Path:
+    path = local_path(source, base_dir)
     if not path.is_dir():
         raise DataError(f"data.preset: no directory {path}")
     return path
@@ -136,11 +138,7 @@ def _table(spec: PresetSpec, split: str, base_dir: Path | None):
     source = spec.source
     if source.startswith(HUB_PREFIX):
         return _load_dataset(source[len(HUB_PREFIX):], split=split, what=f"data.preset {spec.name} ({source})")
-    path = Path(source).expanduser()
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
-    if not path.is_dir():
-        raise DataError(f"data.preset: no directory {path}")
+    path = _local_dir(source, base_dir)
     return _load_dataset(str(path), split=split, what=f"data.preset {spec.name} ({path})")
 
 

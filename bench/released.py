@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import local_path
 from bench.errors import ConfigError, DataError
 
 HUB_PREFIX = "hf://"
@@ -34,9 +35,7 @@ def resolve(ref: str, base_dir: Path | None = None) -> Path:
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
             raise DataError(f"ground_truth.released: cannot fetch {ref} ({type(exc).__name__}); without the hub, "
                             f"point `released` at a local copy of the file") from exc
-    path = Path(ref).expanduser()
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
+    path = local_path(ref, base_dir)
     if not path.is_file():
         raise DataError(f"ground_truth.released: no file {path}")
     return path

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import tomllib
 
 from bench.config import fingerprint, from_dict
-from bench.data import Columns, Example, load_examples
+from bench.data import Columns, Example, load_examples, local_path
 from bench.errors import ConfigError, DataError, UnknownPluginError, did_you_mean
 from bench.generator import GENERATOR_VERSION, TASK_NAMES, generate
 from bench.presets import PresetSpec, load_preset
@@ -208,8 +208,7 @@ class Suite:
                                 "suite_version": self.spec.version})
         parts: dict[str, object] = {"spec": data, "suite_version": self.spec.version}
         if data.preset is not None and not data.preset.source.startswith("hf://"):
-            root = Path(data.preset.source).expanduser()
-            root = self.base_dir / root if self.base_dir is not None and not root.is_absolute() else root
+            root = local_path(data.preset.source, self.base_dir)
             parts["preset_files"] = (sorted((str(p.relative_to(root)), p.stat().st_size)
                                            for p in root.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet"))
                                     if root.is_dir() else [])
@@ -217,9 +216,7 @@ class Suite:
             source = getattr(data, name)
             if source is None:
                 continue
-            path = Path(source.source).expanduser()
-            if self.base_dir is not None and not path.is_absolute():
-                path = self.base_dir / path
+            path = local_path(source.source, self.base_dir)
             if path.is_file():
                 parts[f"{name}_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
         return fingerprint(parts)

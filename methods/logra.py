@@ -20,6 +20,7 @@ from bench.api import (
     Method,
     Role,
     RunContext,
+    feature_nbytes,
     load_pretrained_lm,
     progress,
     register_method,
@@ -179,7 +180,7 @@ class LogixMethod(Method):
 
 def _nbytes(tree: Any) -> int:
     if hasattr(tree, "element_size"):
-        return int(tree.element_size() * tree.nelement())
+        return feature_nbytes(tree)
     if isinstance(tree, dict):
         return sum(_nbytes(v) for v in tree.values())
     return 0
