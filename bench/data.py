@@ -27,14 +27,17 @@ class Example:
     response: str
     labels: Mapping[str, str] = field(default_factory=dict)
 
-    def text(self, max_prompt_words: int = 256) -> str:
-        """Prompt and response in the AirRep paper's format, used by text-based methods.
+    def question(self, max_prompt_words: int = 256) -> str:
+        """The prompt in the AirRep authors' format: `Question: {prompt}` newline `Answer:`.
 
         As in the authors' code, the prompt's whitespace is collapsed and it is cut to its first
         `max_prompt_words` words.
         """
-        prompt = " ".join(self.prompt.split()[:max_prompt_words])
-        return f"Question: {prompt}\nAnswer: {self.response}"
+        return "Question: " + " ".join(self.prompt.split()[:max_prompt_words]) + "\nAnswer:"
+
+    def text(self, max_prompt_words: int = 256) -> str:
+        """Prompt and response in the AirRep paper's format, used by text-based methods."""
+        return f"{self.question(max_prompt_words)} {self.response}"
 
 
 Examples = Sequence[Example]

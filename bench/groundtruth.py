@@ -118,6 +118,16 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
     return load(), meta
 
 
+def start_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> TargetLM
+    """The model every retraining job starts from: the warm-up LM, or the pretrained base (`lm.retrain_from`)."""
+    lm_spec = suite.spec.lm
+    if lm_spec.retrain_from == "base":
+        from bench.lm import load_pretrained_lm
+
+        return load_pretrained_lm(str(lm_spec.model), device, spec=lm_spec, seed=lm_spec.init_seed)
+    return warmup_lm(suite, cache, device)[0]
+
+
 @dataclass(frozen=True)
 class RetrainSpec:
     """Everything a retraining job needs, picklable so that remote workers can rebuild it.
@@ -158,7 +168,7 @@ class RetrainJob:
 def _worker_state(spec: RetrainSpec):  # -> (TargetLM, warm state, pool Encoded, eval Encoded)
     """Per-process memo: the warm-up LM and the encoded pool and eval examples of a spec."""
     suite = load_suite(spec.suite_ref, [tuple(kv) for kv in json.loads(spec.suite_overrides)])
-    lm, _ = warmup_lm(suite, Cache(Path(spec.cache_root)), spec.device)
+    lm = start_lm(suite, Cache(Path(spec.cache_root)), spec.device)
 
     def pick(split: str, ids: tuple[int, ...] | None):
         examples = suite.split(split)  # type: ignore[arg-type]
@@ -227,7 +237,7 @@ def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets:
     directory = cache.entry("retrain", args)
     jobs = [RetrainJob(spec, j, int(np.random.default_rng([seed, j, 1]).integers(2**31)), pool_n, fraction, seed,
                        directory / "jobs" / f"{j:05d}.npz") for j in range(num_subsets)]
-    if not all(job.out_path.exists() for job in jobs):
+    if not all(job.out_path.exists() for job in jobs) and suite.spec.lm.retrain_from == "warmup":
         warmup_lm(suite, cache, spec.device)  # train it here, with its own progress bar, not inside a job
     ran = (executor or LocalExecutor()).run(run_retrain_job, jobs, desc=desc)
     return load_table(jobs), ran

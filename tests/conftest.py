@@ -24,3 +24,24 @@ def run_cli(tmp_path, tiny_cache, capsys):
         return code, out, err, results
 
     return call
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory):
+    """A local model directory in the hub layout (config.json, safetensors, tokenizer with a chat template):
+    a 2-layer, 32-wide Qwen2 causal LM with SmolLM2's tokenizer (ChatML, as Qwen2.5's)."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from bench.lm import smollm2_dir
+
+    directory, gguf = smollm2_dir()
+    tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         tie_word_embeddings=True, max_position_embeddings=1024))
+    out = tmp_path_factory.mktemp("tiny-qwen")
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out

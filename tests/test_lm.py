@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from bench.data import Example
@@ -70,3 +71,58 @@ def test_prompt_is_truncated_from_the_left_to_keep_the_response():
     enc = lm.encode([long])
     assert enc.input_ids.shape[1] <= SPEC.max_length
     assert (enc.labels != -100).sum() == 2
+
+
+def _pretrained(path, **kw):
+    from bench.lm import load_pretrained_lm
+    from bench.suites import LMSpec
+
+    spec = LMSpec(model=str(path), **{"max_length": 64, **kw})
+    return load_pretrained_lm(str(path), spec=spec)
+
+
+def test_chat_template_puts_the_loss_on_the_assistant_turn_and_its_closing(tiny_pretrained):
+    lm = _pretrained(tiny_pretrained, chat_template=True)
+    enc = lm.encode([Example(id="a", prompt="what   is 2 + 2", response="four"),
+                     Example(id="b", prompt="say hi", response="hi there")])
+    tok = lm.tokenizer
+    full = tok.decode(enc.input_ids[0][: int(enc.lengths[0])])
+    assert full == tok.apply_chat_template([{"role": "user", "content": "Question: what is 2 + 2\nAnswer:"},
+                                            {"role": "assistant", "content": "four"}], tokenize=False)
+    labels = enc.labels[1][enc.labels[1] != -100]
+    assert tok.decode(labels) == "hi there<|im_end|>\n"
+    # without the template: the authors' plain format, the loss on " response" + EOS
+    plain = _pretrained(tiny_pretrained).encode([Example(id="a", prompt="say hi", response="hi there")])
+    assert tok.decode(plain.input_ids[0]) == "Question: say hi\nAnswer: hi there" + tok.eos_token
+    assert tok.decode(plain.labels[0][plain.labels[0] != -100]) == " hi there" + tok.eos_token
+
+
+def test_chat_template_truncation_keeps_the_closing_and_generation_stops_at_it(tiny_pretrained):
+    lm = _pretrained(tiny_pretrained, chat_template=True, max_length=16)
+    enc = lm.encode([Example(id="a", prompt="a long prompt " * 20, response="word " * 40)])
+    assert int(enc.lengths[0]) == 16 and enc.labels[0][0] == -100  # one prompt token kept, the rest response
+    assert enc.input_ids[0][-2:].tolist() == lm.tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    assert lm._ids["<eos>"] == lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_gradient_clipping_bounds_the_update(tiny_pretrained):
+    moved = {}
+    for clip in (None, 1e-12):
+        lm = _pretrained(tiny_pretrained, max_grad_norm=clip, batch_size=2)
+        before = {k: v.clone() for k, v in lm.model.named_parameters()}
+        lm.train(lm.encode([Example(id="a", prompt="x y", response="z")] * 2), lr=1e-2, seed=0, steps=1)
+        moved[clip] = max(float((p.detach() - before[k]).abs().max()) for k, p in lm.model.named_parameters())
+    # Adam's first step moves every weight by ~lr whatever the gradient's scale, unless the clipped
+    # gradient falls below Adam's eps
+    assert moved[None] > 5e-3 and moved[1e-12] < 1e-5
+
+
+def test_lm_recipe_fields_that_need_a_pretrained_model_say_so():
+    from bench.errors import ConfigError
+    from bench.suites import LMSpec
+
+    for kw in ({"retrain_from": "base"}, {"chat_template": True}):
+        with pytest.raises(ConfigError, match="lm.model"):
+            LMSpec(**kw)
+    with pytest.raises(ConfigError, match="max_grad_norm"):
+        LMSpec(max_grad_norm=0.0)
