@@ -21,7 +21,7 @@ import numpy as np
 from bench.cache import Cache, atomic_path, atomic_write_text
 from bench.config import fingerprint
 from bench.executors import Executor, LocalExecutor
-from bench.suites import SPLITS, Suite, load_suite
+from bench.suites import Suite, load_suite
 
 RETRAIN_CODE_VERSION = "2"  # 2: masks in the job files, M not in the key
 
@@ -82,40 +82,67 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
     The tokenizer is trained on the text of every split; the model is trained for `lm.warmup_steps` steps
     on the `warmup` split (no steps when that split is empty).
     """
-    from bench.lm import TargetLM, load_lm, load_pretrained_lm, save_lm, save_pretrained_lm
+    from bench.lm import TargetLM, load_pretrained_lm, save_lm, save_pretrained_lm
 
     spec = suite.spec.lm
     directory = warmup_dir(suite, cache)
     meta_path = directory / "meta.json"
 
-    def load():
-        if spec.model is not None:
-            return load_pretrained_lm(str(directory / "model"), device, spec=spec)
-        return load_lm(directory, spec, device)
-
     if meta_path.exists():
-        return load(), json.loads(meta_path.read_text())
+        return _load_lm_dir(spec, directory, device), json.loads(meta_path.read_text())
     import time
 
     t0 = time.perf_counter()
     if spec.model is not None:  # a pretrained LM with its own tokenizer
         lm = load_pretrained_lm(spec.model, device, spec=spec, seed=spec.init_seed)
     else:
-        texts = [t for name in SPLITS for e in suite.split(name) for t in (e.prompt, e.response)]
-        lm = TargetLM.create(texts, spec, device)
+        lm = TargetLM.create(suite.tokenizer_texts(), spec, device)
     warm = suite.split("warmup")
     losses: list[float] = []
     if warm and suite.spec.lm.warmup_steps:
         losses = lm.train(lm.encode(warm), lr=suite.spec.lm.warmup_lr, seed=suite.spec.lm.init_seed,
                           steps=suite.spec.lm.warmup_steps, desc=f"warm-up {suite.name}")
-    if spec.model is not None:
-        save_pretrained_lm(lm, directory)
-    else:
-        save_lm(lm, directory)
+    (save_pretrained_lm if spec.model is not None else save_lm)(lm, directory)
     meta = {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_warmup": len(warm),
             "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
     atomic_write_text(meta_path, json.dumps(meta, indent=2))  # written last: marks the entry complete
-    return load(), meta
+    return _load_lm_dir(spec, directory, device), meta
+
+
+def _load_lm_dir(spec, directory: Path, device: str):  # -> TargetLM
+    """Load what `save_lm` / `save_pretrained_lm` wrote into a cache entry."""
+    from bench.lm import load_lm, load_pretrained_lm
+
+    if spec.model is not None:
+        return load_pretrained_lm(str(directory / "model"), device, spec=spec)
+    return load_lm(directory, spec, device)
+
+
+def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, meta dict)
+    """The retraining start model fine-tuned on the whole pool as a retraining job is on a subset; cached.
+
+    What generates Alpaca's seen test responses (`bench respond`): the paper's "model trained on the full
+    training set".
+    """
+    import time
+
+    from bench.lm import save_lm, save_pretrained_lm
+
+    spec, seed = suite.spec.lm, suite.spec.ground_truth.seed
+    directory = cache.entry("pool_lm", {**_lm_args(suite), "seed": seed, "retrain_code_version": RETRAIN_CODE_VERSION})
+    meta_path = directory / "meta.json"
+    if meta_path.exists():
+        return _load_lm_dir(spec, directory, device), json.loads(meta_path.read_text())
+    pool = suite.require("train")
+    lm = start_lm(suite, cache, device)
+    t0 = time.perf_counter()
+    losses = lm.train(lm.encode(pool), lr=spec.finetune_lr, seed=seed, epochs=spec.finetune_epochs,
+                      desc=f"fine-tune on the {suite.name} pool")
+    (save_pretrained_lm if spec.model is not None else save_lm)(lm, directory)
+    meta = {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_pool": len(pool),
+            "final_loss": losses[-1] if losses else None}
+    atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    return _load_lm_dir(spec, directory, device), meta
 
 
 def start_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> TargetLM

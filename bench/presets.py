@@ -242,7 +242,7 @@ def _harm(row: dict) -> str:
     return str(cats) if cats else "safe"
 
 
-def _alpaca_prompt(row: dict) -> str:
+def alpaca_prompt(row: dict) -> str:
     """Alpaca's instruction, and its input (when there is one) after a blank line."""
     extra = str(row.get("input") or "").strip()
     return f"{row['instruction']}\n\n{extra}" if extra else str(row["instruction"])
@@ -320,6 +320,15 @@ def _seen_responses(spec: PresetSpec, base_dir: Path | None) -> dict[tuple[str, 
     return out
 
 
+def alpaca_known_text(spec: PresetSpec, base_dir: Path | None = None) -> list[str]:
+    """The test split's text without the generated responses (a built LM's tokenizer is trained on it: the
+    responses come from a model with that tokenizer, so they cannot hold words it lacks).
+    """
+    out = [alpaca_prompt(r) for r in alpaca_seen_rows(spec, base_dir)]
+    _, rows = _alpaca_eval_rows(spec, base_dir)
+    return out + [t for r in rows for t in (alpaca_prompt(r), str(r["output"]))]
+
+
 def alpaca(spec: PresetSpec, split: str, base_dir: Path | None = None) -> list[Example]:
     """Alpaca (paper Appendix D): the pool, and 500 test rows, half seen instructions, half alpaca_eval.
 
@@ -331,7 +340,7 @@ def alpaca(spec: PresetSpec, split: str, base_dir: Path | None = None) -> list[E
         return _warmup_rows(spec, base_dir) if spec.warmup_source is not None and spec.n_warmup else []
     if split == "train":
         table, pool = _alpaca_pool(spec, base_dir)
-        return [Example(id=f"alpaca-{i}", prompt=_alpaca_prompt(table[i]), response=str(table[i]["output"]))
+        return [Example(id=f"alpaca-{i}", prompt=alpaca_prompt(table[i]), response=str(table[i]["output"]))
                 for i in pool]
     if split != "test":
         return []
@@ -342,7 +351,7 @@ def alpaca(spec: PresetSpec, split: str, base_dir: Path | None = None) -> list[E
         if key not in responses:
             raise DataError(f"data.preset alpaca: {spec.seen_responses} has no response to seen instruction "
                             f"{row['instruction'][:60]!r}; regenerate it with 'bench respond' for this suite")
-        out.append(Example(id=f"seen-{k}", prompt=_alpaca_prompt(row), response=responses[key],
+        out.append(Example(id=f"seen-{k}", prompt=alpaca_prompt(row), response=responses[key],
                            labels={"seen": "seen"}))
     where, rows = _alpaca_eval_rows(spec, base_dir)
     half = spec.n_test - spec.n_test // 2
@@ -350,7 +359,7 @@ def alpaca(spec: PresetSpec, split: str, base_dir: Path | None = None) -> list[E
         raise DataError(f"data.preset alpaca: {where} holds {len(rows)} rows, fewer than {half}")
     for j in sorted(int(j) for j in np.random.default_rng([spec.seed, 3]).choice(len(rows), size=half,
                                                                                   replace=False)):
-        out.append(Example(id=f"eval-{j}", prompt=_alpaca_prompt(rows[j]), response=str(rows[j]["output"]),
+        out.append(Example(id=f"eval-{j}", prompt=alpaca_prompt(rows[j]), response=str(rows[j]["output"]),
                            labels={"seen": "unseen"}))
     return out
 

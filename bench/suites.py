@@ -203,6 +203,23 @@ class Suite:
         return load_examples(source.source, columns=columns, split=source.split, base_dir=self.base_dir,
                              limit=source.limit)
 
+    def tokenizer_texts(self) -> list[str]:
+        """Every split's prompts and responses: what a built target LM's tokenizer is trained on.
+
+        Alpaca's generated test responses are left out (they come from a model with that tokenizer), so that
+        the tokenizer, and the model that generates them, exist before they do.
+        """
+        preset = self.spec.data.preset
+        texts = []
+        for name in SPLITS:
+            if name == "test" and preset is not None and preset.name == "alpaca":
+                from bench.presets import alpaca_known_text
+
+                texts += alpaca_known_text(preset, self.base_dir)
+                continue
+            texts += [t for e in self.split(name) for t in (e.prompt, e.response)]  # type: ignore[arg-type]
+        return texts
+
     def require(self, name: Split) -> list[Example]:
         """Return a split that must not be empty.
 

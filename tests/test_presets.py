@@ -113,3 +113,58 @@ def test_tulu_and_safe_presets_give_an_lds_result(run_cli, tmp_path, name):
                                     "--suite", str(FIXTURE / f"{name}.toml"), cache=tmp_path / "cache")
     assert code == 0, err
     assert json.loads(next(results.rglob("*.json")).read_text())["status"] == "ok"
+
+
+def test_alpaca_recipe_pool_ultrachat_warmup_and_the_seen_half_needs_generated_responses():
+    suite = load_suite(str(FIXTURE / "alpaca.toml"))
+    rows = json.loads((FIXTURE / "alpaca_mirror" / "alpaca_data_cleaned.json").read_text())
+    train = suite.split("train")
+    assert len(train) == 20 and len({e.id for e in train}) == 20
+    with_input = next(e for e in train if "letters" in e.prompt)
+    source = rows[int(with_input.id.split("-")[1])]
+    assert with_input.prompt == f"{source['instruction']}\n\n{source['input']}"
+    assert with_input.response == source["output"]
+    warm = suite.split("warmup")  # UltraChat's first turn, not Alpaca rows
+    assert len(warm) == 6
+    assert all(e.prompt.startswith("Tell me about topic") and e.response.startswith("Topic") for e in warm)
+    from bench.errors import DataError
+
+    with pytest.raises(DataError, match="bench respond"):
+        suite.split("test")
+
+
+def test_alpaca_preset_respond_then_lds(run_cli, tmp_path):
+    """`bench respond` answers the seen instructions with the pool-trained LM; the suite then gives LDS."""
+    seen = tmp_path / "seen.jsonl"
+    code, out, err, _ = run_cli("respond", "--suite", str(FIXTURE / "alpaca.toml"), "--out", str(seen),
+                                "--max-new-tokens", "6", cache=tmp_path / "cache")
+    assert code == 0, err
+    written = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert len(written) == 3 and all(set(r) == {"instruction", "input", "output", "generator"} for r in written)
+    assert len(list((tmp_path / "cache" / "pool_lm").rglob("meta.json"))) == 1
+
+    suite = load_suite(str(FIXTURE / "alpaca.toml"), [("data.preset.seen_responses", str(seen))])
+    test = suite.split("test")
+    assert [e.labels["seen"] for e in test] == ["seen"] * 3 + ["unseen"] * 3
+    pool_prompts = {e.prompt for e in suite.split("train")}
+    assert all(e.prompt in pool_prompts for e in test[:3]) and not any(e.prompt in pool_prompts for e in test[3:])
+    assert [e.response for e in test[:3]] == [r["output"] for r in written]
+
+    lds = ["run", "--method", "tfidf", "--task", "lds", "--suite", str(FIXTURE / "alpaca.toml")]
+    code, _, err, results = run_cli(*lds, "--suite-set", f"data.preset.seen_responses={json.dumps(str(seen))}",
+                                    cache=tmp_path / "cache")
+    assert code == 0, err
+    record = json.loads(next(results.rglob("*.json")).read_text())
+    assert record["status"] == "ok" and record["extra"]["n_test"] == 6
+
+    stale = tmp_path / "stale.jsonl"  # responses to other instructions: one line naming the fix
+    stale.write_text(json.dumps({"instruction": "something else", "input": "", "output": "x"}) + "\n")
+    code, _, err, _ = run_cli(*lds, "--suite-set", f"data.preset.seen_responses={json.dumps(str(stale))}",
+                              cache=tmp_path / "cache")
+    assert code == 2 and "no response to seen instruction" in err and "bench respond" in err
+
+
+def test_respond_refuses_a_suite_without_the_alpaca_recipe(run_cli, tmp_path):
+    code, _, err, _ = run_cli("respond", "--suite", str(FIXTURE / "flan.toml"), "--out", str(tmp_path / "x.jsonl"),
+                              cache=tmp_path / "cache")
+    assert code == 2 and "no alpaca preset" in err and not (tmp_path / "x.jsonl").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli import leaderboard_cmd, list_cmd, plan_cmd, run_cmd
+from bench.cli import leaderboard_cmd, list_cmd, plan_cmd, respond_cmd, run_cmd
 from bench.errors import BenchError
 from bench.executors import ShardIncomplete
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_parser(sub)
     leaderboard_cmd.add_parser(sub)
     plan_cmd.add_parser(sub)
+    respond_cmd.add_parser(sub)
     return parser
 
 
