@@ -321,8 +321,10 @@ def _seen_responses(spec: PresetSpec, base_dir: Path | None) -> dict[tuple[str, 
 
 
 def alpaca_known_text(spec: PresetSpec, base_dir: Path | None = None) -> list[str]:
-    """The test split's text without the generated responses (a built LM's tokenizer is trained on it: the
-    responses come from a model with that tokenizer, so they cannot hold words it lacks).
+    """The test split's text without the generated responses.
+
+    A built LM's tokenizer is trained on it: the responses come from a model with that tokenizer, so they
+    cannot hold words it lacks.
     """
     out = [alpaca_prompt(r) for r in alpaca_seen_rows(spec, base_dir)]
     _, rows = _alpaca_eval_rows(spec, base_dir)
