@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import DataError
+from bench.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,36 @@ def local_path(source: str, base_dir: Path | None = None) -> Path:
     return base_dir / path if base_dir is not None and not path.is_absolute() else path
 
 
+HUB_PREFIX = "hf://"
+
+
+def local_file(ref: str, base_dir: Path | None = None, *, what: str) -> Path:
+    """A local file for `ref`: a path (relative to `base_dir`) or `hf://owner/dataset/path/in/repo`.
+
+    A hub file is downloaded by `huggingface_hub` into its cache (which honours `HF_HUB_OFFLINE`).
+
+    Raises:
+        ConfigError: a hub reference without a file path.
+        DataError: the file is missing, or cannot be fetched (one line saying to use a local copy).
+    """
+    if ref.startswith(HUB_PREFIX):
+        parts = ref[len(HUB_PREFIX):].split("/")
+        if len(parts) < 3:
+            raise ConfigError(f"{what}: '{ref}' must look like hf://owner/dataset/path/to/file")
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        try:
+            return Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), repo_type="dataset"))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+            raise DataError(f"{what}: cannot fetch {ref} ({type(exc).__name__}); without the hub, point it at "
+                            f"a local copy of the file") from exc
+    path = local_path(ref, base_dir)
+    if not path.is_file():
+        raise DataError(f"{what}: no file {path}")
+    return path
+
+
 def load_examples(source: str, *, columns: Columns, split: str = "train", base_dir: Path | None = None,
                   limit: int | None = None) -> list[Example]:
     """Load examples from a local file or a hub dataset through `datasets.load_dataset`.
@@ -77,6 +107,8 @@ def load_examples(source: str, *, columns: Columns, split: str = "train", base_d
     Raises:
         DataError: unreadable or malformed file, missing column, or a row whose value is not text.
     """
+    if source.startswith(HUB_PREFIX):  # one file of a hub dataset repository, read as a local file
+        source = str(local_file(source, base_dir, what=f"data source {source}"))
     path = local_path(source, base_dir)
     is_local = path.suffix.lower() in _FORMATS or path.exists()
     if is_local:

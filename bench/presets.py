@@ -27,12 +27,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.data import Example, local_path
+from bench.data import Example, local_file, local_path
 from bench.errors import ConfigError, DataError
 
 HUB_PREFIX = "hf://"
 FLAN_HUB = "hf://Muennighoff/flan"
-ALPACA_EVAL_HUB = "hf://tatsu-lab/alpaca_eval"
+ALPACA_EVAL_HUB = "hf://tatsu-lab/alpaca_eval/alpaca_eval.json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,20 +271,10 @@ def alpaca_seen_rows(spec: PresetSpec, base_dir: Path | None = None) -> list[dic
 
 def _alpaca_eval_rows(spec: PresetSpec, base_dir: Path | None) -> tuple[str, list[dict]]:
     source = spec.eval_source
-    if source.startswith(HUB_PREFIX):
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-        try:
-            path = Path(hf_hub_download(source[len(HUB_PREFIX):], "alpaca_eval.json", repo_type="dataset"))
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            raise DataError(f"data.preset: cannot fetch {source} ({type(exc).__name__}); without the hub, set "
-                            f"data.preset.eval_source to a local copy of alpaca_eval.json") from exc
-    else:
-        path = local_path(source, base_dir)
-        path = path / "alpaca_eval.json" if path.is_dir() else path
-        if not path.is_file():
-            raise DataError(f"data.preset: no file {path} (alpaca_eval.json)")
+    directory = None if source.startswith(HUB_PREFIX) else local_path(source, base_dir)
+    if directory is not None and directory.is_dir():  # a mirror of the repository: the file at its root
+        source = str(directory / "alpaca_eval.json")
+    path = local_file(source, base_dir, what="data.preset.eval_source")
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -15,30 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import local_path
-from bench.errors import ConfigError, DataError
-
-HUB_PREFIX = "hf://"
+from bench.data import local_file
+from bench.errors import DataError
 
 
 def resolve(ref: str, base_dir: Path | None = None) -> Path:
     """A local path for `ref`: a file (relative to `base_dir`) or `hf://owner/dataset/path/in/repo`."""
-    if ref.startswith(HUB_PREFIX):
-        parts = ref[len(HUB_PREFIX):].split("/")
-        if len(parts) < 3:
-            raise ConfigError(f"ground_truth.released: '{ref}' must look like hf://owner/dataset/path/lds.jsonl")
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-        try:
-            return Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), repo_type="dataset"))
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            raise DataError(f"ground_truth.released: cannot fetch {ref} ({type(exc).__name__}); without the hub, "
-                            f"point `released` at a local copy of the file") from exc
-    path = local_path(ref, base_dir)
-    if not path.is_file():
-        raise DataError(f"ground_truth.released: no file {path}")
-    return path
+    return local_file(ref, base_dir, what="ground_truth.released")
 
 
 def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtruth.GroundTruth
