@@ -150,9 +150,14 @@ def _table(spec: PresetSpec, split: str, base_dir: Path | None, source: str | No
     """Rows of a split through `datasets.load_dataset`: the hub id, or a local snapshot of the repository."""
     from bench.data import _load_dataset
 
+    key = "source" if source is None else "warmup_source"
     source = source or spec.source
     if source.startswith(HUB_PREFIX):
-        return _load_dataset(source[len(HUB_PREFIX):], split=split, what=f"data.preset {spec.name} ({source})")
+        try:
+            return _load_dataset(source[len(HUB_PREFIX):], split=split, what=f"data.preset {spec.name} ({source})")
+        except DataError as exc:
+            raise DataError(f"{exc}; without the hub, set data.preset.{key} to a local snapshot of the "
+                            f"repository") from exc
     path = _local_dir(source, base_dir)
     return _load_dataset(str(path), split=split, what=f"data.preset {spec.name} ({path})")
 
