@@ -122,7 +122,9 @@ class LogixMethod(Method):
 
         c = self.config
         lm = copy.copy(self._base)
-        lm.model = copy.deepcopy(self._base.model)
+        # float32 whatever the target LM's dtype: logix's PCA (torch.linalg.svd) and KFAC eigendecomposition
+        # have no bfloat16 kernels, and per-example gradients of a bf16 model would round at 3 digits
+        lm.model = copy.deepcopy(self._base.model).float()
         init = c.init or self.init
         run = new_logix(self._scratch.path, f"fit{len(examples)}", lora={"init": init, "rank": c.rank})
         run.watch(lm.model, name_filter=list(c.modules))

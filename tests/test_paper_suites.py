@@ -104,3 +104,18 @@ def test_a_paper_suite_without_the_hub_says_what_to_do(run_cli, tmp_path, monkey
     code, _, err, _ = run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", "flan-released",
                               cache=tmp_path / "c")
     assert code == 2 and "sunweiwei/airrep-test/flan/train.jsonl" in err and "local copy" in err
+
+
+@pytest.mark.parametrize("method", ["logra", "less", "rds"])
+def test_target_lm_methods_run_on_the_bf16_chat_recipe(run_cli, tmp_path, tiny_pretrained, method):
+    """Gradient and hidden-state methods on the paper recipe's bfloat16, chat-template target LM, warmed up
+    on UltraChat rows (logix's PCA has no bfloat16 kernel: the method differentiates in float32)."""
+    sets = _sets({**MIRRORS["tulu"], **SMALL_LM, "lm.model": tiny_pretrained, f"methods.{method}": {
+        "logra": {"rank": 2}, "less": {"lora_rank": 2, "lora_alpha": 8.0, "dim": 32}, "rds": {}}[method]})
+    code, _, err, results = run_cli("run", "--method", method, "--task", "lds", "--suite", "tulu", *sets,
+                                    cache=tmp_path / "cache")
+    assert code == 0, err
+    record = json.loads(next(results.rglob("*.json")).read_text())
+    assert record["status"] == "ok" and -1 <= record["metrics"]["lds"]["value"] <= 1
+    meta = json.loads(next((tmp_path / "cache" / "warmup").rglob("meta.json")).read_text())
+    assert meta["steps"] == 2 and meta["n_warmup"] == 4  # the warm-up model, from the UltraChat rows
