@@ -97,3 +97,28 @@ def format_seconds(s: float | None) -> str:
     if s < 2 * 86400:
         return f"{s / 3600:.3g} h"
     return f"{s / 86400:.3g} days"
+
+
+METHOD_PHASES = ("setup", "index", "query", "score")  # charged to the method; `setup/...` are setup's parts
+HARNESS_PHASES = ("warmup", "ground_truth")  # shared by every method of a suite
+
+
+def phase_cost_s(phase: dict) -> float:
+    """A recorded phase's cost: what producing it took (its original cost when it was loaded from the cache)."""
+    original = phase.get("original_wall_s")
+    return float(original if phase.get("cached") and original is not None else phase["wall_s"])
+
+
+def gpu_hours(phases: list[dict], names: tuple[str, ...]) -> float | None:
+    """GPU-hours of the recorded phases named `names` that ran on a CUDA device; None if none did.
+
+    `setup` counts as its `setup/...` parts when it has them (they are nested inside it). A ground truth
+    that ran as one job per GPU records the sum of the jobs' times, i.e. GPU time, not wall time.
+    """
+    picked = [p for p in phases if str(p.get("device", "")).startswith("cuda")
+              and (p["name"] in names or p["name"].split("/")[0] in names)]
+    if any(p["name"].startswith("setup/") for p in picked):
+        picked = [p for p in picked if p["name"] != "setup"]
+    if not picked:
+        return None
+    return sum(phase_cost_s(p) for p in picked) / 3600.0

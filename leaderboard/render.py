@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.costmodel import format_count, format_seconds
+from bench.costmodel import HARNESS_PHASES, METHOD_PHASES, format_count, format_seconds, gpu_hours, phase_cost_s
 from bench.results import RunRecord, read_records
 
 FAILED = "✕"
@@ -77,8 +77,13 @@ def _setup_s(record: RunRecord) -> float | None:
         phases = [p for p in record.cost.get("phases", []) if p["name"] == "setup"]
     if not phases:
         return None
-    return sum((p.get("original_wall_s") if p.get("cached") and p.get("original_wall_s") is not None
-                else p["wall_s"]) for p in phases)
+    return sum(phase_cost_s(p) for p in phases)
+
+
+def _hours(h: float | None) -> str:
+    if h is None:
+        return ""
+    return f"{h:.3g}" if h >= 0.001 else "< 0.001"
 
 
 def _throughput(record: RunRecord) -> float | None:
@@ -148,15 +153,20 @@ def lds_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
             continue
         thr = _throughput(r)
         setup = _setup_s(r)
+        phases = r.cost.get("phases", [])
+        method_h, harness_h = gpu_hours(phases, METHOD_PHASES), gpu_hours(phases, HARNESS_PHASES)
         cost_rows.append([m, s, _fmt(setup, 1) if setup is not None else "", f"{thr:,.0f}" if thr else "",
                           _bytes(r.cost.get("storage_bytes_per_example")), _bytes(r.cost.get("peak_bytes")),
-                          str(r.cost.get("device", ""))])
+                          _hours(method_h), _hours(harness_h), str(r.cost.get("device", ""))])
     out += ["## Cost", "",
             "Setup: the method's one-time cost in seconds (its original cost when loaded from the cache; "
             "the shared warm-up and ground truth are not charged). Throughput: training examples featurised "
-            "per second.", "",
+            "per second. GPU-h (runs on a CUDA device only): the method's phases (setup, featurisation, "
+            "scoring) and the suite's shared harness work (warm-up, retraining ground truth, summed over jobs), "
+            "each at what producing it cost.", "",
             tabulate(cost_rows, headers=["Method", "Suite", "Setup (s)", "Index (ex/s)", "Storage / example",
-                                         "Peak memory", "Device"], tablefmt="github", disable_numparse=True), ""]
+                                         "Peak memory", "Method GPU-h", "Harness GPU-h", "Device"],
+                     tablefmt="github", disable_numparse=True), ""]
     return out
 
 

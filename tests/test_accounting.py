@@ -25,3 +25,16 @@ def test_nested_phases_both_recorded():
     assert [p.name for p in acct.phases] == ["setup/inner", "setup"]
     acct.record_storage(1000, 10)
     assert acct.storage_bytes == 1000 and acct.n_train_stored == 10
+
+
+def test_gpu_hours_count_cuda_phases_at_their_original_cost():
+    from bench.costmodel import HARNESS_PHASES, METHOD_PHASES, gpu_hours
+
+    def ph(name, wall, device="cuda:0", cached=False, orig=None):
+        return {"name": name, "wall_s": wall, "device": device, "cached": cached, "original_wall_s": orig}
+
+    phases = [ph("ground_truth", 1.0, cached=True, orig=3600.0), ph("setup", 100.0), ph("setup/train", 90.0),
+              ph("setup/generate", 9.0, cached=True, orig=1800.0), ph("index", 360.0), ph("eval", 999.0)]
+    assert gpu_hours(phases, METHOD_PHASES) == (90.0 + 1800.0 + 360.0) / 3600  # setup as its parts, not twice
+    assert gpu_hours(phases, HARNESS_PHASES) == 1.0
+    assert gpu_hours([ph("index", 360.0, device="cpu")], METHOD_PHASES) is None

@@ -21,6 +21,11 @@ def test_golden_records_render_to_the_expected_markdown():
     # crossover: 20160 + 0.0005 N = 100 + 0.042 N at N = 483,373, where both cost 5.67 h
     assert "| logra    | gradient | 100 s   | 42             | 72.0 KiB            | > 483K (5.67 h)" in text
     assert "100× / 48×" in text and "(reference)" in text
+    # GPU-hours of a CUDA record: method (36 + 1,440 + 360 + 0 s) / 3,600 = 0.51; harness, at the original
+    # cost of its cached phases, (7,200 + 1,800 s) / 3,600 = 2.5; CPU records leave both cells empty
+    assert "| logra    | small   | 36.0        | 1              | 72.0 KiB            | 12.0 GiB      | 0.51" in text
+    assert "| 0.51           | 2.5             | cuda:0   |" in text
+    assert "| 600.0 MiB     |                |                 | cpu      |" in text
 
 
 def test_check_mode(tmp_path, capsys):
