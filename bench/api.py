@@ -105,6 +105,9 @@ class Method(ABC):
     name: ClassVar[str] = ""
     family: ClassVar[Family] = "baseline"
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+    # the config option naming the target LM the method differentiates ("suite" = the suite's warm-up LM);
+    # cost probes set it to realistic LMs. None: the method has no such option.
+    target_lm_option: ClassVar[str | None] = None
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()

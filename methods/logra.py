@@ -77,6 +77,7 @@ class LogixMethod(Method):
     """
 
     family = "gradient"
+    target_lm_option = "model"
     init: ClassVar[Literal["pca", "random"]] = "pca"
     hessian: ClassVar[Literal["kfac", "raw", "none"]] = "kfac"
 

@@ -81,7 +81,7 @@ def _profile(ctx: RunContext, method: Method) -> dict[str, Any]:
 def _size_probe(ctx: RunContext, method: Method, ref: str, cfg: CrossoverConfig) -> dict[str, Any]:
     """Per-example featurisation cost of `method` with the target LM `ref`, on a sample of the pool."""
     fields = {f.name for f in dataclasses.fields(method.config)}
-    options: dict[str, Any] = {"model": ref}
+    options: dict[str, Any] = {str(method.target_lm_option): ref}
     if "rank" in fields:
         options["rank"] = cfg.size_rank
     if "init" in fields:
@@ -109,8 +109,8 @@ class Crossover(Task):
     setup (the warm-up LM it needs, its own training; cached work counts what producing it cost) and its
     per-example cost (featurising a training example plus scoring it against the test split), likewise
     for the reference method (AirRep). From these: N*, the examples attributable per budget, and a figure.
-    For methods with a `model` option (the gradient methods) the per-example cost is also measured with
-    realistic target LMs (SmolLM2-135M, Qwen2.5-0.5B's architecture), against the reference's encoder.
+    For methods with a target-LM option (`Method.target_lm_option`) the per-example cost is also measured
+    with realistic target LMs (SmolLM2-135M, Qwen2.5-0.5B's architecture), against the reference's encoder.
     """
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
@@ -163,11 +163,9 @@ class Crossover(Task):
 
     def _sizes(self, method: Method, ctx: RunContext, ref: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = self.config
-        # a gradient method's `model` option names its target LM (other methods' `model` is their encoder)
-        has_model = method.family == "gradient" and any(f.name == "model" for f in dataclasses.fields(method.config))
-        if not has_model:
+        if method.target_lm_option is None:
             return [{"model": "any", "note": "independent of the target LM" if method.family != "gradient"
-                     else "no `model` option: not measured"}]
+                     else "no target-LM option: not measured"}]
         rows = [_size_probe(ctx, method, size, cfg) for size in ("suite", *cfg.sizes)]
         for row in rows:
             ours_s = row.get("featurize_s_per_example")
