@@ -27,3 +27,15 @@ def test_plan_rejects_an_unknown_method_in_one_line(capsys):
     assert main(["plan", "--method", "lgra", "--task", "lds", "--suite", "tiny"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Did you mean 'logra'" in err
+
+
+def test_plan_of_a_paper_suite_without_its_data_still_counts_the_jobs(run_cli, tmp_path, monkeypatch):
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    code, out, err, _ = run_cli("plan", "--suite", "flan", "--method", "all", "--task", "lds", cache=tmp_path / "c")
+    assert code == 0, err
+    assert "data not available here" in out and "ground truth: 100 retraining jobs, 0 cached, 100 to run" in out

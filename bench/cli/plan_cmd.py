@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.api import methods, tasks
     from bench.cache import Cache, default_cache_dir
     from bench.config import parse_override
+    from bench.errors import DataError
     from bench.groundtruth import RetrainSpec, plan_table
     from bench.results import read_records
     from bench.suites import load_suite
@@ -57,8 +58,12 @@ def run(args: argparse.Namespace) -> int:
     if gt.released is not None:
         print(f"  ground truth: released table {gt.released} (no retraining)")
     elif "lds" in task_names:
-        table = plan_table(RetrainSpec(suite_ref=suite.ref, cache_root=str(cache.root)), suite, cache,
-                           num_subsets=gt.num_subsets, fraction=gt.fraction, seed=gt.seed)
+        try:  # the cache key needs the pool's size, i.e. the data
+            table = plan_table(RetrainSpec(suite_ref=suite.ref, cache_root=str(cache.root)), suite, cache,
+                               num_subsets=gt.num_subsets, fraction=gt.fraction, seed=gt.seed)
+        except DataError as exc:
+            table = {"jobs": gt.num_subsets, "cached": 0, "mean_job_s": None, "warmup_cached": False}
+            print(f"  (data not available here, so nothing is known cached: {exc})")
         missing = table["jobs"] - table["cached"]
         est = None if table["mean_job_s"] is None else missing * table["mean_job_s"]
         harness_s = est if missing else 0.0
