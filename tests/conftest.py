@@ -45,3 +45,16 @@ def tiny_pretrained(tmp_path_factory):
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` are skipped where CUDA is not available (and deselected by `-m "not gpu"`)."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in gpu_items:
+            item.add_marker(skip)
