@@ -109,7 +109,7 @@ def test_gradient_clipping_bounds_the_update(tiny_pretrained):
     moved = {}
     for clip in (None, 1e-12):
         lm = _pretrained(tiny_pretrained, max_grad_norm=clip, batch_size=2)
-        before = {k: v.clone() for k, v in lm.model.named_parameters()}
+        before = {k: v.detach().clone() for k, v in lm.model.named_parameters()}
         lm.train(lm.encode([Example(id="a", prompt="x y", response="z")] * 2), lr=1e-2, seed=0, steps=1)
         moved[clip] = max(float((p.detach() - before[k]).abs().max()) for k, p in lm.model.named_parameters())
     # Adam's first step moves every weight by ~lr whatever the gradient's scale, unless the clipped
