@@ -92,7 +92,8 @@ def _task_files(root: Path, split: str) -> list[Path]:
     return files
 
 
-def _rows(path: Path):
+def _jsonl_rows(path: Path, keys: tuple[str, ...], kind: str):
+    """(line number, row) of a JSON Lines file whose rows must hold `keys`; a bad line is one DataError."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -101,10 +102,15 @@ def _rows(path: Path):
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
-            missing = [k for k in ("inputs", "targets", "task") if k not in row]
+            missing = [k for k in keys if not isinstance(row, dict) or k not in row]
             if missing:
-                raise DataError(f"{path}:{lineno}: missing {', '.join(missing)} (FLAN rows have inputs, targets, task)")
+                raise DataError(f"{path}:{lineno}: missing {', '.join(missing)} ({kind} rows have "
+                                f"{', '.join(keys)})")
             yield lineno, row
+
+
+def _rows(path: Path):
+    return _jsonl_rows(path, ("inputs", "targets", "task"), "FLAN")
 
 
 def _example(path: Path, lineno: int, row: dict) -> Example:
@@ -301,18 +307,8 @@ def _seen_responses(spec: PresetSpec, base_dir: Path | None) -> dict[tuple[str, 
     path = local_path(spec.seen_responses, base_dir)
     if not path.is_file():
         raise DataError(f"data.preset alpaca: no seen_responses file {path} (write it with 'bench respond')")
-    out = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                out[(str(row["instruction"]), str(row.get("input") or ""))] = str(row["output"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(f"{path}:{lineno}: expected a JSON row with instruction, input, output "
-                                f"({type(exc).__name__})") from exc
-    return out
+    rows = _jsonl_rows(path, ("instruction", "output"), "seen_responses")
+    return {(str(row["instruction"]), str(row.get("input") or "")): str(row["output"]) for _, row in rows}
 
 
 def alpaca_known_text(spec: PresetSpec, base_dir: Path | None = None) -> list[str]:

@@ -19,7 +19,8 @@ def run_cli(tmp_path, tiny_cache, capsys):
     results = tmp_path / "results"
 
     def call(*argv, cache=None):
-        code = main([*argv, "--cache-dir", str(cache or tiny_cache), "--results-dir", str(results)])
+        extra = [] if argv[0] == "respond" else ["--results-dir", str(results)]  # respond writes no records
+        code = main([*argv, "--cache-dir", str(cache or tiny_cache), *extra])
         out, err = capsys.readouterr()
         return code, out, err, results
 

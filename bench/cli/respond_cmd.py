@@ -24,7 +24,6 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--max-new-tokens", type=int, default=256, help="longest response, in tokens (default 256)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--cache-dir", type=Path, default=None, help="artefact cache (default $BENCH_CACHE)")
-    p.add_argument("--results-dir", type=Path, default=None, help=argparse.SUPPRESS)  # accepted, unused
     p.set_defaults(func=run)
 
 
