@@ -154,8 +154,11 @@ class ShardExecutor(LocalExecutor):
 EXECUTORS: dict[str, Callable[[], Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
 
 
-def get_executor(name: str, *, device: str = "cpu", shard: str | None = None) -> Executor:
-    """Return a new executor by name; `shard` ("i/n") wraps the local one; on CUDA a Ray job takes one GPU."""
+def get_executor(name: str, *, device: str = "cpu", shard: str | None = None, gpus_per_job: float = 1.0) -> Executor:
+    """Return a new executor by name; `shard` ("i/n") wraps the local one.
+
+    On CUDA a Ray job takes `gpus_per_job` GPUs (the suite's `ground_truth.gpus_per_job`).
+    """
     if shard is not None:
         try:
             index, count = (int(x) for x in shard.split("/"))
@@ -168,5 +171,5 @@ def get_executor(name: str, *, device: str = "cpu", shard: str | None = None) ->
         raise ConfigError(f"no executor '{name}'.{did_you_mean(name, EXECUTORS)} Available: "
                           f"{', '.join(sorted(EXECUTORS))}")
     if name == "ray":
-        return RayExecutor(num_gpus=1 if device.startswith("cuda") else 0)
+        return RayExecutor(num_gpus=gpus_per_job if device.startswith("cuda") else 0)
     return EXECUTORS[name]()

@@ -109,7 +109,8 @@ def _prepare(request: RunRequest) -> _Prepared:
     for split in task_cls.requires:
         suite.require(split)
     check_device(request.device)
-    executor = get_executor(request.executor, device=request.device, shard=request.shard)
+    executor = get_executor(request.executor, device=request.device, shard=request.shard,
+                            gpus_per_job=suite.spec.ground_truth.gpus_per_job)
     method = method_cls(method_config)
     method.check()
     task = task_cls(task_config)

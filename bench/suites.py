@@ -136,6 +136,8 @@ class GroundTruthSpec:
     num_subsets: int = field(default=64, metadata={"help": "M, the number of retrained subsets."})
     fraction: float = field(default=0.5, metadata={"help": "Share of the pool in each subset, in (0, 1)."})
     seed: int = field(default=0, metadata={"help": "Seed of subset sampling and of each job's training."})
+    gpus_per_job: float = field(default=1.0, metadata={
+        "help": "GPUs a retraining job takes under --executor ray on CUDA (0.5: two jobs share a GPU)."})
     released: str | None = field(default=None, metadata={
         "help": "An lds.jsonl of released retraining results (the AirRep authors' layout) used instead of "
                 "retraining: a path relative to the suite file or hf://owner/dataset/path/lds.jsonl."})
@@ -144,6 +146,8 @@ class GroundTruthSpec:
         if self.num_subsets < 2:
             raise ConfigError(f"ground_truth.num_subsets must be >= 2 (Spearman over subsets needs at least "
                               f"two), got {self.num_subsets}")
+        if not self.gpus_per_job > 0:
+            raise ConfigError(f"ground_truth.gpus_per_job must be > 0, got {self.gpus_per_job}")
         if not 0.0 < self.fraction < 1.0:
             raise ConfigError(f"ground_truth.fraction must be in (0, 1), got {self.fraction}")
 

@@ -54,3 +54,15 @@ def test_shard_cli_exits_0_without_a_record_and_bad_shards_are_one_line(run_cli,
     for bad in ("4/4", "x", "1/0"):
         code, _, err, _ = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny", "--shard", bad)
         assert code == 2 and err.count("\n") == 1 and "--shard" in err
+
+
+def test_ray_jobs_take_the_suites_gpus_per_job_on_cuda_only():
+    from bench.executors import get_executor
+
+    assert get_executor("ray", device="cuda:0", gpus_per_job=0.5).num_gpus == 0.5
+    assert get_executor("ray", device="cpu", gpus_per_job=0.5).num_gpus == 0
+    from bench.errors import ConfigError
+    from bench.suites import load_suite
+
+    with pytest.raises(ConfigError, match="gpus_per_job"):
+        load_suite("tiny", [("ground_truth.gpus_per_job", 0)])
