@@ -266,6 +266,17 @@ class RunContext:
             ph.cached, ph.original_wall_s = was_cached, meta["wall_s"]
         return lm
 
+    def start_lm(self) -> TargetLM:
+        """The model fine-tuning starts from, as in the ground truth.
+
+        The warm-up LM, or the pretrained base (`lm.retrain_from = "base"`, the paper's recipe).
+        """
+        if self.suite.spec.lm.retrain_from == "warmup":
+            return self.warmup_lm()
+        from bench.groundtruth import start_lm
+
+        return start_lm(self.suite, self.cache, self.device)
+
     def retrain(self, *, pool_split: Split, eval_split: Split, pool_ids: tuple[int, ...] | None = None,
                 eval_ids: tuple[int, ...] | None = None, num_subsets: int, fraction: float, seed: int,
                 desc: str = "retraining") -> tuple[GroundTruth, int]:

@@ -92,7 +92,7 @@ class Selection(Task):
                              if p.name in ("setup", "index", "query", "score"))
         labels = np.array([e.labels[cfg.label] for e in test])
         tasks = sorted(set(labels.tolist()))
-        lm = ctx.warmup_lm()
+        lm = ctx.start_lm()  # fine-tuning starts where the suite's retraining does
         warm = lm.state_dict()
         spec = ctx.suite.spec.lm
 

@@ -119,3 +119,15 @@ def test_target_lm_methods_run_on_the_bf16_chat_recipe(run_cli, tmp_path, tiny_p
     assert record["status"] == "ok" and -1 <= record["metrics"]["lds"]["value"] <= 1
     meta = json.loads(next((tmp_path / "cache" / "warmup").rglob("meta.json")).read_text())
     assert meta["steps"] == 2 and meta["n_warmup"] == 4  # the warm-up model, from the UltraChat rows
+
+
+def test_selection_on_a_paper_suite_fine_tunes_the_pretrained_base(run_cli, tmp_path, tiny_pretrained):
+    """With lm.retrain_from = "base", selection's fine-tuning starts where the ground truth's does."""
+    sets = _sets({**MIRRORS["flan"], **SMALL_LM, "lm.model": tiny_pretrained})
+    code, _, err, results = run_cli("run", "--method", "tfidf", "--task", "selection", "--suite", "flan", *sets,
+                                    "--task-set", "k=2", "--task-set", "random_seeds=1", "--task-set",
+                                    "max_new_tokens=3", cache=tmp_path / "cache")
+    assert code == 0, err
+    record = json.loads(next(results.rglob("*.json")).read_text())
+    assert record["status"] == "ok" and 0 <= record["metrics"]["f1"]["value"] <= 1
+    assert not (tmp_path / "cache" / "warmup").exists()
