@@ -152,7 +152,7 @@ class TargetLM:
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         opt = optimizer if optimizer is not None else torch.optim.AdamW(self.model.parameters(), lr=lr,
-                                                                         weight_decay=0.0)
+                                                                         weight_decay=self.spec.weight_decay)
         self.model.train()
         losses: list[float] = []
         order = torch.empty(0, dtype=torch.long)

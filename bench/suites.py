@@ -92,6 +92,8 @@ class LMSpec:
     retrain_from: Literal["warmup", "base"] = field(default="warmup", metadata={
         "help": "Start of every retraining job: the warm-up model, or the pretrained `lm.model` itself (the "
                 "paper's ground truth; the warm-up model then serves only the gradient methods)."})
+    weight_decay: float = field(default=0.0, metadata={
+        "help": "AdamW weight decay of warm-up and fine-tuning (the authors' recipe: torch's default, 0.01)."})
     max_grad_norm: float | None = field(default=None, metadata={
         "help": "Clip the gradient norm of warm-up and fine-tuning steps (the authors' recipe: 1.0)."})
     hidden_size: int = field(default=128, metadata={"help": "Model width."})
@@ -120,6 +122,8 @@ class LMSpec:
         if self.retrain_from == "base" and self.model is None:
             raise ConfigError("lm.retrain_from = \"base\" needs a pretrained lm.model (a built LM's base is a "
                               "random initialisation)")
+        if self.weight_decay < 0:
+            raise ConfigError(f"lm.weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ConfigError(f"lm.max_grad_norm must be > 0, got {self.max_grad_norm}")
         if self.chat_template and self.model is None:

@@ -126,3 +126,5 @@ def test_lm_recipe_fields_that_need_a_pretrained_model_say_so():
             LMSpec(**kw)
     with pytest.raises(ConfigError, match="max_grad_norm"):
         LMSpec(max_grad_norm=0.0)
+    with pytest.raises(ConfigError, match="weight_decay"):
+        LMSpec(weight_decay=-0.1)

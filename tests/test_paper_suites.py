@@ -44,7 +44,7 @@ def test_the_paper_suites_are_built_in_with_the_qwen_recipe():
         spec = load_suite(name).spec
         lm = spec.lm
         assert (lm.model, lm.dtype, lm.chat_template) == ("Qwen/Qwen2.5-0.5B", "bfloat16", True)
-        assert lm.retrain_from == "base" and lm.max_grad_norm == 1.0
+        assert lm.retrain_from == "base" and lm.max_grad_norm == 1.0 and lm.weight_decay == 0.01
         assert (lm.max_length, lm.batch_size, lm.finetune_epochs, lm.finetune_lr) == (512, 16, 2, 2e-5)
         assert spec.data.preset.name == name and spec.data.preset.source.startswith("hf://")
         assert spec.methods["airrep"]["checkpoint"] == "sunweiwei/AirRep-Flan-Small"
