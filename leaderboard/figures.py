@@ -26,24 +26,33 @@ def _label(ax, points: list[tuple[float, float, str]]) -> None:
         ax.annotate(names, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
 
 
-def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
-
-
-def lds_vs_storage(cells: dict[tuple[str, str, str], RunRecord], suite: str, path: Path) -> bool:
-    """LDS (with its CI) against storage bytes per training example, log x. False if there is nothing to draw."""
+def _axes(figsize: tuple[float, float]):  # -> (Figure, Axes)
+    """A new figure on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(figsize=figsize)
+
+
+def _save(fig, path: Path) -> None:
+    """Write the PNG without run-dependent metadata and free the figure."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def lds_vs_storage(cells: dict[tuple[str, str, str], RunRecord], suite: str, path: Path) -> bool:
+    """LDS (with its CI) against storage bytes per training example, log x. False if there is nothing to draw."""
     points = [(r.cost.get("storage_bytes_per_example"), r.metrics["lds"], m, r.method_family)
               for (s, t, m), r in sorted(cells.items())
               if s == suite and t == "lds" and r.status == "ok" and r.cost.get("storage_bytes_per_example")]
     if not points:
         return False
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = _axes((6.4, 4.2))
     for storage, lds, _name, family in points:
         color = _COLORS.get(family, "black")
         ax.errorbar(storage, lds["value"], yerr=[[lds["value"] - lds["ci_low"]], [lds["ci_high"] - lds["value"]]],
@@ -54,25 +63,21 @@ def lds_vs_storage(cells: dict[tuple[str, str, str], RunRecord], suite: str, pat
     ax.set_xlabel("storage per training example (bytes, log scale)")
     ax.set_ylabel("LDS (95% CI)")
     ax.set_title(f"LDS against storage, suite {suite}")
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=c, label=f) for f, c in _COLORS.items()
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, label=f) for f, c in _COLORS.items()
                if any(p[3] == f for p in points)]
     ax.legend(handles=handles, fontsize=8, loc="best")
     _save(fig, path)
-    plt.close(fig)
     return True
 
 
 def selection_vs_cost(cells: dict[tuple[str, str, str], RunRecord], suite: str, path: Path) -> bool:
     """Selection F1 against the selection cost (log x), with the random-k and full-pool references as lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     records = [r for (s, t, _), r in sorted(cells.items()) if s == suite and t == "selection" and r.status == "ok"]
     if not records:
         return False
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = _axes((6.4, 4.2))
     for r in records:
         f1 = r.metrics["f1"]
         cost = max(float(r.extra.get("selection_cost_s") or 0.0), 1e-2)  # log axis: floor at 10 ms
@@ -89,18 +94,12 @@ def selection_vs_cost(cells: dict[tuple[str, str, str], RunRecord], suite: str, 
     ax.set_title(f"Data selection, suite {suite}")
     ax.legend(fontsize=8, loc="lower right")
     _save(fig, path)
-    plt.close(fig)
     return True
 
 
 def crossover_curves(cells: dict[tuple[str, str, str], RunRecord], suite: str, path: Path) -> bool:
     """Total cost against pool size (log-log) of every method with a crossover record; N* with the reference."""
     import math
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from bench.costmodel import CostProfile, crossover, format_count
 
@@ -119,7 +118,7 @@ def crossover_curves(cells: dict[tuple[str, str, str], RunRecord], suite: str, p
                  for r in records if r.method != ref_name}
     top = max([1e8] + [10 * c.n_star for c in crossings.values() if c.n_star is not None])
     ns = [10 ** (2 + i * (math.log10(top) - 2) / 199) for i in range(200)]
-    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    fig, ax = _axes((7.2, 4.6))
     styles = ["-", "--", "-.", ":"]
     for i, (m, (p, family)) in enumerate(sorted(profiles.items())):
         ax.plot(ns, [max(p.total(n), 1e-3) / 3600 for n in ns], styles[i % len(styles)],
@@ -137,5 +136,4 @@ def crossover_curves(cells: dict[tuple[str, str, str], RunRecord], suite: str, p
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", ncol=2)
     _save(fig, path)
-    plt.close(fig)
     return True
