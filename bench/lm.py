@@ -409,8 +409,10 @@ def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512, see
             if ref == SMOLLM2_PACKAGE:
                 model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf)
                 # transformers dequantises GGUF weights to float32 on load; it still marks the model as
-                # quantised, which blocks save_pretrained. The weights are plain tensors: drop the mark.
+                # quantised, which blocks save_pretrained and `.float()`. The weights are plain tensors: drop
+                # the marks.
                 model.hf_quantizer = None
+                model.is_quantized = False  # else `.float()` refuses (logix methods differentiate in float32)
                 if hasattr(model.config, "quantization_config"):
                     del model.config.quantization_config
             else:

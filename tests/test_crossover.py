@@ -74,6 +74,7 @@ def test_realistic_target_lms_load_offline(monkeypatch):
     with torch.no_grad():  # a trained model: the answer of "What is 1 + 1?" is far from uniform
         loss = smol.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=enc.labels).loss
     assert float(loss) < 0.5 * math.log(len(smol.tokenizer))
+    assert smol.model.float() is smol.model  # no quantised mark left: logix methods cast their copy to float32
     qwen = load_pretrained_lm("config:qwen2.5-0.5b")
     assert sum(p.numel() for p in qwen.model.parameters()) == 494_032_768  # Qwen2.5-0.5B's published size
     assert len([m for n, m in qwen.model.named_modules() if isinstance(m, torch.nn.Linear) and "mlp" in n]) == 72
