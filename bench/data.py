@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,36 +140,44 @@ def _load_dataset(*args: Any, what: str, **kwargs: Any) -> Any:
         raise DataError(f"{what}: could not be loaded ({type(exc).__name__}: {first})") from exc
 
 
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line number, object) of each non-blank line of a JSON Lines file, streamed.
+
+    Raises:
+        DataError: `file:line` of the first line that is not JSON or not a JSON object.
+    """
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            yield lineno, row
+
+
 def _check_json_syntax(path: Path) -> list[int] | None:
     """Validate a JSON Lines file line by line; return the 1-based line number of each row.
 
     A `.json` file holding one array is accepted too (rows are then numbered by position).
     """
-    text = path.read_text(encoding="utf-8", errors="strict") if path.stat().st_size < 1 << 30 else None
-    if text is None:
+    if path.stat().st_size >= 1 << 30:
         return None
-    stripped = text.lstrip()
-    if path.suffix.lower() == ".json" and stripped.startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
-        for i, row in enumerate(rows):
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: row {i + 1}: expected an object, got {type(row).__name__}")
-        return None
-    lines = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-        lines.append(lineno)
-    return lines
+    if path.suffix.lower() == ".json":
+        text = path.read_text(encoding="utf-8", errors="strict")
+        if text.lstrip().startswith("["):
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+            for i, row in enumerate(rows):
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}: row {i + 1}: expected an object, got {type(row).__name__}")
+            return None
+    return [lineno for lineno, _ in jsonl_rows(path)]
 
 
 def _rows_to_examples(table: Any, columns: Columns, label: str, line_of_row: list[int] | None,

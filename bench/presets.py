@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.data import Example, local_file, local_path
+from bench.data import Example, jsonl_rows, local_file, local_path
 from bench.errors import ConfigError, DataError
 
 HUB_PREFIX = "hf://"
@@ -94,19 +94,11 @@ def _task_files(root: Path, split: str) -> list[Path]:
 
 def _jsonl_rows(path: Path, keys: tuple[str, ...], kind: str):
     """(line number, row) of a JSON Lines file whose rows must hold `keys`; a bad line is one DataError."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
-            missing = [k for k in keys if not isinstance(row, dict) or k not in row]
-            if missing:
-                raise DataError(f"{path}:{lineno}: missing {', '.join(missing)} ({kind} rows have "
-                                f"{', '.join(keys)})")
-            yield lineno, row
+    for lineno, row in jsonl_rows(path):
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise DataError(f"{path}:{lineno}: missing {', '.join(missing)} ({kind} rows have {', '.join(keys)})")
+        yield lineno, row
 
 
 def _rows(path: Path):

@@ -9,13 +9,12 @@ suite file) or `released = "hf://sunweiwei/airrep-test/flan/lds.jsonl"` (downloa
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from bench.data import local_file
+from bench.data import jsonl_rows, local_file
 from bench.errors import DataError
 
 
@@ -34,37 +33,30 @@ def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtrut
     from bench.groundtruth import GroundTruth
 
     masks, losses = [], []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or "train_subset" not in row or "test_loss" not in row:
-                raise DataError(f"{where}: each row needs 'train_subset' and 'test_loss'")
-            subset, loss = row["train_subset"], row["test_loss"]
-            if not isinstance(subset, list) or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                       for i in subset):
-                raise DataError(f"{where}: train_subset must be a list of integer row indices")
-            bad = [i for i in subset if not 0 <= i < n_train]
-            if bad:
-                raise DataError(f"{where}: train_subset index {bad[0]} is outside the pool of {n_train} rows")
-            if len(set(subset)) != len(subset):
-                raise DataError(f"{where}: train_subset repeats an index")
-            if not subset:
-                raise DataError(f"{where}: train_subset is empty")
-            if not isinstance(loss, list) or len(loss) != n_test:
-                got = len(loss) if isinstance(loss, list) else type(loss).__name__
-                raise DataError(f"{where}: test_loss has {got} values, the test split has {n_test} rows")
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in loss):
-                raise DataError(f"{where}: test_loss must hold finite numbers")
-            mask = np.zeros(n_train, dtype=bool)
-            mask[subset] = True
-            masks.append(mask)
-            losses.append(np.asarray(loss, dtype=np.float64))
+    for lineno, row in jsonl_rows(path):
+        where = f"{path}:{lineno}"
+        if "train_subset" not in row or "test_loss" not in row:
+            raise DataError(f"{where}: each row needs 'train_subset' and 'test_loss'")
+        subset, loss = row["train_subset"], row["test_loss"]
+        if not isinstance(subset, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                   for i in subset):
+            raise DataError(f"{where}: train_subset must be a list of integer row indices")
+        bad = [i for i in subset if not 0 <= i < n_train]
+        if bad:
+            raise DataError(f"{where}: train_subset index {bad[0]} is outside the pool of {n_train} rows")
+        if len(set(subset)) != len(subset):
+            raise DataError(f"{where}: train_subset repeats an index")
+        if not subset:
+            raise DataError(f"{where}: train_subset is empty")
+        if not isinstance(loss, list) or len(loss) != n_test:
+            got = len(loss) if isinstance(loss, list) else type(loss).__name__
+            raise DataError(f"{where}: test_loss has {got} values, the test split has {n_test} rows")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in loss):
+            raise DataError(f"{where}: test_loss must hold finite numbers")
+        mask = np.zeros(n_train, dtype=bool)
+        mask[subset] = True
+        masks.append(mask)
+        losses.append(np.asarray(loss, dtype=np.float64))
     if len(masks) < 2:
         raise DataError(f"{path}: {len(masks)} subset(s); LDS needs at least 2 (Spearman over subsets)")
     m = len(masks)
