@@ -82,7 +82,7 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
     The tokenizer is trained on the text of every split; the model is trained for `lm.warmup_steps` steps
     on the `warmup` split (no steps when that split is empty).
     """
-    from bench.lm import TargetLM, load_pretrained_lm, save_lm, save_pretrained_lm
+    from bench.lm import TargetLM, load_pretrained_lm
 
     spec = suite.spec.lm
     directory = warmup_dir(suite, cache)
@@ -102,11 +102,21 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
     if warm and suite.spec.lm.warmup_steps:
         losses = lm.train(lm.encode(warm), lr=suite.spec.lm.warmup_lr, seed=suite.spec.lm.init_seed,
                           steps=suite.spec.lm.warmup_steps, desc=f"warm-up {suite.name}")
-    (save_pretrained_lm if spec.model is not None else save_lm)(lm, directory)
-    meta = {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_warmup": len(warm),
-            "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
-    atomic_write_text(meta_path, json.dumps(meta, indent=2))  # written last: marks the entry complete
-    return _load_lm_dir(spec, directory, device), meta
+    return _store_lm(lm, directory, device, {"wall_s": time.perf_counter() - t0, "steps": len(losses),
+                                             "n_warmup": len(warm), "final_loss": losses[-1] if losses else None,
+                                             "vocab_size": len(lm.tokenizer)})
+
+
+def _store_lm(lm, directory: Path, device: str, meta: dict):  # -> (TargetLM, meta dict)
+    """Save a trained LM into its cache entry, then `meta.json` (written last: it marks the entry complete).
+
+    Returns the LM as loaded back, as a later cache hit sees it, and `meta`.
+    """
+    from bench.lm import save_lm, save_pretrained_lm
+
+    (save_pretrained_lm if lm.spec.model is not None else save_lm)(lm, directory)
+    atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2))
+    return _load_lm_dir(lm.spec, directory, device), meta
 
 
 def _load_lm_dir(spec, directory: Path, device: str):  # -> TargetLM
@@ -126,8 +136,6 @@ def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
     """
     import time
 
-    from bench.lm import save_lm, save_pretrained_lm
-
     spec, seed = suite.spec.lm, suite.spec.ground_truth.seed
     directory = cache.entry("pool_lm", {**_lm_args(suite), "seed": seed, "retrain_code_version": RETRAIN_CODE_VERSION})
     meta_path = directory / "meta.json"
@@ -138,11 +146,8 @@ def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
     t0 = time.perf_counter()
     losses = lm.train(lm.encode(pool), lr=spec.finetune_lr, seed=seed, epochs=spec.finetune_epochs,
                       desc=f"fine-tune on the {suite.name} pool")
-    (save_pretrained_lm if spec.model is not None else save_lm)(lm, directory)
-    meta = {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_pool": len(pool),
-            "final_loss": losses[-1] if losses else None}
-    atomic_write_text(meta_path, json.dumps(meta, indent=2))
-    return _load_lm_dir(spec, directory, device), meta
+    return _store_lm(lm, directory, device, {"wall_s": time.perf_counter() - t0, "steps": len(losses),
+                                             "n_pool": len(pool), "final_loss": losses[-1] if losses else None})
 
 
 def start_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> TargetLM

@@ -303,15 +303,28 @@ def _seen_responses(spec: PresetSpec, base_dir: Path | None) -> dict[tuple[str, 
     return {(str(row["instruction"]), str(row.get("input") or "")): str(row["output"]) for _, row in rows}
 
 
-def alpaca_known_text(spec: PresetSpec, base_dir: Path | None = None) -> list[str]:
-    """The test split's text without the generated responses.
+def _alpaca_unseen(spec: PresetSpec, base_dir: Path | None) -> list[Example]:
+    """The unseen half of Alpaca's test split: n_test - n_test // 2 seeded rows of alpaca_eval."""
+    where, rows = _alpaca_eval_rows(spec, base_dir)
+    half = spec.n_test - spec.n_test // 2
+    if len(rows) < half:
+        raise DataError(f"data.preset alpaca: {where} holds {len(rows)} rows, fewer than {half}")
+    picked = np.random.default_rng([spec.seed, 3]).choice(len(rows), size=half, replace=False)
+    return [Example(id=f"eval-{j}", prompt=alpaca_prompt(rows[j]), response=str(rows[j]["output"]),
+                    labels={"seen": "unseen"}) for j in sorted(int(j) for j in picked)]
 
-    A built LM's tokenizer is trained on it: the responses come from a model with that tokenizer, so they
-    cannot hold words it lacks.
+
+def known_text(spec: PresetSpec, split: str, base_dir: Path | None = None) -> list[str] | None:
+    """A split's text as it exists before any target LM does, where that differs from its examples' text.
+
+    Alpaca's test split without its generated responses: a built LM's tokenizer is trained on it, and the
+    responses come from a model with that tokenizer, so they cannot hold words it lacks. None: the split's
+    examples are their own text.
     """
-    out = [alpaca_prompt(r) for r in alpaca_seen_rows(spec, base_dir)]
-    _, rows = _alpaca_eval_rows(spec, base_dir)
-    return out + [t for r in rows for t in (alpaca_prompt(r), str(r["output"]))]
+    if spec.name != "alpaca" or split != "test":
+        return None
+    seen = [alpaca_prompt(r) for r in alpaca_seen_rows(spec, base_dir)]
+    return seen + [t for e in _alpaca_unseen(spec, base_dir) for t in (e.prompt, e.response)]
 
 
 def alpaca(spec: PresetSpec, split: str, base_dir: Path | None = None) -> list[Example]:
@@ -338,15 +351,7 @@ def alpaca(spec: PresetSpec, split: str, base_dir: Path | None = None) -> list[E
                             f"{row['instruction'][:60]!r}; regenerate it with 'bench respond' for this suite")
         out.append(Example(id=f"seen-{k}", prompt=alpaca_prompt(row), response=responses[key],
                            labels={"seen": "seen"}))
-    where, rows = _alpaca_eval_rows(spec, base_dir)
-    half = spec.n_test - spec.n_test // 2
-    if len(rows) < half:
-        raise DataError(f"data.preset alpaca: {where} holds {len(rows)} rows, fewer than {half}")
-    for j in sorted(int(j) for j in np.random.default_rng([spec.seed, 3]).choice(len(rows), size=half,
-                                                                                  replace=False)):
-        out.append(Example(id=f"eval-{j}", prompt=alpaca_prompt(rows[j]), response=str(rows[j]["output"]),
-                           labels={"seen": "unseen"}))
-    return out
+    return out + _alpaca_unseen(spec, base_dir)
 
 
 RECIPES = {"flan": flan, "alpaca": alpaca, "tulu": tulu, "safe": safe}

@@ -21,7 +21,7 @@ from bench.config import fingerprint, from_dict
 from bench.data import Columns, Example, load_examples, local_path
 from bench.errors import ConfigError, DataError, UnknownPluginError, did_you_mean
 from bench.generator import GENERATOR_VERSION, TASK_NAMES, generate
-from bench.presets import PresetSpec, load_preset
+from bench.presets import PresetSpec, known_text, load_preset
 
 SPLITS = ("train", "test", "warmup", "airrep_train")
 Split = Literal["train", "test", "warmup", "airrep_train"]
@@ -212,20 +212,17 @@ class Suite:
                              limit=source.limit)
 
     def tokenizer_texts(self) -> list[str]:
-        """Every split's prompts and responses: what a built target LM's tokenizer is trained on.
+        """Every split's text as it exists before any target LM: what a built LM's tokenizer is trained on.
 
-        Alpaca's generated test responses are left out (they come from a model with that tokenizer), so that
-        the tokenizer, and the model that generates them, exist before they do.
+        That is each split's prompts and responses, except where a recipe generates part of a split with
+        the target LM (Alpaca's seen test responses, `bench.presets.known_text`).
         """
         preset = self.spec.data.preset
         texts = []
         for name in SPLITS:
-            if name == "test" and preset is not None and preset.name == "alpaca":
-                from bench.presets import alpaca_known_text
-
-                texts += alpaca_known_text(preset, self.base_dir)
-                continue
-            texts += [t for e in self.split(name) for t in (e.prompt, e.response)]  # type: ignore[arg-type]
+            known = None if preset is None else known_text(preset, name, self.base_dir)
+            texts += known if known is not None else [t for e in self.split(name)  # type: ignore[arg-type]
+                                                      for t in (e.prompt, e.response)]
         return texts
 
     def require(self, name: Split) -> list[Example]:
