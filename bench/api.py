@@ -314,12 +314,14 @@ class RunContext:
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            suite_overrides=self.suite.overrides_json,
                            device=self.device)
-        with self.acct.phase("ground_truth", count=gt_spec.num_subsets) as ph:
+        n_jobs = gt_spec.num_subsets * gt_spec.seeds_per_subset
+        with self.acct.phase("ground_truth", count=n_jobs) as ph:
             table, ran = retrain_table(spec, self.suite, self.cache, num_subsets=gt_spec.num_subsets,
-                                       fraction=gt_spec.fraction, seed=gt_spec.seed, executor=self.executor,
+                                       fraction=gt_spec.fraction, seed=gt_spec.seed,
+                                       seeds_per_subset=gt_spec.seeds_per_subset, executor=self.executor,
                                        desc=f"ground truth {self.suite.name}")
             ph.cached = ran == 0
-            ph.cached_count = gt_spec.num_subsets - ran
+            ph.cached_count = n_jobs - ran
             ph.original_wall_s = float(table.wall_s.sum())
         return table
 

@@ -1,7 +1,11 @@
 """Executors run independent jobs; each job writes its own result file, so finished jobs are skipped.
 
-The executor owns caching of jobs (a job whose `out_path` exists is done), progress, and retries.
-`local` runs jobs in this process, in order. A distributed executor only has to implement `_run_pending`.
+The executor owns caching of jobs (a job whose `out_path` exists is done), progress, and retries. Jobs run
+in groups: consecutive jobs `[g * K, (g + 1) * K)` form group g, one unit of work (K retraining jobs
+trained at once, `bench.batched`) that writes K files. A group with any file missing runs whole, so its
+members are computed together again, and a kill loses at most the group in progress. `local` runs groups
+in this process, in order; `ray` one task per group; `--shard i/n` the groups g with g mod n = i. A
+distributed executor only has to implement `_run_pending`.
 """
 
 from __future__ import annotations
@@ -25,25 +29,37 @@ class Job(Protocol):
 J = TypeVar("J", bound=Job)
 
 
+def groups_of(jobs: Sequence[J], size: int) -> list[list[J]]:
+    """Consecutive groups of `size` jobs (the last one shorter): the units of work."""
+    size = max(1, int(size))
+    return [list(jobs[i: i + size]) for i in range(0, len(jobs), size)]
+
+
+def _missing(group: Sequence[Job]) -> int:
+    return sum(not Path(j.out_path).exists() for j in group)
+
+
 class Executor(ABC):
-    """Runs the pending jobs of a batch; the done ones (result file present) are skipped."""
+    """Runs the pending groups of a batch of jobs; a group whose result files all exist is skipped."""
 
     name: str = ""
 
-    def run(self, fn: Callable[[J], object], jobs: Sequence[J], *, desc: str) -> int:
-        """Run `fn(job)` for every job whose result file is missing.
+    def run(self, fn: Callable[[list[J]], object], jobs: Sequence[J], *, desc: str, group_size: int = 1) -> int:
+        """Run `fn(group)` for every group of `group_size` consecutive jobs with a result file missing.
 
         Returns:
-            The number of jobs that ran (the others were cached).
+            The number of jobs whose result file was missing (the others were cached).
         """
-        pending = [j for j in jobs if not Path(j.out_path).exists()]
+        pending = [g for g in groups_of(jobs, group_size) if _missing(g)]
+        missing = sum(_missing(g) for g in pending)
         if pending:
             self._run_pending(fn, pending, desc=desc, total=len(jobs))
-        return len(pending)
+        return missing
 
     @abstractmethod
-    def _run_pending(self, fn: Callable[[J], object], pending: Sequence[J], *, desc: str, total: int) -> None:
-        """Run every job of `pending`; show progress over `total` (the done ones count as done)."""
+    def _run_pending(self, fn: Callable[[list[J]], object], pending: Sequence[list[J]], *, desc: str,
+                     total: int) -> None:
+        """Run every group of `pending`; show progress in jobs over `total` (the done ones count as done)."""
 
 
 class LocalExecutor(Executor):
@@ -54,30 +70,31 @@ class LocalExecutor(Executor):
     def __init__(self, retries: int = 0) -> None:
         self.retries = retries
 
-    def _run_pending(self, fn: Callable[[J], object], pending: Sequence[J], *, desc: str, total: int) -> None:
-        with progress(total=total, desc=desc, unit="job", initial=total - len(pending)) as bar:
-            for job in pending:
+    def _run_pending(self, fn: Callable[[list[J]], object], pending: Sequence[list[J]], *, desc: str,
+                     total: int) -> None:
+        with progress(total=total, desc=desc, unit="job", initial=total - sum(len(g) for g in pending)) as bar:
+            for group in pending:
                 for attempt in range(self.retries + 1):
                     try:
-                        fn(job)
+                        fn(group)
                         break
                     except Exception:
                         if attempt == self.retries:
                             raise
-                bar.update(1)
+                bar.update(len(group))
 
 
-def _ray_job(fn: Callable[[J], object], job: J) -> dict[str, object]:
-    """Run one job on a Ray worker; return a summary only (the result lives in the job's file)."""
+def _ray_job(fn: Callable[[list[J]], object], group: list[J]) -> dict[str, object]:
+    """Run one group on a Ray worker; return a summary only (the results live in the jobs' files)."""
     import time
 
     t0 = time.perf_counter()
-    fn(job)
-    return {"out_path": str(job.out_path), "wall_s": time.perf_counter() - t0}
+    fn(group)
+    return {"out_paths": [str(j.out_path) for j in group], "wall_s": time.perf_counter() - t0}
 
 
 class RayExecutor(Executor):
-    """One Ray task per job (`num_gpus` each on a GPU cluster); Ray retries failed tasks; progress as they finish.
+    """One Ray task per group (`num_gpus` each on a GPU cluster); Ray retries failed tasks; progress as they finish.
 
     Connects to the cluster in `RAY_ADDRESS` when set, else starts a local Ray with `num_cpus`. Jobs write
     their result files themselves (atomically, to the shared cache) and return only a summary, so results
@@ -108,17 +125,24 @@ class RayExecutor(Executor):
             self.startup_s = time.perf_counter() - t0
         return ray
 
-    def _run_pending(self, fn: Callable[[J], object], pending: Sequence[J], *, desc: str, total: int) -> None:
+    def _run_pending(self, fn: Callable[[list[J]], object], pending: Sequence[list[J]], *, desc: str,
+                     total: int) -> None:
         ray = self._init()
         task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.retries,
                           retry_exceptions=True)(_ray_job)
         fn_ref = ray.put(fn)
-        refs = [task.remote(fn_ref, job) for job in pending]
-        with progress(total=total, desc=f"{desc} (ray)", unit="job", initial=total - len(pending)) as bar:
+        sizes = {}
+        refs = []
+        for group in pending:
+            ref = task.remote(fn_ref, group)
+            sizes[ref] = len(group)
+            refs.append(ref)
+        initial = total - sum(len(g) for g in pending)
+        with progress(total=total, desc=f"{desc} (ray)", unit="job", initial=initial) as bar:
             while refs:
                 done, refs = ray.wait(refs, num_returns=1)
-                self.summaries.extend(ray.get(done))  # raises the job's error once its retries are spent
-                bar.update(len(done))
+                self.summaries.extend(ray.get(done))  # raises the group's error once its retries are spent
+                bar.update(sum(sizes[r] for r in done))
 
 
 class ShardIncomplete(Exception):
@@ -126,7 +150,7 @@ class ShardIncomplete(Exception):
 
 
 class ShardExecutor(LocalExecutor):
-    """`--shard i/n`: run only the pending jobs whose index is i modulo n (e.g. one SLURM array task each).
+    """`--shard i/n`: run only the pending groups whose index is i modulo n (e.g. one SLURM array task each).
 
     The job files are the same as any executor's, so shards can run anywhere that shares the cache. When
     jobs of other shards are still missing, the run stops with `ShardIncomplete` after its own share.
@@ -140,10 +164,12 @@ class ShardExecutor(LocalExecutor):
             raise ConfigError(f"--shard {index}/{count}: need 0 <= i < n, e.g. --shard 0/4")
         self.index, self.count = index, count
 
-    def run(self, fn: Callable[[J], object], jobs: Sequence[J], *, desc: str) -> int:
-        """Run this shard's pending jobs; raise `ShardIncomplete` if other shards' jobs are missing."""
-        mine = [j for k, j in enumerate(jobs) if k % self.count == self.index]
-        ran = super().run(fn, mine, desc=f"{desc} [shard {self.index}/{self.count}]")
+    def run(self, fn: Callable[[list[J]], object], jobs: Sequence[J], *, desc: str, group_size: int = 1) -> int:
+        """Run this shard's pending groups; raise `ShardIncomplete` if other shards' jobs are missing."""
+        mine = [job for g, group in enumerate(groups_of(jobs, group_size)) if g % self.count == self.index
+                for job in group]
+        # `mine` keeps whole groups in order, so regrouping it by group_size gives the same groups
+        ran = super().run(fn, mine, desc=f"{desc} [shard {self.index}/{self.count}]", group_size=group_size)
         missing = sum(not Path(j.out_path).exists() for j in jobs)
         if missing:
             raise ShardIncomplete(f"shard {self.index}/{self.count}: {ran} job(s) ran, {missing} of {len(jobs)} "

@@ -23,25 +23,27 @@ from bench.config import fingerprint
 from bench.executors import Executor, LocalExecutor
 from bench.suites import Suite, load_suite
 
-RETRAIN_CODE_VERSION = "2"  # 2: masks in the job files, M not in the key
+RETRAIN_CODE_VERSION = "3"  # 2: masks in the job files, M not in the key; 3: jobs trained in groups
 
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """Losses of models fine-tuned on random subsets.
+    """Losses of models fine-tuned on random subsets, each subset with one or more training seeds.
 
     Attributes:
         masks: bool [M, n_pool], subset membership.
         losses: float64 [M, n_eval], mean response cross-entropy of each eval example after training on
-            each subset.
-        seeds: int64 [M], the training seed of each subset's job.
-        wall_s: float64 [M], seconds each job took when it ran.
+            each subset, averaged over the subset's seeds.
+        seeds: int64 [M], the training seed of each subset's first job.
+        wall_s: float64 [M], seconds each subset's jobs took when they ran (summed over its seeds).
+        seed_losses: float64 [S, M, n_eval], the losses of each seed (S = seeds per subset).
     """
 
     masks: np.ndarray
     losses: np.ndarray
     seeds: np.ndarray
     wall_s: np.ndarray
+    seed_losses: np.ndarray | None = None
 
 
 def subset_mask(n_pool: int, fraction: float, seed: int, index: int) -> np.ndarray:
@@ -185,7 +187,10 @@ class RetrainSpec:
 
 @dataclass(frozen=True)
 class RetrainJob:
-    """One subset: train on subset `index` of the pool with `seed`, write mask and eval losses to `out_path`."""
+    """One training run: subset `index` of the pool with `seed`; writes mask and eval losses to `out_path`.
+
+    `replicate` r > 0 is the same subset trained with another seed (the noise ceiling's repeats).
+    """
 
     spec: RetrainSpec
     index: int
@@ -194,6 +199,18 @@ class RetrainJob:
     fraction: float
     subset_seed: int
     out_path: Path
+    replicate: int = 0
+
+
+def job_seed(seed: int, index: int, replicate: int = 0) -> int:
+    """The training seed of subset `index`'s `replicate`-th run (replicate 0: the seed of one-seed tables)."""
+    key = [seed, index, 1] if replicate == 0 else [seed, index, 1, replicate]
+    return int(np.random.default_rng(key).integers(2**31))
+
+
+def job_file(jobs_dir: Path, index: int, replicate: int = 0) -> Path:
+    """Where subset `index`'s `replicate`-th run is cached."""
+    return jobs_dir / (f"{index:05d}.npz" if replicate == 0 else f"{index:05d}-s{replicate}.npz")
 
 
 @functools.lru_cache(maxsize=2)
@@ -210,27 +227,42 @@ def _worker_state(spec: RetrainSpec):  # -> (TargetLM, warm state, pool Encoded,
         lm.encode(pick(spec.eval_split, spec.eval_ids))
 
 
+def run_retrain_group(jobs: Sequence[RetrainJob]) -> None:
+    """Fine-tune from the start weights on each job's subset (K at once, `bench.lm.finetune_group`).
+
+    Writes each job's eval losses atomically, with its share of the group's time; a job whose file exists
+    (a group resumed after a kill) keeps it.
+    """
+    from bench.lm import finetune_group
+
+    lm, warm_state, pool, evaluation = _worker_state(jobs[0].spec)
+    masks = [subset_mask(job.n_pool, job.fraction, job.subset_seed, job.index) for job in jobs]
+    result = finetune_group(lm, warm_state, pool, [np.flatnonzero(m) for m in masks], [job.seed for job in jobs],
+                            evaluation=evaluation)
+    for job, mask, losses in zip(jobs, masks, result.losses, strict=True):
+        if Path(job.out_path).exists():  # a resumed group: its finished files stay as they are
+            continue
+        buf = io.BytesIO()
+        np.savez(buf, losses=losses, mask=mask, wall_s=np.float64(result.wall_s / len(jobs)),
+                 seed=np.int64(job.seed), group_size=np.int64(len(jobs)), batched=np.bool_(result.batched))
+        with atomic_path(Path(job.out_path)) as tmp:
+            tmp.write_bytes(buf.getvalue())
+
+
 def run_retrain_job(job: RetrainJob) -> None:
-    """Fine-tune from the warm-up weights on one subset and write the eval losses (atomically)."""
-    import time
+    """One job on its own (a group of one)."""
+    run_retrain_group([job])
 
-    import torch
 
-    from bench.lm import Encoded
+def group_size(suite: Suite) -> int:
+    """K, the retraining jobs trained at once: `ground_truth.group_size`, else 16 for a built float32 LM, else 1.
 
-    lm, warm_state, pool, evaluation = _worker_state(job.spec)
-    mask = subset_mask(job.n_pool, job.fraction, job.subset_seed, job.index)
-    idx = torch.from_numpy(np.flatnonzero(mask))
-    subset = Encoded(pool.input_ids[idx], pool.attention_mask[idx], pool.labels[idx], pool.lengths[idx])
-    t0 = time.perf_counter()
-    lm.load_state_dict(warm_state)
-    lm.train(subset, lr=lm.spec.finetune_lr, seed=job.seed, epochs=lm.spec.finetune_epochs)
-    losses = lm.losses(evaluation)
-    wall = time.perf_counter() - t0
-    buf = io.BytesIO()
-    np.savez(buf, losses=losses, mask=mask, wall_s=np.float64(wall), seed=np.int64(job.seed))
-    with atomic_path(Path(job.out_path)) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    `bench.batched` trains built float32 LMs; 16 copies of the embedded suites' LMs take well under 1 GiB.
+    """
+    gt, lm = suite.spec.ground_truth, suite.spec.lm
+    if gt.group_size:
+        return gt.group_size
+    return 16 if lm.model is None and lm.dtype == "float32" else 1
 
 
 def _retrain_args(spec: RetrainSpec, suite: Suite, fraction: float, seed: int) -> tuple[int, dict]:
@@ -238,28 +270,45 @@ def _retrain_args(spec: RetrainSpec, suite: Suite, fraction: float, seed: int) -
     args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
             "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
             "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
-            "fraction": fraction, "seed": seed, "n_pool": pool_n, "retrain_code_version": RETRAIN_CODE_VERSION}
+            "fraction": fraction, "seed": seed, "n_pool": pool_n, "retrain_code_version": RETRAIN_CODE_VERSION,
+            "group_size": group_size(suite)}
+    if args["group_size"] > 1:  # the batched trainer's numerics, where it is used
+        from bench.batched import BATCHED_CODE_VERSION
+
+        args["batched_code_version"] = BATCHED_CODE_VERSION
     return pool_n, args
 
 
+def _jobs(spec: RetrainSpec, jobs_dir: Path, *, n_pool: int, num_subsets: int, seeds_per_subset: int,
+          fraction: float, seed: int) -> list[RetrainJob]:
+    """Every run of the table, seed by seed: the first seed of every subset, then the second, ..."""
+    return [RetrainJob(spec, j, job_seed(seed, j, r), n_pool, fraction, seed, job_file(jobs_dir, j, r), r)
+            for r in range(seeds_per_subset) for j in range(num_subsets)]
+
+
 def plan_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: int, fraction: float,
-               seed: int) -> dict[str, float | int | None]:
+               seed: int, seeds_per_subset: int = 1) -> dict[str, float | int | None]:
     """What `retrain_table` would do, touching nothing: jobs, how many are cached, their measured mean cost."""
-    _, args = _retrain_args(spec, suite, fraction, seed)
-    jobs_dir = cache.peek("retrain", args) / "jobs"
+    pool_n, args = _retrain_args(spec, suite, fraction, seed)
+    jobs = _jobs(spec, cache.peek("retrain", args) / "jobs", n_pool=pool_n, num_subsets=num_subsets,
+                 seeds_per_subset=seeds_per_subset, fraction=fraction, seed=seed)
     walls = []
-    for j in range(num_subsets):
-        path = jobs_dir / f"{j:05d}.npz"
-        if path.exists():
-            with np.load(path) as z:
+    for job in jobs:
+        if job.out_path.exists():
+            with np.load(job.out_path) as z:
                 walls.append(float(z["wall_s"]))
-    return {"jobs": num_subsets, "cached": len(walls), "mean_job_s": sum(walls) / len(walls) if walls else None,
-            "warmup_cached": (cache.peek("warmup", _lm_args(suite)) / "meta.json").exists()}
+    return {"jobs": len(jobs), "cached": len(walls), "mean_job_s": sum(walls) / len(walls) if walls else None,
+            "warmup_cached": (cache.peek("warmup", _lm_args(suite)) / "meta.json").exists(),
+            "group_size": args["group_size"]}
 
 
 def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: int, fraction: float,
-                  seed: int, executor: Executor | None = None, desc: str = "retraining") -> tuple[GroundTruth, int]:
+                  seed: int, seeds_per_subset: int = 1, executor: Executor | None = None,
+                  desc: str = "retraining") -> tuple[GroundTruth, int]:
     """Build (or resume, or load) the table of losses after fine-tuning on M random subsets of a pool.
+
+    Each subset is trained `seeds_per_subset` times (the table's losses are their mean). Jobs run in groups
+    of `group_size(suite)` (trained at once).
 
     Returns:
         The table and the number of jobs that ran now (0 when everything was cached).
@@ -267,22 +316,26 @@ def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets:
     pool_n, args = _retrain_args(spec, suite, fraction, seed)
     # num_subsets is not part of the key: subset j is the same for any M, so a larger M extends the table
     directory = cache.entry("retrain", args)
-    jobs = [RetrainJob(spec, j, int(np.random.default_rng([seed, j, 1]).integers(2**31)), pool_n, fraction, seed,
-                       directory / "jobs" / f"{j:05d}.npz") for j in range(num_subsets)]
+    jobs = _jobs(spec, directory / "jobs", n_pool=pool_n, num_subsets=num_subsets,
+                 seeds_per_subset=seeds_per_subset, fraction=fraction, seed=seed)
     if not all(job.out_path.exists() for job in jobs) and suite.spec.lm.retrain_from == "warmup":
         warmup_lm(suite, cache, spec.device)  # train it here, with its own progress bar, not inside a job
-    ran = (executor or LocalExecutor()).run(run_retrain_job, jobs, desc=desc)
+    ran = (executor or LocalExecutor()).run(run_retrain_group, jobs, desc=desc, group_size=args["group_size"])
     return load_table(jobs), ran
 
 
 def load_table(jobs: Sequence[RetrainJob]) -> GroundTruth:
-    """Assemble the finished jobs' files into a `GroundTruth`."""
+    """Assemble the finished jobs' files into a `GroundTruth` (replicates averaged)."""
+    n_seeds = 1 + max(job.replicate for job in jobs)
+    n_subsets = len(jobs) // n_seeds
     masks, losses, seeds, walls = [], [], [], []
     for job in jobs:
         with np.load(job.out_path) as z:
-            masks.append(z["mask"])
+            if job.replicate == 0:
+                masks.append(z["mask"])
+                seeds.append(int(z["seed"]))
             losses.append(z["losses"])
-            seeds.append(int(z["seed"]))
             walls.append(float(z["wall_s"]))
-    return GroundTruth(masks=np.stack(masks), losses=np.stack(losses), seeds=np.array(seeds),
-                       wall_s=np.array(walls))
+    seed_losses = np.stack(losses).reshape(n_seeds, n_subsets, -1)
+    return GroundTruth(masks=np.stack(masks), losses=seed_losses.mean(axis=0), seeds=np.array(seeds),
+                       wall_s=np.array(walls).reshape(n_seeds, n_subsets).sum(axis=0), seed_losses=seed_losses)

@@ -224,6 +224,70 @@ class TargetLM:
         self.model.load_state_dict(state, strict=False)
 
 
+@dataclass
+class GroupResult:
+    """What `finetune_group` measured for each of its K fine-tuned copies.
+
+    Attributes:
+        losses: float64 [K, n_eval] per-example losses on the evaluation set (None without one).
+        generations: per copy, the greedy responses to its prompts (None without prompts).
+        wall_s: seconds the whole group took (training, evaluation, generation).
+        batched: whether the copies trained at once (`bench.batched`) or one after another.
+    """
+
+    losses: np.ndarray | None
+    generations: list[list[str]] | None
+    wall_s: float
+    batched: bool
+
+
+def finetune_group(lm: TargetLM, start: dict[str, torch.Tensor], data: Encoded, members: Sequence[np.ndarray],
+                   seeds: Sequence[int], *, evaluation: Encoded | None = None,
+                   prompts: Sequence[Sequence[str]] | None = None, max_new_tokens: int = 32,
+                   batched: bool = True) -> GroupResult:
+    """Fine-tune K copies of `lm` from the weights `start`, copy j on rows `members[j]` of `data` with seed `seeds[j]`.
+
+    The suite's fine-tuning recipe (lr, epochs, batch size, weight decay, clipping), as `TargetLM.train`. With
+    `batched` and a target LM that `bench.batched` supports, the K copies train at once; otherwise one after
+    another. Afterwards each copy's per-example losses on `evaluation` and greedy responses to `prompts[j]`.
+    `lm` ends with its weights undefined (callers reload what they need).
+    """
+    import time
+
+    from bench import batched as stacking
+
+    spec = lm.spec
+    t0 = time.perf_counter()
+    k = len(members)
+    sizes = {len(m) for m in members}
+    use_stack = batched and k > 1 and len(sizes) == 1 and stacking.supports(lm.model)
+    losses = np.empty((k, len(evaluation.lengths)), dtype=np.float64) if evaluation is not None else None
+    generations: list[list[str]] | None = [] if prompts is not None else None
+    if use_stack:
+        lm.load_state_dict(start)
+        stack = stacking.StackedLlama(lm.model, k)
+        stacking.train_stacked(stack, data, members, seeds, lr=spec.finetune_lr, epochs=spec.finetune_epochs,
+                               batch_size=spec.batch_size, weight_decay=spec.weight_decay,
+                               max_grad_norm=spec.max_grad_norm)
+        if evaluation is not None:
+            losses[:] = stacking.stacked_losses(stack, evaluation)
+        if prompts is not None:
+            for j in range(k):
+                lm.load_state_dict(stack.state_dict(j))
+                generations.append(lm.generate(prompts[j], max_new_tokens=max_new_tokens))
+    else:
+        for j in range(k):
+            rows = torch.as_tensor(np.asarray(members[j]), dtype=torch.long)
+            subset = Encoded(data.input_ids[rows], data.attention_mask[rows], data.labels[rows], data.lengths[rows])
+            lm.load_state_dict(start)
+            lm.train(subset, lr=spec.finetune_lr, seed=int(seeds[j]), epochs=spec.finetune_epochs)
+            if evaluation is not None:
+                losses[j] = lm.losses(evaluation)
+            if prompts is not None:
+                generations.append(lm.generate(prompts[j], max_new_tokens=max_new_tokens))
+    return GroupResult(losses, generations, time.perf_counter() - t0, use_stack)
+
+
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy per row over positions whose label is not -100.
 

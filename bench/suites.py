@@ -140,6 +140,11 @@ class GroundTruthSpec:
     num_subsets: int = field(default=64, metadata={"help": "M, the number of retrained subsets."})
     fraction: float = field(default=0.5, metadata={"help": "Share of the pool in each subset, in (0, 1)."})
     seed: int = field(default=0, metadata={"help": "Seed of subset sampling and of each job's training."})
+    seeds_per_subset: int = field(default=1, metadata={
+        "help": "Training runs of each subset with different seeds; the ground truth is their mean loss, and "
+                "with 2 or more the LDS record reports the noise ceiling."})
+    group_size: int = field(default=0, metadata={
+        "help": "Retraining jobs trained at once (bench.batched); 0 = 16 for built float32 LMs, else 1."})
     gpus_per_job: float = field(default=1.0, metadata={
         "help": "GPUs a retraining job takes under --executor ray on CUDA (0.5: two jobs share a GPU)."})
     released: str | None = field(default=None, metadata={
@@ -150,6 +155,10 @@ class GroundTruthSpec:
         if self.num_subsets < 2:
             raise ConfigError(f"ground_truth.num_subsets must be >= 2 (Spearman over subsets needs at least "
                               f"two), got {self.num_subsets}")
+        if self.seeds_per_subset < 1:
+            raise ConfigError(f"ground_truth.seeds_per_subset must be >= 1, got {self.seeds_per_subset}")
+        if self.group_size < 0:
+            raise ConfigError(f"ground_truth.group_size must be >= 0 (0 = automatic), got {self.group_size}")
         if not self.gpus_per_job > 0:
             raise ConfigError(f"ground_truth.gpus_per_job must be > 0, got {self.gpus_per_job}")
         if not 0.0 < self.fraction < 1.0:

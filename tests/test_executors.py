@@ -1,4 +1,5 @@
-"""Executors: Ray and sharded runs produce exactly the local executor's ground truth on `tiny`."""
+"""Executors: Ray and sharded runs produce exactly the local executor's ground truth on `tiny` (groups of 4 jobs:
+shard i of n takes the groups g with g mod n = i)."""
 
 import time
 
@@ -28,16 +29,19 @@ def test_ray_executor_gives_the_local_ground_truth(tmp_path):
     wall = time.perf_counter() - t0
     ray.shutdown()
     np.testing.assert_array_equal(remote.masks, local.masks)
-    np.testing.assert_array_equal(remote.losses, local.losses)  # bit-identical: same jobs, same seeds
-    assert len(executor.summaries) == local.masks.shape[0]
-    assert all(s["out_path"].endswith(".npz") and s["wall_s"] > 0 for s in executor.summaries)
+    # Ray runs each task with one thread, this process with two: MKL's batched weight-gradient products
+    # split their reduction by thread, so the tables agree to float rounding, not bit for bit
+    np.testing.assert_allclose(remote.losses, local.losses, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(remote.losses[0], remote.losses[1])
+    assert len(executor.summaries) == local.masks.shape[0] // 4  # one task per group of 4 jobs
+    assert all(len(s["out_paths"]) == 4 and s["wall_s"] > 0 for s in executor.summaries)
     print(f"\nray: start-up {executor.startup_s:.1f} s, {local.masks.shape[0]} jobs in {wall:.1f} s "
           f"(local jobs {local.wall_s.sum():.1f} s)")
 
 
 def test_shards_together_give_the_local_ground_truth(tmp_path):
     local = _ground_truth(tmp_path / "local", LocalExecutor())
-    with pytest.raises(ShardIncomplete, match=r"shard 0/3: 6 job\(s\) ran, 10 of 16"):
+    with pytest.raises(ShardIncomplete, match=r"shard 0/3: 8 job\(s\) ran, 8 of 16"):
         _ground_truth(tmp_path / "sharded", ShardExecutor(0, 3))
     with pytest.raises(ShardIncomplete):
         _ground_truth(tmp_path / "sharded", ShardExecutor(2, 3))

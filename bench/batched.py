@@ -1,0 +1,394 @@
+"""Batched retraining: K copies of a built target LM trained at once, each on its own subset and seed.
+
+A retraining job of an embedded suite fine-tunes a 0.4M-parameter Llama for ~64 steps of 32 short examples.
+One by one, each step is ~450 small operations, and its matrix products are already near this CPU's GEMM
+rate: what batching can win is the per-operation overhead (by running K models in each operation) and the
+arithmetic that the loss never needs. `StackedLlama` holds the K models' weights as stacked tensors
+`[K, ...]` and runs one forward/backward for all of them:
+
+- every linear layer is one `torch.bmm` over the K models (q/k/v and gate/up fused into one product each);
+- the linear layers see only real tokens: each model's batch is packed (no padding rows), and unpacked to
+  the padded layout only for attention;
+- the last layer's output projection and MLP, and the LM head, run only at the positions whose next token
+  is a label (response and EOS tokens). Nothing else reaches the loss, so this is exact, not an
+  approximation; with short responses it removes most of the last layer and the vocabulary product;
+- the optimiser is one `torch.optim.AdamW` over the stacked tensors. AdamW is elementwise, so this is K
+  independent optimisers; gradient clipping takes each model's own norm.
+
+Each model sees exactly what `TargetLM.train` would give it: its own subset, the batch order of its own
+seed, the same AdamW, the loss averaged over its batch's label tokens. The reference is `transformers`'
+`LlamaForCausalLM`: `tests/test_batched.py` checks losses and gradients against it through
+`torch.func.functional_call`, and K batched trainings against K one-by-one ones. Results agree to float
+rounding (the products have other shapes), not bit for bit.
+
+Why not `torch.func.vmap` over `functional_call` of the `transformers` model (what PROTOTYPE.md tried)?
+Measured here on the `small` suite's shapes, vmap gave 22 ms per model-step at K = 8-32 against 20 ms one
+by one: the model is GEMM-bound on padded tokens, and vmap batches the products without removing any.
+The gains come from the packing and the label-position trimming, which a generic model call cannot do.
+
+Supported: `LlamaForCausalLM` in float32 with the default rotary embedding, no biases, SiLU, no dropout
+(the embedded suites' built LMs). Other target LMs (pretrained, bf16, GPU-sized) train one by one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+BATCHED_CODE_VERSION = "1"  # bump when batched training changes numerically
+
+
+def keep_freed_memory() -> None:
+    """Keep freed heap memory in the process instead of returning it to the OS (glibc only; else nothing).
+
+    A step allocates and frees tens of MB of activations. With glibc's defaults each such block is unmapped
+    when freed and page-faulted in again on the next step; measured here, that cost about a fifth of a
+    batched step. This is PyTorch's CPU tuning advice (a caching allocator such as jemalloc or tcmalloc)
+    done with glibc's own `mallopt`: blocks up to 1 GiB come from the heap, which is not trimmed.
+    """
+    import ctypes
+    import ctypes.util
+
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = getattr(libc, "mallopt", None)
+    except OSError:
+        mallopt = None
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        mallopt(_M_TRIM_THRESHOLD, 1 << 31)
+
+
+_MALLOC_TUNED = False
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
+
+
+def supports(model) -> bool:
+    """Whether `model` can be trained by `StackedLlama` (else one model at a time)."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or type(model).__name__ != "LlamaForCausalLM":
+        return False
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    return (next(model.parameters()).dtype == torch.float32 and rope.get("rope_type", "default") == "default"
+            and not getattr(cfg, "attention_bias", False) and not getattr(cfg, "mlp_bias", False)
+            and getattr(cfg, "hidden_act", "silu") == "silu" and not getattr(cfg, "attention_dropout", 0.0)
+            and getattr(cfg, "pretraining_tp", 1) == 1)
+
+
+def group_size(model, *, batch_size: int, max_length: int, cap: int = 16, budget_bytes: int = 2 << 30) -> int:
+    """K for a model: as many copies as fit `budget_bytes` (weights, grads, Adam moments, activations), <= cap.
+
+    One copy costs 16 bytes per parameter (weight, gradient, two moments) plus its activations, about 40
+    floats of width `hidden` or `intermediate` per token and layer, kept for the backward pass.
+    """
+    if not supports(model):
+        return 1
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters())
+    per_token = 40 * max(cfg.hidden_size, cfg.intermediate_size) * cfg.num_hidden_layers
+    per_model = 16 * params + 4 * per_token * batch_size * max_length
+    return int(max(1, min(cap, budget_bytes // per_model)))
+
+
+@dataclass
+class Packed:
+    """The token layout of one step: K models' batches of b rows, packed for the linear layers.
+
+    Shapes: T packed tokens, Q loss positions per model (the maxima over models; shorter models padded).
+
+    Attributes:
+        tokens: long [K, T], token ids at the packed positions.
+        positions: long [K, T], each token's position in its row (for the rotary embedding).
+        unpack: long [K * b * L], index into the packed rows of all models (`[K * T]`), giving the padded
+            layout for attention.
+        pack: long [K * T], index into the padded rows `[K * b * L]` of each packed token.
+        allowed: bool [K * b, 1, L, L], causal and key-padding attention mask.
+        query_padded: long [K * Q], padded-layout index of each loss position.
+        query_packed: long [K * Q], packed index of each loss position.
+        targets: long [K, Q], the next token (the label) at each loss position.
+        valid: bool [K, Q], the loss position exists (models with fewer are padded).
+        row_of_query: long [K, Q], which of the b rows a loss position belongs to.
+        rows: b.
+    """
+
+    tokens: torch.Tensor
+    positions: torch.Tensor
+    unpack: torch.Tensor
+    pack: torch.Tensor
+    allowed: torch.Tensor
+    query_padded: torch.Tensor
+    query_packed: torch.Tensor
+    targets: torch.Tensor
+    valid: torch.Tensor
+    row_of_query: torch.Tensor
+    rows: int
+
+
+def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> Packed:
+    """Pack K right-padded batches `[K, b, L]` (the `TargetLM.encode` layout) for `StackedLlama`."""
+    k, b, width = input_ids.shape
+    real = attention_mask.reshape(k, b * width).bool()
+    n_real = real.sum(1)
+    t = int(n_real.max())
+    # stable sort puts each model's real positions first, in order; the tail of a shorter model is padding
+    order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)[:, :t]
+    slot = torch.arange(t).expand(k, t)
+    # padding positions read packed slot 0: attention masks them out as keys and never uses them as queries
+    unpack = torch.zeros((k, b * width), dtype=torch.long)
+    unpack.scatter_(1, order, torch.where(slot < n_real[:, None], slot, 0))
+    tokens = input_ids.reshape(k, b * width).gather(1, order)
+    positions = order % width
+    nxt = torch.full_like(labels, -100)
+    nxt[:, :, :-1] = labels[:, :, 1:]  # position p predicts the token at p + 1
+    nxt = nxt.reshape(k, b * width)
+    is_query = nxt != -100
+    n_query = is_query.sum(1)
+    q = max(1, int(n_query.max()))
+    qorder = torch.argsort((~is_query).to(torch.int8), dim=1, stable=True)[:, :q]
+    valid = torch.arange(q).expand(k, q) < n_query[:, None]
+    causal = torch.tril(torch.ones(width, width, dtype=torch.bool))
+    allowed = causal[None] & attention_mask.reshape(k * b, width).bool()[:, None, :]
+    model = torch.arange(k)[:, None]
+    return Packed(
+        tokens=tokens, positions=positions,
+        unpack=(unpack + model * t).reshape(-1), pack=(order + model * (b * width)).reshape(-1),
+        allowed=allowed[:, None], query_padded=(qorder + model * (b * width)).reshape(-1),
+        query_packed=(unpack.gather(1, qorder) + model * t).reshape(-1),
+        targets=torch.where(valid, nxt.gather(1, qorder), 0), valid=valid, row_of_query=qorder // width, rows=b)
+
+
+class _SwiGLU(torch.autograd.Function):
+    """silu(gate) * up of a fused [..., 2I] gate/up product, as one autograd node.
+
+    The backward writes the [..., 2I] gradient at once; autograd's `chunk` would assemble it from two halves
+    with an extra copy of the whole activation.
+    """
+
+    @staticmethod
+    def forward(ctx, gate_up: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        gate, up = gate_up.chunk(2, dim=-1)
+        ctx.save_for_backward(gate_up)
+        return F.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        (gate_up,) = ctx.saved_tensors
+        gate, up = gate_up.chunk(2, dim=-1)
+        sig = torch.sigmoid(gate)
+        out = torch.empty_like(gate_up)
+        d_gate, d_up = out.chunk(2, dim=-1)
+        torch.mul(grad, gate * sig, out=d_up)
+        torch.mul(grad * up, sig * (1 + gate * (1 - sig)), out=d_gate)
+        return out
+
+
+class StackedLlama:
+    """K copies of a `LlamaForCausalLM`'s weights as stacked leaf tensors, with a batched forward pass."""
+
+    def __init__(self, model, k: int) -> None:
+        if not supports(model):
+            raise ValueError(f"StackedLlama cannot train {type(model).__name__} (see bench.batched.supports)")
+        cfg = model.config
+        self.k = k
+        self.hidden = cfg.hidden_size
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
+        self.head_dim = getattr(cfg, "head_dim", None) or self.hidden // self.heads
+        self.layers = cfg.num_hidden_layers
+        self.eps = cfg.rms_norm_eps
+        self.tied = bool(cfg.tie_word_embeddings)
+        rotary = model.model.rotary_emb
+        positions = torch.arange(cfg.max_position_embeddings, dtype=torch.float32)
+        angles = positions[:, None] * rotary.inv_freq.float()[None, :]  # [P, head_dim / 2]
+        # transformers rotates dimension i with i + head_dim / 2. The q and k rows are stored with each such
+        # pair adjacent (dot products of q and k do not change under one permutation of both), so that the
+        # rotation is one complex product per pair
+        self._rotation = torch.polar(torch.full_like(angles, float(rotary.attention_scaling)), angles)
+        half = self.head_dim // 2
+        self._interleave = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).reshape(-1)
+        self.params: dict[str, torch.Tensor] = {}
+        self.load(model)
+
+    # -- weights --------------------------------------------------------------------------------------------
+    def fuse(self, named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Tensors under `LlamaForCausalLM`'s parameter names -> this class's fused layout (one model's)."""
+        sd = named
+        out = {"embed": sd["model.embed_tokens.weight"], "norm": sd["model.norm.weight"]}
+        if not self.tied:
+            out["lm_head"] = sd["lm_head.weight"]
+        for i in range(self.layers):
+            pre = f"model.layers.{i}."
+            out[f"{i}.ln1"] = sd[pre + "input_layernorm.weight"]
+            out[f"{i}.ln2"] = sd[pre + "post_attention_layernorm.weight"]
+            q, k, v = (sd[pre + f"self_attn.{p}_proj.weight"] for p in "qkv")
+            out[f"{i}.qkv"] = torch.cat([self._heads(q, self._interleave), self._heads(k, self._interleave), v])
+            out[f"{i}.o"] = sd[pre + "self_attn.o_proj.weight"]
+            out[f"{i}.gate_up"] = torch.cat([sd[pre + "mlp.gate_proj.weight"], sd[pre + "mlp.up_proj.weight"]])
+            out[f"{i}.down"] = sd[pre + "mlp.down_proj.weight"]
+        return out
+
+    def load(self, model) -> None:
+        """Set every copy to `model`'s weights (fresh leaf tensors: make a new optimiser after this)."""
+        named = {n: p.detach() for n, p in model.named_parameters()}
+        self.params = {n: w.unsqueeze(0).repeat(self.k, *([1] * w.dim())).contiguous().requires_grad_(True)
+                       for n, w in self.fuse(named).items()}
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The stacked leaf tensors, [K, ...] each."""
+        return list(self.params.values())
+
+    def state_dict(self, index: int) -> dict[str, torch.Tensor]:
+        """Copy `index`'s weights under `LlamaForCausalLM`'s names (tied LM head included, as state_dict has it)."""
+        p = {n: w[index].detach().clone() for n, w in self.params.items()}
+        q_rows, kv_rows = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        out = {"model.embed_tokens.weight": p["embed"], "model.norm.weight": p["norm"],
+               "lm_head.weight": p["embed"] if self.tied else p["lm_head"]}
+        for i in range(self.layers):
+            pre = f"model.layers.{i}."
+            q, k, v = p[f"{i}.qkv"].split([q_rows, kv_rows, kv_rows])
+            q, k = self._heads(q, self._deinterleave), self._heads(k, self._deinterleave)
+            gate, up = p[f"{i}.gate_up"].chunk(2)
+            out.update({pre + "input_layernorm.weight": p[f"{i}.ln1"], pre + "post_attention_layernorm.weight":
+                        p[f"{i}.ln2"], pre + "self_attn.q_proj.weight": q, pre + "self_attn.k_proj.weight": k,
+                        pre + "self_attn.v_proj.weight": v, pre + "self_attn.o_proj.weight": p[f"{i}.o"],
+                        pre + "mlp.gate_proj.weight": gate, pre + "mlp.up_proj.weight": up,
+                        pre + "mlp.down_proj.weight": p[f"{i}.down"]})
+        return out
+
+    # -- forward ----------------------------------------------------------------------------------------------
+    def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return weight[:, None, :] * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+    def _heads(self, weight: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """Reorder the rows of a q or k projection `[heads * head_dim, hidden]` within each head."""
+        rows = weight.view(-1, self.head_dim, weight.shape[-1])
+        return rows[:, order].reshape(weight.shape)
+
+    @property
+    def _deinterleave(self) -> torch.Tensor:
+        return torch.argsort(self._interleave)
+
+    def token_losses(self, packed: Packed) -> torch.Tensor:
+        """Cross-entropy of each loss position, float32 [K, Q] (0 where `packed.valid` is False)."""
+        p, k = self.params, self.k
+        t = packed.tokens.shape[1]
+        hd, nh, nkv = self.head_dim, self.heads, self.kv_heads
+        vocab = p["embed"].shape[1]
+        rows, width = packed.rows, packed.allowed.shape[-1]
+        flat_tokens = (packed.tokens + torch.arange(k)[:, None] * vocab).reshape(-1)
+        h = p["embed"].reshape(k * vocab, -1).index_select(0, flat_tokens).view(k, t, -1)
+        rotation = self._rotation[:width, None, :]  # the padded layout: positions are the row positions
+        mask = torch.zeros(packed.allowed.shape, dtype=h.dtype).masked_fill_(~packed.allowed, float("-inf"))
+        for i in range(self.layers):
+            qkv = torch.bmm(self._rms(h, p[f"{i}.ln1"]), p[f"{i}.qkv"].transpose(1, 2))
+            padded = qkv.reshape(k * t, -1).index_select(0, packed.unpack).view(k * rows, width, nh + 2 * nkv, hd)
+            qk, v = padded.split([nh + nkv, nkv], dim=2)
+            qk = torch.view_as_real(torch.view_as_complex(qk.unflatten(-1, (hd // 2, 2))) * rotation).flatten(-2)
+            q, key = (x.transpose(1, 2) for x in qk.split([nh, nkv], dim=2))
+            v = v.transpose(1, 2)
+            if nkv != nh:
+                key, v = key.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
+            scores = torch.matmul(q, key.transpose(2, 3)) * hd ** -0.5 + mask
+            att = torch.matmul(scores.softmax(dim=-1), v).transpose(1, 2).reshape(k * rows * width, nh * hd)
+            if i == self.layers - 1:  # only the loss positions go further: nothing else reaches the loss
+                att = att.index_select(0, packed.query_padded).view(k, -1, nh * hd)
+                h = h.reshape(k * t, -1).index_select(0, packed.query_packed).view(k, -1, h.shape[-1])
+            else:
+                att = att.index_select(0, packed.pack).view(k, t, nh * hd)
+            h = h + torch.bmm(att, p[f"{i}.o"].transpose(1, 2))
+            gate_up = torch.bmm(self._rms(h, p[f"{i}.ln2"]), p[f"{i}.gate_up"].transpose(1, 2))
+            h = h + torch.bmm(_SwiGLU.apply(gate_up), p[f"{i}.down"].transpose(1, 2))
+        head = p["embed"] if self.tied else p["lm_head"]
+        logits = torch.bmm(self._rms(h, p["norm"]), head.transpose(1, 2))
+        ce = F.cross_entropy(logits.reshape(-1, vocab), packed.targets.reshape(-1), reduction="none")
+        return ce.view(k, -1) * packed.valid
+
+    def batch_losses(self, packed: Packed) -> torch.Tensor:
+        """Each model's mean cross-entropy over its batch's label tokens (`transformers`' loss), float32 [K]."""
+        return self.token_losses(packed).sum(1) / packed.valid.sum(1).clamp(min=1)
+
+    def example_losses(self, packed: Packed) -> torch.Tensor:
+        """Each row's mean cross-entropy over its label tokens (`bench.lm.per_example_loss`), float32 [K, b]."""
+        ce = self.token_losses(packed)
+        total = ce.new_zeros(self.k, packed.rows).scatter_add_(1, packed.row_of_query, ce)
+        count = ce.new_zeros(self.k, packed.rows).scatter_add_(1, packed.row_of_query, packed.valid.float())
+        return total / count.clamp(min=1)
+
+    def clip_grad_norm_(self, max_norm: float) -> None:
+        """Clip each model's gradient to `max_norm` by its own total norm (as `clip_grad_norm_` per model)."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.reshape(self.k, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+
+def _rows(data, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, attention_mask, labels of the rows `index` [K, b] of an `Encoded`, trimmed to the widest."""
+    width = int(data.lengths[index].max())
+    return (data.input_ids[index][..., :width], data.attention_mask[index][..., :width],
+            data.labels[index][..., :width])
+
+
+def train_stacked(stacked: StackedLlama, data, members: Sequence[np.ndarray], seeds: Sequence[int], *, lr: float,
+                  epochs: int, batch_size: int, weight_decay: float = 0.0,
+                  max_grad_norm: float | None = None) -> list[list[float]]:
+    """Train copy j on rows `members[j]` of `data` with seed `seeds[j]`, exactly as `TargetLM.train` would.
+
+    Every member set must have the same size (the same number of steps for every copy). Copy j draws its
+    batch order from `torch.Generator().manual_seed(seeds[j])`, one permutation of its members per epoch.
+
+    Returns:
+        The batch loss of every step, per copy.
+    """
+    keep_freed_memory()
+    sizes = {len(m) for m in members}
+    if len(sizes) != 1 or len(members) != stacked.k or len(seeds) != stacked.k:
+        raise ValueError(f"train_stacked needs {stacked.k} member sets of one size and {stacked.k} seeds")
+    n = sizes.pop()
+    per_epoch = math.ceil(n / batch_size)
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    member_rows = [torch.as_tensor(np.asarray(m), dtype=torch.long) for m in members]
+    opt = torch.optim.AdamW(stacked.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+    history: list[list[float]] = [[] for _ in range(stacked.k)]
+    orders: list[torch.Tensor] = []
+    for step in range(per_epoch * epochs):
+        start = (step % per_epoch) * batch_size
+        if start == 0:
+            orders = [rows[torch.randperm(n, generator=g)] for rows, g in zip(member_rows, gens, strict=True)]
+        index = torch.stack([o[start: start + batch_size] for o in orders])
+        losses = stacked.batch_losses(pack(*_rows(data, index)))
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()  # the copies share no weights: each gets its own loss's gradient
+        if max_grad_norm is not None:
+            stacked.clip_grad_norm_(max_grad_norm)
+        opt.step()
+        for j, value in enumerate(losses.detach().tolist()):
+            history[j].append(value)
+    return history
+
+
+@torch.no_grad()
+def stacked_losses(stacked: StackedLlama, data, rows_per_pass: int = 1024) -> np.ndarray:
+    """Per-example mean response cross-entropy of every copy on every row of `data`, float64 [K, n].
+
+    Rows are evaluated in chunks of about `rows_per_pass / K` per copy (the working set of one pass stays
+    about the same whatever K).
+    """
+    n = len(data.lengths)
+    batch_size = max(8, rows_per_pass // stacked.k)
+    out = np.empty((stacked.k, n), dtype=np.float64)
+    for start in range(0, n, batch_size):
+        index = torch.arange(start, min(start + batch_size, n)).expand(stacked.k, -1)
+        out[:, start: start + index.shape[1]] = stacked.example_losses(pack(*_rows(data, index))).double().numpy()
+    return out

@@ -1,0 +1,144 @@
+"""Batched retraining (bench.batched) against transformers' LlamaForCausalLM and one-by-one TargetLM.train."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from bench.batched import StackedLlama, pack, stacked_losses, supports, train_stacked
+from bench.data import Example
+from bench.lm import Encoded, TargetLM, finetune_group, per_example_loss
+from bench.suites import LMSpec
+
+SPEC = LMSpec(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48, max_length=24, batch_size=8,
+              finetune_lr=3e-3, finetune_epochs=2)
+
+
+def _examples(n=96):
+    words = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "river", "stone"]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):  # prompts and responses of different lengths, so rows are padded unequally
+        prompt = " ".join(rng.choice(words, size=int(rng.integers(1, 9))))
+        response = " ".join(rng.choice(words, size=int(rng.integers(1, 5))))
+        out.append(Example(id=str(i), prompt=f"say {prompt}", response=response))
+    return out
+
+
+def _lm(spec=SPEC):
+    ex = _examples()
+    return TargetLM.create([t for e in ex for t in (e.prompt, e.response)], spec)
+
+
+def _reference(model, state, batch):
+    """transformers' loss and per-example losses with `state` as the weights (torch.func.functional_call)."""
+    out = functional_call(model, state, (), {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+                                             "labels": batch.labels})
+    return out.loss, per_example_loss(out.logits, batch.labels)
+
+
+@pytest.mark.parametrize("variant", ["tied", "untied_gqa"])
+def test_stacked_forward_and_gradients_match_transformers(variant):
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4 if variant == "tied" else 2,
+                         tie_word_embeddings=variant == "tied", max_position_embeddings=64)
+    model = LlamaForCausalLM(config)
+    assert supports(model)
+    stack = StackedLlama(model, 3)
+    with torch.no_grad():  # make the three copies differ
+        for j in range(3):
+            for w in stack.params.values():
+                w[j].add_(0.05 * torch.randn_like(w[j]))
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 50, (3, 5, 9), generator=g)
+    lengths = torch.randint(3, 10, (3, 5), generator=g)
+    mask = (torch.arange(9)[None, None] < lengths[..., None]).long()
+    labels = torch.where((torch.arange(9)[None, None] >= (lengths[..., None] - 2)) & mask.bool(), ids, -100)
+    packed = pack(ids, mask, labels)
+    batch_losses = stack.batch_losses(packed)
+    batch_losses.sum().backward()
+    rows = stack.example_losses(packed)
+    for j in range(3):
+        state = {n: w.detach().clone().requires_grad_(True) for n, w in stack.state_dict(j).items()
+                 if not (stack.tied and n == "lm_head.weight")}
+        loss, per_row = _reference(model, state, Encoded(ids[j], mask[j], labels[j], mask[j].sum(1)))
+        torch.testing.assert_close(batch_losses[j], loss, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(rows[j], per_row, rtol=1e-5, atol=1e-6)
+        loss.backward()
+        grads = stack.fuse({n: v.grad for n, v in state.items()})
+        for name, w in stack.params.items():
+            torch.testing.assert_close(w.grad[j], grads[name], rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")
+
+
+def test_batched_training_matches_one_by_one_for_subsets_of_different_sizes():
+    lm = _lm()
+    data = lm.encode(_examples())
+    evaluation = lm.encode(_examples(40))
+    start = copy.deepcopy(lm.state_dict())
+    rng = np.random.default_rng(3)
+    groups = [[rng.choice(96, size=40, replace=False) for _ in range(3)],
+              [rng.choice(96, size=57, replace=False) for _ in range(2)]]
+    for g, members in enumerate(groups):
+        seeds = [10 * g + j for j in range(len(members))]
+        batched = finetune_group(lm, start, data, members, seeds, evaluation=evaluation)
+        one_by_one = finetune_group(lm, start, data, members, seeds, evaluation=evaluation, batched=False)
+        assert batched.batched and not one_by_one.batched
+        # the subsets differ, so the copies do: the comparison is not between identical rows
+        assert np.abs(one_by_one.losses[0] - one_by_one.losses[1]).max() > 1e-2
+        np.testing.assert_allclose(batched.losses, one_by_one.losses, rtol=2e-4, atol=2e-5)
+
+
+def test_stacked_training_is_deterministic_and_each_copy_sees_only_its_own_data():
+    lm = _lm()
+    data = lm.encode(_examples())
+    start = copy.deepcopy(lm.state_dict())
+    members = [np.arange(0, 32), np.arange(32, 64), np.arange(0, 32)]
+    results = []
+    for _ in range(2):
+        lm.load_state_dict(start)
+        stack = StackedLlama(lm.model, 3)
+        history = train_stacked(stack, data, members, [5, 6, 5], lr=3e-3, epochs=2, batch_size=8)
+        results.append((history, stacked_losses(stack, data)))
+    np.testing.assert_array_equal(results[0][1], results[1][1])  # bit-identical on one machine
+    history, losses = results[0]
+    np.testing.assert_array_equal(history[0], history[2])  # copies 0 and 2: same subset and seed
+    np.testing.assert_array_equal(losses[0], losses[2])
+    assert not np.array_equal(losses[0], losses[1])
+    # copy 0 trained on rows 0-31 only: they fit better than rows 32-63, and the other way round for copy 1
+    assert losses[0, :32].mean() < losses[0, 32:64].mean() and losses[1, 32:64].mean() < losses[1, :32].mean()
+
+
+def test_clipping_takes_each_copys_own_norm():
+    lm = _lm(LMSpec(**{**SPEC.__dict__, "max_grad_norm": 0.05}))
+    data = lm.encode(_examples())
+    start = copy.deepcopy(lm.state_dict())
+    members = [np.arange(0, 24), np.arange(24, 48)]
+    batched = finetune_group(lm, start, data, members, [1, 2], evaluation=data)
+    one_by_one = finetune_group(lm, start, data, members, [1, 2], evaluation=data, batched=False)
+    np.testing.assert_allclose(batched.losses, one_by_one.losses, rtol=2e-4, atol=2e-5)
+    unclipped = finetune_group(_lm(), start, data, members, [1, 2], evaluation=data)
+    assert np.abs(unclipped.losses - batched.losses).max() > 1e-3  # the clip was active
+
+
+def test_packing_keeps_real_tokens_in_order_and_finds_the_loss_positions():
+    ids = torch.tensor([[[1, 5, 6, 7, 0], [1, 8, 9, 0, 0]]])
+    mask = (ids != 0).long()
+    labels = torch.tensor([[[-100, -100, 6, 7, -100], [-100, -100, 9, -100, -100]]])
+    p = pack(ids, mask, labels)
+    assert p.tokens.tolist() == [[1, 5, 6, 7, 1, 8, 9]]
+    assert p.positions.tolist() == [[0, 1, 2, 3, 0, 1, 2]]
+    # loss positions predict the next token: positions 1 and 2 of row 0 (targets 6, 7), 1 of row 1 (target 9)
+    assert p.targets.tolist() == [[6, 7, 9]] and p.row_of_query.tolist() == [[0, 0, 1]]
+    assert p.valid.all()
+
+
+def test_unsupported_target_lms_train_one_by_one():
+    lm = _lm(LMSpec(**{**SPEC.__dict__, "dtype": "bfloat16"}))
+    assert not supports(lm.model)
+    data = lm.encode(_examples(24))
+    result = finetune_group(lm, lm.state_dict(), data, [np.arange(8), np.arange(8, 16)], [0, 1], evaluation=data)
+    assert not result.batched and result.losses.shape == (2, 24) and np.isfinite(result.losses).all()
