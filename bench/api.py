@@ -105,6 +105,8 @@ class Method(ABC):
     name: ClassVar[str] = ""
     family: ClassVar[Family] = "baseline"
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+    # bump when the method's numbers change for the same config; part of every record's fingerprint
+    code_version: ClassVar[str] = "1"
     # the config option naming the target LM the method differentiates ("suite" = the suite's warm-up LM);
     # cost probes set it to realistic LMs. None: the method has no such option.
     target_lm_option: ClassVar[str | None] = None
@@ -193,6 +195,7 @@ class Task(ABC):
 
     name: ClassVar[str] = ""
     config_cls: ClassVar[type[TaskConfig]] = TaskConfig
+    code_version: ClassVar[str] = "1"  # bump when the task's numbers change; part of every record's fingerprint
     requires: ClassVar[tuple[Split, ...]] = ("train", "test")  # splits that must not be empty
 
     def __init__(self, config: TaskConfig | None = None) -> None:

@@ -40,8 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BATCHED_CODE_VERSION = "1"  # bump when batched training changes numerically
-
 
 def keep_freed_memory() -> None:
     """Keep freed heap memory in the process instead of returning it to the OS (glibc only; else nothing).

@@ -3,7 +3,7 @@
 Fourteen templated tasks in five families (the coarse label, the analogue of Tulu's source). Each task
 has several prompt templates, as FLAN does, and its own share of the training pool, so task sizes are
 unequal. Everything is drawn from `random.Random(seed)`: the same arguments give the same examples on
-every machine. Bump `GENERATOR_VERSION` whenever the output for a given seed changes; it is part of every
+every machine. Bump `bench.versions.GENERATOR` whenever the output for a given seed changes; it is part of every
 cache key built on this data.
 """
 
@@ -13,8 +13,6 @@ import random
 from collections.abc import Callable, Mapping
 
 from bench.data import Example
-
-GENERATOR_VERSION = "1"
 
 _POSITIVE = ["wonderful", "great", "excellent", "delightful", "superb", "charming", "brilliant", "lovely",
              "fantastic", "pleasant", "moving", "clever"]

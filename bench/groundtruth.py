@@ -22,8 +22,7 @@ from bench.cache import Cache, atomic_path, atomic_write_text
 from bench.config import fingerprint
 from bench.executors import Executor, LocalExecutor
 from bench.suites import Suite, load_suite
-
-RETRAIN_CODE_VERSION = "3"  # 2: masks in the job files, M not in the key; 3: jobs trained in groups
+from bench.versions import BATCHED, LM, RETRAIN
 
 
 @dataclass(frozen=True)
@@ -67,10 +66,7 @@ def subset_masks(n_pool: int, num_subsets: int, fraction: float, seed: int) -> n
 
 
 def _lm_args(suite: Suite) -> dict:
-    from bench.lm import LM_CODE_VERSION
-
-    return {"suite": suite.name, "data": suite.data_fingerprint, "lm": suite.spec.lm,
-            "lm_code_version": LM_CODE_VERSION}
+    return {"suite": suite.name, "data": suite.data_fingerprint, "lm": suite.spec.lm, "lm_code_version": LM}
 
 
 def warmup_dir(suite: Suite, cache: Cache) -> Path:
@@ -139,7 +135,7 @@ def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
     import time
 
     spec, seed = suite.spec.lm, suite.spec.ground_truth.seed
-    directory = cache.entry("pool_lm", {**_lm_args(suite), "seed": seed, "retrain_code_version": RETRAIN_CODE_VERSION})
+    directory = cache.entry("pool_lm", {**_lm_args(suite), "seed": seed, "retrain_code_version": RETRAIN})
     meta_path = directory / "meta.json"
     if meta_path.exists():
         return _load_lm_dir(spec, directory, device), json.loads(meta_path.read_text())
@@ -270,12 +266,10 @@ def _retrain_args(spec: RetrainSpec, suite: Suite, fraction: float, seed: int) -
     args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
             "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
             "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
-            "fraction": fraction, "seed": seed, "n_pool": pool_n, "retrain_code_version": RETRAIN_CODE_VERSION,
+            "fraction": fraction, "seed": seed, "n_pool": pool_n, "retrain_code_version": RETRAIN,
             "group_size": group_size(suite)}
     if args["group_size"] > 1:  # the batched trainer's numerics, where it is used
-        from bench.batched import BATCHED_CODE_VERSION
-
-        args["batched_code_version"] = BATCHED_CODE_VERSION
+        args["batched_code_version"] = BATCHED
     return pool_n, args
 
 

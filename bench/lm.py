@@ -21,7 +21,6 @@ from bench.data import Example
 from bench.progress import progress, progress_enabled
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>", "<sep>")
-LM_CODE_VERSION = "1"  # bump when training or evaluation changes numerically
 
 
 def train_tokenizer(texts: Sequence[str]):  # -> PreTrainedTokenizerFast

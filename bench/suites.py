@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 import tomllib
 
+from bench import versions
 from bench.config import fingerprint, from_dict
 from bench.data import Columns, Example, load_examples, local_path
 from bench.errors import ConfigError, DataError, UnknownPluginError, did_you_mean
-from bench.generator import GENERATOR_VERSION, TASK_NAMES, generate
+from bench.generator import TASK_NAMES, generate
 from bench.presets import PresetSpec, known_text, load_preset
 
 SPLITS = ("train", "test", "warmup", "airrep_train")
@@ -250,7 +251,7 @@ class Suite:
         """Hash of everything that determines the data: the spec, generator version or file contents."""
         data = self.spec.data
         if data.generator is not None:
-            return fingerprint({"generator": data.generator, "generator_version": GENERATOR_VERSION,
+            return fingerprint({"generator": data.generator, "generator_version": versions.GENERATOR,
                                 "suite_version": self.spec.version})
         parts: dict[str, object] = {"spec": data, "suite_version": self.spec.version}
         if data.preset is not None:  # local mirrors: data files by size (cheap on big mirrors), single files by hash

@@ -98,11 +98,18 @@ def _provenance(records: list[RunRecord]) -> str:
         return ""
     suites = sorted({f"{r.suite} v{r.suite_version}" for r in records})
     versions = sorted({str(r.env.get("package_version")) for r in records})
-    commits = sorted({str(r.env.get("git_commit") or "unknown")[:12] for r in records})
+    commits = sorted({_commit(r) for r in records})
     devices = sorted({str(r.env.get("device")) for r in records})
     dates = sorted(r.created_at[:10] for r in records)
     return (f"<sub>Suites: {', '.join(suites)} · tda-bench {', '.join(versions)} · commit {', '.join(commits)} · "
             f"device {', '.join(devices)} · records {dates[0]} to {dates[-1]}</sub>")
+
+
+def _commit(record: RunRecord) -> str:
+    """The record's full commit, marked when the tree had uncommitted changes (`+dirty` in older records)."""
+    sha = str(record.env.get("git_commit") or "unknown")
+    dirty = record.env.get("git_dirty") or sha.endswith("+dirty")
+    return sha.removesuffix("+dirty") + (" (uncommitted changes)" if dirty else "")
 
 
 def _footnotes(footnotes: dict[str, int]) -> list[str]:

@@ -42,6 +42,8 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
                    help="run only retraining jobs with index = I mod N (e.g. a SLURM array task), then stop")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
+    p.add_argument("--force", action="store_true",
+                   help="run even when an up-to-date record of the cell exists (same fingerprint and code versions)")
     p.add_argument("--record-failures", action="store_true", help=argparse.SUPPRESS)  # used by the grid
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go (default ./results)")
     p.set_defaults(func=run)
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                          method_options=method_options,
                          task_options=task_options, seed=args.seed, device=args.device, executor=args.executor,
                          shard=args.shard, cache_dir=args.cache_dir, results_dir=args.results_dir,
-                         record_failures=args.record_failures)
+                         record_failures=args.record_failures, force=args.force)
     if "all" in (args.method, args.task):
         from bench.api import methods, tasks
 
@@ -86,19 +88,26 @@ def run(args: argparse.Namespace) -> int:
         if (method_options or task_options) and len(method_names) * len(task_names) > 1:
             raise ConfigError("--set / --task-set apply to one method or task; drop them with 'all'")
         failed = 0
+        from bench.runner import _now
+
+        started = _now()
         for record, path in run_grid(request, method_names, task_names):
             if record.status == "ok":
-                name = record.extra.get("headline") or next(iter(record.metrics))  # JSON keys come back sorted
-                m = record.metrics[name]
-                print(f"{record.method:<12} {record.task:<15} {name} = {m['value']:.4f} "
-                      f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]  {path}")
+                fresh = "" if record.created_at >= started else "  (up to date)"
+                print(f"{record.method:<12} {record.task:<15} {headline(record)}  {path}{fresh}")
             else:
                 failed += 1
                 print(f"{record.method:<12} {record.task:<15} FAILED ({record.error['kind']}: "
                       f"{record.error['message'][:80]})  {path}")
         return 1 if failed else 0
-    from bench.runner import CellFailed
+    from bench.runner import CellFailed, existing_record
 
+    found = None if args.force else existing_record(request)
+    if found is not None:
+        record, path = found
+        print(f"up to date: {headline(record)}  (from {record.created_at}; --force to run again)")
+        print(f"record: {path}")
+        return 0
     try:
         record, path = run_request(request)
     except CellFailed as failed:
@@ -110,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
     print(summary(record))
     print(f"record: {path}")
     return 0
+
+
+def headline(record) -> str:  # RunRecord
+    """The record's headline metric with its CI, one line."""
+    name = record.extra.get("headline") or next(iter(record.metrics))  # JSON keys come back sorted
+    m = record.metrics[name]
+    return f"{name} = {m['value']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
 
 
 def summary(record) -> str:  # RunRecord
