@@ -24,7 +24,16 @@ from bench.data import Example, Examples
 from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder, mean_pool
 from bench.errors import BenchError, ConfigError, DataError
 from bench.executors import Executor, LocalExecutor
-from bench.metrics import Interval, bootstrap_mean, lds, spearman_rows, stratified_bootstrap_macro_mean, unigram_f1
+from bench.metrics import (
+    Interval,
+    bootstrap_mean,
+    lds,
+    noise_ceiling,
+    spearman_rows,
+    split_half_reliability,
+    stratified_bootstrap_macro_mean,
+    unigram_f1,
+)
 from bench.progress import progress
 from bench.registry import Registry
 from bench.scoring import attention_group_score
@@ -40,8 +49,9 @@ __all__ = [
     "Interval", "Method", "MethodConfig", "Metric", "Role", "RunContext", "Task", "TaskConfig", "TaskOutput",
     "OFFLINE_DEFAULT", "atomic_path", "atomic_write_text", "attention_group_score", "bootstrap_mean",
     "check_model", "config_dict", "encode_texts", "feature_nbytes", "lds", "load_encoder", "load_pretrained_lm",
-    "make_config", "mean_pool", "methods", "per_example_loss", "progress", "register_method", "register_task",
-    "spearman_rows", "stratified_bootstrap_macro_mean", "tasks", "unigram_f1",
+    "make_config", "mean_pool", "methods", "noise_ceiling", "per_example_loss", "progress", "register_method",
+    "register_task", "spearman_rows", "split_half_reliability", "stratified_bootstrap_macro_mean", "tasks",
+    "unigram_f1",
 ]
 
 Role = Literal["train", "test"]

@@ -23,16 +23,28 @@ from bench.progress import progress, progress_enabled
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>", "<sep>")
 
 
-def train_tokenizer(texts: Sequence[str]):  # -> PreTrainedTokenizerFast
-    """Train a word-level tokenizer on `texts`; digits are single tokens, unknown words map to <unk>."""
+def train_tokenizer(texts: Sequence[str], kind: str = "word", vocab_size: int = 4000):  # -> PreTrainedTokenizerFast
+    """Train a tokenizer on `texts` with `tokenizers`.
+
+    `word`: word-level, digits as single tokens, unknown words map to <unk> (the generated suites' small
+    closed vocabulary). `bpe`: byte-level BPE of `vocab_size` tokens (real text: no word is unknown).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
-    )
-    tok.decoder = decoders.WordPiece(prefix="##")  # joins word-level tokens with single spaces
-    tok.train_from_iterator(texts, trainer=trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS)))
+    if kind == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    else:
+        tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
+        )
+        tok.decoder = decoders.WordPiece(prefix="##")  # joins word-level tokens with single spaces
+        trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
     return wrap_tokenizer(tok)
 
 
@@ -95,7 +107,7 @@ class TargetLM:
     @classmethod
     def create(cls, texts: Sequence[str], spec, device: str = "cpu") -> TargetLM:
         """Train a tokenizer on `texts` and build a fresh model."""
-        tok = train_tokenizer(texts)
+        tok = train_tokenizer(texts, spec.tokenizer, spec.vocab_size)
         ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         return cls(tok, build_model(len(tok), spec, ids), spec, device)
 

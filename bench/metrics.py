@@ -63,6 +63,46 @@ def lds(group_scores: np.ndarray, test_losses: np.ndarray) -> np.ndarray:
     return spearman_rows(np.asarray(group_scores, dtype=np.float64), -np.asarray(test_losses, dtype=np.float64).T)
 
 
+def split_half_reliability(seed_losses: np.ndarray) -> np.ndarray:
+    """Per eval example, how reproducible the ground truth's ranking of subsets is across training seeds.
+
+    The seeds are split into two halves (the first floor(S/2) and the rest); per example, the Spearman
+    correlation over subsets between the halves' mean losses, stepped up to the full S seeds by the
+    Spearman-Brown formula 2r / (1 + r) (exact for equal halves, as with S = 2).
+
+    Args:
+        seed_losses: float [S, M, n], S >= 2 seeds of M subsets.
+
+    Returns:
+        float [n]: the reliability of the S-seed mean loss; NaN where a half is constant over subsets.
+    """
+    seed_losses = np.asarray(seed_losses, dtype=np.float64)
+    if seed_losses.ndim != 3 or seed_losses.shape[0] < 2:
+        raise ValueError(f"expected [S >= 2, M, n] losses, got shape {seed_losses.shape}")
+    half = seed_losses.shape[0] // 2
+    a, b = seed_losses[:half].mean(axis=0), seed_losses[half:].mean(axis=0)
+    r = spearman_rows(a.T, b.T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 2 * r / (1 + r)
+
+
+def noise_ceiling(seed_losses: np.ndarray) -> np.ndarray:
+    """Per eval example, the LDS that a perfect attribution could reach against this ground truth.
+
+    A predictor that knew every subset's expected loss (over training seeds) correlates with the S-seed
+    mean at the square root of that mean's reliability (`split_half_reliability`, clipped to [0, 1]):
+    classical test theory's bound for a noise-free predictor of a noisy measurement.
+
+    Args:
+        seed_losses: float [S, M, n].
+
+    Returns:
+        float [n]; NaN where the reliability is undefined.
+    """
+    rel = split_half_reliability(seed_losses)
+    return np.sqrt(np.clip(rel, 0.0, 1.0))
+
+
 def bootstrap_mean(values: np.ndarray, *, rng: np.random.Generator, n_resamples: int = 2000) -> Interval:
     """Mean with a percentile-bootstrap 95% CI (scipy.stats.bootstrap), NaNs excluded.
 

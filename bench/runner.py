@@ -234,6 +234,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         **common, status="ok", metrics={k: to_jsonable(v) for k, v in output.metrics.items()},
         per_example=output.per_example, cost=cost, env=env, created_at=_now(),
         extra={**to_jsonable(output.extra), "headline": next(iter(output.metrics), None),
+               "hygiene": suite.hygiene(loaded_only=True),
                "suite_options": to_jsonable(dict(request.suite_options)),
                "method_info": to_jsonable(method.info()),
                **({"artifacts": sorted(output.artifacts)} if output.artifacts else {})},

@@ -21,8 +21,10 @@ from bench import versions
 from bench.config import fingerprint, from_dict
 from bench.data import Columns, Example, load_examples, local_path
 from bench.errors import ConfigError, DataError, UnknownPluginError, did_you_mean
-from bench.generator import TASK_NAMES, generate
+from bench.generator import TASK_NAMES, generate_splits
+from bench.hygiene import report as hygiene_report
 from bench.presets import PresetSpec, known_text, load_preset
+from bench.textdata import TextSpec, files_sha256, load_text_splits
 
 SPLITS = ("train", "test", "warmup", "airrep_train")
 Split = Literal["train", "test", "warmup", "airrep_train"]
@@ -37,15 +39,28 @@ class GeneratorSpec:
     n_warmup: int = field(default=3000, metadata={"help": "Examples the warm-up model is trained on."})
     n_airrep_train: int = field(default=3000, metadata={"help": "Disjoint pool for learned methods."})
     seed: int = field(default=0, metadata={"help": "Generator seed."})
-    tasks: tuple[str, ...] = field(default=TASK_NAMES, metadata={"help": "Generator tasks to draw from."})
+    tasks: tuple[str, ...] = field(default=TASK_NAMES, metadata={"help": "Generator tasks of train and test."})
+    warmup_tasks: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "Tasks of the warmup split (default: tasks); other tasks give a shifted suite."})
+    airrep_tasks: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "Tasks of the airrep_train split (default: tasks)."})
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_test", "n_warmup", "n_airrep_train"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"generator.{name} must be >= 0, got {getattr(self, name)}")
-        unknown = [t for t in self.tasks if t not in TASK_NAMES]
-        if unknown:
-            raise ConfigError(f"generator.tasks: unknown task '{unknown[0]}'.{did_you_mean(unknown[0], TASK_NAMES)}")
+        for name in ("tasks", "warmup_tasks", "airrep_tasks"):
+            unknown = [t for t in getattr(self, name) or () if t not in TASK_NAMES]
+            if unknown:
+                raise ConfigError(f"generator.{name}: unknown task '{unknown[0]}'."
+                                  f"{did_you_mean(unknown[0], TASK_NAMES)}")
+            if getattr(self, name) is not None and not getattr(self, name):
+                raise ConfigError(f"generator.{name} must name at least one task")
+
+    def split_tasks(self) -> dict[str, tuple[str, ...]]:
+        """The tasks each split draws from."""
+        return {"train": self.tasks, "test": self.tasks, "warmup": self.warmup_tasks or self.tasks,
+                "airrep_train": self.airrep_tasks or self.tasks}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +77,7 @@ class DataSpec:
     """Either the embedded generator or one source per split, with the column mapping."""
 
     generator: GeneratorSpec | None = None
+    text: TextSpec | None = None
     preset: PresetSpec | None = None
     train: SplitSource | None = None
     test: SplitSource | None = None
@@ -73,9 +89,10 @@ class DataSpec:
     id_column: str | None = None
 
     def __post_init__(self) -> None:
-        if self.generator is None and self.preset is None and (self.train is None or self.test is None):
-            raise ConfigError("[data] needs a [data.generator] table, a [data.preset] table, or both data.train "
-                              "and data.test")
+        if (self.generator is None and self.text is None and self.preset is None
+                and (self.train is None or self.test is None)):
+            raise ConfigError("[data] needs a [data.generator], [data.text] or [data.preset] table, or both "
+                              "data.train and data.test")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +114,9 @@ class LMSpec:
         "help": "AdamW weight decay of warm-up and fine-tuning (the authors' recipe: torch's default, 0.01)."})
     max_grad_norm: float | None = field(default=None, metadata={
         "help": "Clip the gradient norm of warm-up and fine-tuning steps (the authors' recipe: 1.0)."})
+    tokenizer: Literal["word", "bpe"] = field(default="word", metadata={
+        "help": "Built LMs: a word-level tokenizer (digits split) or byte-level BPE, trained on the suite's text."})
+    vocab_size: int = field(default=4000, metadata={"help": "BPE vocabulary size (tokenizer = bpe)."})
     hidden_size: int = field(default=128, metadata={"help": "Model width."})
     num_layers: int = field(default=2, metadata={"help": "Decoder layers."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads."})
@@ -112,7 +132,7 @@ class LMSpec:
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length",
-                     "batch_size", "eval_batch_size", "finetune_epochs"):
+                     "batch_size", "eval_batch_size", "finetune_epochs", "vocab_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"lm.{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup_steps < 0:
@@ -206,11 +226,18 @@ class Suite:
 
     def _load(self, name: str) -> list[Example]:
         data = self.spec.data
-        if data.generator is not None:
+        if data.generator is not None:  # the four splits are drawn together (disjoint by item)
             g = data.generator
-            n = {"train": g.n_train, "test": g.n_test, "warmup": g.n_warmup,
-                 "airrep_train": g.n_airrep_train}[name]
-            return generate(n, seed=g.seed, split=name, balanced=name == "test", tasks=g.tasks)
+            sizes = {"train": g.n_train, "test": g.n_test, "warmup": g.n_warmup, "airrep_train": g.n_airrep_train}
+            try:
+                generated = generate_splits(sizes, seed=g.seed, tasks=g.split_tasks())
+            except ValueError as exc:
+                raise ConfigError(f"suite '{self.name}': {exc}") from exc
+            self._splits.update(generated)
+            return generated[name]
+        if data.text is not None:  # likewise: one draw of every split from the package's files
+            self._splits.update(load_text_splits(data.text))
+            return self._splits[name]
         if data.preset is not None:
             return load_preset(data.preset, name, self.base_dir)
         source: SplitSource | None = getattr(data, name)
@@ -235,6 +262,11 @@ class Suite:
                                                       for t in (e.prompt, e.response)]
         return texts
 
+    def hygiene(self, *, loaded_only: bool = False) -> dict[str, Any]:
+        """`bench.hygiene.report` of the suite's splits (only those loaded so far, with `loaded_only`)."""
+        names = [n for n in SPLITS if n in self._splits] if loaded_only else list(SPLITS)
+        return hygiene_report({n: self.split(n) for n in names})  # type: ignore[arg-type]
+
     def require(self, name: Split) -> list[Example]:
         """Return a split that must not be empty.
 
@@ -252,6 +284,9 @@ class Suite:
         data = self.spec.data
         if data.generator is not None:
             return fingerprint({"generator": data.generator, "generator_version": versions.GENERATOR,
+                                "suite_version": self.spec.version})
+        if data.text is not None:
+            return fingerprint({"text": data.text, "files_sha256": files_sha256(data.text),
                                 "suite_version": self.spec.version})
         parts: dict[str, object] = {"spec": data, "suite_version": self.spec.version}
         if data.preset is not None:  # local mirrors: data files by size (cheap on big mirrors), single files by hash

@@ -8,6 +8,7 @@ import numpy as np
 
 from bench.api import (
     ConfigError,
+    Interval,
     Method,
     Metric,
     RunContext,
@@ -16,8 +17,13 @@ from bench.api import (
     TaskOutput,
     bootstrap_mean,
     lds,
+    noise_ceiling,
     register_task,
+    split_half_reliability,
 )
+
+# the label kind whose per-label LDS the record keeps, in this order of preference
+PER_LABEL_KINDS = ("task", "source", "stance", "safety")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +45,11 @@ class LDS(Task):
     minus the loss of the target LM fine-tuned on that subset; the headline is the mean over test examples
     with a bootstrap 95% CI over test examples. A test example whose group scores or losses are constant
     over subsets has no Spearman value: it is excluded and counted.
+
+    With two or more training seeds per subset the record also holds the noise ceiling
+    (`bench.metrics.noise_ceiling`: the LDS a perfect attribution could reach against this ground truth)
+    and the LDS as a fraction of it. The per-label LDS (mean over the test examples of each task, source
+    or stance) shows where a method wins.
     """
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
@@ -53,12 +64,41 @@ class LDS(Task):
                 raise ConfigError(f"LDS is undefined for every test example of '{ctx.suite.name}': the group "
                                   f"scores or the losses are constant over subsets")
             interval = bootstrap_mean(per_example, rng=ctx.rng(1), n_resamples=self.config.bootstrap_resamples)
-        metric = Metric.from_interval(interval, n=len(per_example) - n_nan,
-                                      note=f"{n_nan} test examples with constant scores or losses excluded")
+            metrics = {"lds": Metric.from_interval(interval, n=len(per_example) - n_nan,
+                                                   note=f"{n_nan} test examples with constant scores or losses "
+                                                        f"excluded")}
+            values = {"lds": per_example.tolist()}
+            extra: dict = {}
+            if gt.seed_losses is not None and gt.seed_losses.shape[0] >= 2:
+                ceiling = noise_ceiling(gt.seed_losses)
+                reliability = split_half_reliability(gt.seed_losses)
+                both = np.isfinite(ceiling) & np.isfinite(per_example)
+                metrics["ceiling"] = Metric.from_interval(
+                    bootstrap_mean(ceiling, rng=ctx.rng(5), n_resamples=self.config.bootstrap_resamples),
+                    n=int(np.isfinite(ceiling).sum()),
+                    note=f"sqrt of the Spearman-Brown reliability of the {gt.seed_losses.shape[0]}-seed mean")
+                metrics["lds_of_ceiling"] = Metric.from_interval(_ratio_interval(
+                    per_example[both], ceiling[both], rng=ctx.rng(6), n_resamples=self.config.bootstrap_resamples),
+                    n=int(both.sum()), note="mean LDS / mean ceiling over the same test examples")
+                values.update(ceiling=ceiling.tolist(), reliability=reliability.tolist())
+                extra["seeds_per_subset"] = int(gt.seed_losses.shape[0])
+            kind = next((k for k in PER_LABEL_KINDS if all(k in e.labels for e in ctx.suite.split("test"))), None)
+            if kind is not None:
+                labels = np.array([e.labels[kind] for e in ctx.suite.split("test")])
+                extra["per_label"] = {"kind": kind, "values": {
+                    str(v): {"lds": float(np.nanmean(per_example[labels == v])), "n": int((labels == v).sum())}
+                    for v in sorted(set(labels.tolist()))}}
         return TaskOutput(
-            metrics={"lds": metric},
-            per_example={"lds": per_example.tolist()},
+            metrics=metrics,
+            per_example=values,
             extra={"n_subsets": int(gt.masks.shape[0]), "subset_fraction": float(gt.masks.mean()),
                    "n_constant_excluded": n_nan, "n_train": int(gt.masks.shape[1]),
-                   "n_test": int(gt.losses.shape[1]), "dim": method.dim(train_features)},
+                   "n_test": int(gt.losses.shape[1]), "dim": method.dim(train_features), **extra},
         )
+
+
+def _ratio_interval(num: np.ndarray, den: np.ndarray, *, rng: np.random.Generator, n_resamples: int):
+    """mean(num) / mean(den) with a percentile-bootstrap 95% CI over the paired examples."""
+    idx = rng.integers(0, len(num), size=(n_resamples, len(num)))
+    boot = num[idx].mean(axis=1) / den[idx].mean(axis=1)
+    return Interval(float(num.mean() / den.mean()), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))

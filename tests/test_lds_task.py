@@ -16,8 +16,9 @@ def test_random_is_zero_and_tfidf_is_clearly_positive(run_cli):
     assert code == 0, err
     rec = json.loads(next((results / "tiny" / "lds" / "tfidf").glob("*.json")).read_text())
     lds = rec["metrics"]["lds"]
-    # measured 0.38 [0.31, 0.45] on tiny; a sign flip, shuffled subsets or a constant ground truth fail this
-    assert lds["ci_low"] > 0.15 and lds["value"] > 0.25
+    # measured 0.24 [0.16, 0.31] on tiny (v1, whose test split leaked into the pool: 0.38); a sign flip,
+    # shuffled subsets or a constant ground truth fail this
+    assert lds["ci_low"] > 0.08 and lds["value"] > 0.15
     assert "LDS = " in out and "95% CI" in out and "record: " in out and "storage:" in out
     per = np.array([np.nan if v is None else v for v in rec["per_example"]["lds"]])
     assert len(per) == 64 and np.nanmean(per) == lds["value"]

@@ -118,7 +118,17 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(summary(record))
     print(f"record: {path}")
+    _warn_overlap(record)
     return 0
+
+
+def _warn_overlap(record) -> None:  # RunRecord
+    """One line on stderr when the suite's test split overlaps a training split (or repeats examples)."""
+    from bench.hygiene import describe
+
+    line = describe(record.extra["hygiene"]) if record.extra.get("hygiene") else None
+    if line:
+        print(f"warning: suite '{record.suite}': {line}", file=sys.stderr)
 
 
 def headline(record) -> str:  # RunRecord

@@ -1,0 +1,69 @@
+"""Data hygiene: built-in suites are disjoint by content; a user suite's overlaps are reported."""
+
+import json
+
+import pytest
+
+from bench.data import Example
+from bench.hygiene import describe, normalise, report
+from bench.suites import load_suite
+
+EMBEDDED = ["tiny", "small", "shifted", "qa", "stereoset"]
+
+
+def test_normalise_folds_case_spacing_and_punctuation():
+    assert normalise("What is  the Capital of FRANCE?") == normalise("what is the capital of france")
+    assert normalise("a-b") == "a b" and normalise("2 + 2") != normalise("2 + 3")
+
+
+def test_report_counts_overlaps_and_duplicates():
+    def ex(p, r="x"):
+        return Example(id=p + r, prompt=p, response=r)
+
+    rep = report({"test": [ex("Q1?"), ex("q2"), ex("q3")], "train": [ex("q1", "y"), ex("z"), ex("z")],
+                  "warmup": [ex("Q2"), ex("q1")]})
+    assert rep["test_overlap"] == {"train": 1, "warmup": 2} and rep["test_overlap_any"] == 2
+    assert rep["duplicates"] == {"test": 0, "train": 1, "warmup": 0}
+    assert describe(rep).startswith("2 of 3 test examples share their prompt with a training split")
+    assert describe(report({"test": [ex("a")], "train": [ex("b")]})) is None
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
+def test_every_embedded_suite_is_disjoint_by_content(name):
+    suite = load_suite(name)
+    rep = suite.hygiene()
+    assert rep["test_overlap_any"] == 0, rep
+    assert not any(rep["duplicates"].values()), rep
+    assert all(rep["sizes"][s] > 0 for s in ("train", "test", "warmup", "airrep_train"))
+    if name in ("small", "shifted", "qa", "stereoset"):  # every split pair, not only test vs the others
+        prompts = {s: {normalise(e.prompt) for e in suite.split(s)} for s in rep["sizes"]}
+        names = sorted(prompts)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                assert not prompts[a] & prompts[b], (a, b)
+
+
+def test_stereoset_test_split_is_half_and_half_with_both_continuations_together():
+    suite = load_suite("stereoset")
+    test = suite.split("test")
+    stances = [e.labels["stance"] for e in test]
+    assert stances.count("stereotype") == stances.count("anti-stereotype") == len(test) // 2
+    by_prompt = {}
+    for e in test:
+        by_prompt.setdefault(e.prompt, set()).add(e.labels["stance"])
+    assert all(v == {"stereotype", "anti-stereotype"} for v in by_prompt.values())
+
+
+def test_a_user_suite_with_overlap_says_how_many_test_examples_overlap(run_cli, tmp_path):
+    rows = [{"prompt": f"question {i}", "response": f"answer {i}"} for i in range(40)]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:5] + rows[-3:]) + "\n")
+    (tmp_path / "mine.toml").write_text('name = "mine"\nversion = "1"\n[data]\ntrain = { source = "train.jsonl" }\n'
+                                        'test = { source = "test.jsonl" }\n[ground_truth]\nnum_subsets = 4\n'
+                                        '[lm]\nhidden_size = 16\nnum_heads = 2\nintermediate_size = 32\n')
+    code, out, err, results = run_cli("run", "--method", "tfidf", "--task", "lds", "--suite",
+                                      str(tmp_path / "mine.toml"))
+    assert code == 0, err
+    assert "8 of 8 test examples share their prompt with a training split (8 with train)" in err
+    record = json.loads(next(results.rglob("*.json")).read_text())
+    assert record["extra"]["hygiene"]["test_overlap"]["train"] == 8
