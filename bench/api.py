@@ -17,9 +17,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from bench.accounting import Accountant
-from bench.cache import Cache, atomic_path, atomic_write_text
+from bench.cache import Cache, atomic_path, atomic_write_text, build
 from bench.config import from_dict, to_jsonable
-from bench.costmodel import CostProfile, Crossover, crossover, format_count, format_seconds
+from bench.costmodel import (
+    CostProfile,
+    Crossover,
+    crossover,
+    format_count,
+    format_seconds,
+    method_cost_s,
+)
 from bench.data import Example, Examples
 from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder, mean_pool
 from bench.errors import BenchError, ConfigError, DataError
@@ -28,15 +35,21 @@ from bench.metrics import (
     Interval,
     bootstrap_mean,
     lds,
+    lds_replicates,
     noise_ceiling,
+    paired_difference,
+    percentile_interval,
+    replicate_means,
+    resample_indices,
     spearman_rows,
     split_half_reliability,
     stratified_bootstrap_macro_mean,
+    stratified_replicates,
     unigram_f1,
 )
 from bench.progress import progress
 from bench.registry import Registry
-from bench.scoring import attention_group_score
+from bench.scoring import attention_group_score, attention_pool
 from bench.suites import Split, Suite
 
 if TYPE_CHECKING:
@@ -44,13 +57,15 @@ if TYPE_CHECKING:
     from bench.lm import TargetLM
 
 __all__ = [
-    "Accountant", "BenchError", "ConfigError", "CostProfile", "Crossover", "crossover", "format_count",
-    "format_seconds", "DataError", "Example", "Examples", "Features",
-    "Interval", "Method", "MethodConfig", "Metric", "Role", "RunContext", "Task", "TaskConfig", "TaskOutput",
-    "OFFLINE_DEFAULT", "atomic_path", "atomic_write_text", "attention_group_score", "bootstrap_mean",
-    "check_model", "config_dict", "encode_texts", "feature_nbytes", "lds", "load_encoder", "load_pretrained_lm",
-    "make_config", "mean_pool", "methods", "noise_ceiling", "per_example_loss", "progress", "register_method",
-    "register_task", "spearman_rows", "split_half_reliability", "stratified_bootstrap_macro_mean", "tasks",
+    "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
+    "bootstrap_mean", "build", "code_versions",
+    "check_model", "config_dict", "ConfigError", "CostProfile", "crossover", "Crossover", "DataError",
+    "encode_texts", "Example", "Examples", "feature_nbytes", "Features", "format_count", "format_seconds",
+    "Interval", "lds", "lds_replicates", "load_encoder", "load_pretrained_lm", "make_config", "mean_pool", "Method",
+    "method_cost_s", "MethodConfig", "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "paired_difference",
+    "per_example_loss", "percentile_interval", "progress", "register_method", "register_task", "replicate_means",
+    "resample_indices", "Role", "RunContext", "spearman_rows", "split_half_reliability",
+    "stratified_bootstrap_macro_mean", "stratified_replicates", "Task", "TaskConfig", "TaskOutput", "tasks",
     "unigram_f1",
 ]
 
@@ -67,6 +82,13 @@ class MethodConfig:
 @dataclass(frozen=True, kw_only=True)
 class TaskConfig:
     """Base of task configs."""
+
+
+def code_versions(*names: str) -> dict[str, str]:
+    """The harness's code versions of the named components (`bench.versions`): for a plugin's cache keys."""
+    from bench import versions
+
+    return versions.of(*names)
 
 
 def feature_nbytes(features: Features) -> int:
@@ -271,9 +293,9 @@ class RunContext:
     # -- harness artefacts (never charged to a method) --------------------------------------------------
     def warmup_lm(self) -> TargetLM:
         """The suite's warm-up target LM (trained and cached on first use)."""
-        from bench.groundtruth import warmup_dir, warmup_lm
+        from bench.groundtruth import warmup_built, warmup_lm
 
-        was_cached = (warmup_dir(self.suite, self.cache) / "meta.json").exists()
+        was_cached = warmup_built(self.suite, self.cache)
         with self.acct.phase("warmup") as ph:
             lm, meta = warmup_lm(self.suite, self.cache, self.device)
             ph.cached, ph.original_wall_s = was_cached, meta["wall_s"]
@@ -308,6 +330,24 @@ class RunContext:
                            pool_split=pool_split, eval_split=eval_split, pool_ids=pool_ids, eval_ids=eval_ids,
                            device=self.device)
         return retrain_table(spec, self.suite, self.cache, num_subsets=num_subsets, fraction=fraction, seed=seed,
+                             executor=self.executor, desc=desc)
+
+    def finetune_answers(self, requests: list[tuple[list[int], int, list[int]]], *, max_new_tokens: int,
+                         desc: str = "fine-tuning") -> tuple[list[list[str]], float, int]:
+        """Fine-tune the suite's start model on pool rows and answer test prompts greedily, per request.
+
+        Each request is (training-pool rows, seed, test rows to answer); the suite's fine-tuning recipe, as
+        for the ground truth. Runs are cached by content (a run that another method already asked for is
+        read back) and trained in groups by the run's executor. Not timed here (callers time it).
+
+        Returns:
+            (the answers of each request, in order; the seconds producing them took; how many ran now).
+        """
+        from bench.groundtruth import RetrainSpec, generate_jobs
+
+        spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
+                           suite_overrides=self.suite.overrides_json, device=self.device)
+        return generate_jobs(spec, self.suite, self.cache, requests, max_new_tokens=max_new_tokens,
                              executor=self.executor, desc=desc)
 
     def ground_truth(self) -> GroundTruth:

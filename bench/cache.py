@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,3 +93,29 @@ class Cache:
         else:
             atomic_write_text(manifest, json.dumps(args_json, indent=2, sort_keys=True))
         return path
+
+
+def build(cache: Cache, kind: str, args: Any, versions: dict[str, str],
+          produce: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any], bool]:
+    """The cached artefact `kind` made from `args` by code of `versions`, built by `produce` when missing.
+
+    The key holds `args` and the code versions of everything that produced the artefact, so bumping one
+    of them builds a new entry instead of silently reusing the old one. `produce(directory)` writes the
+    artefact's files into the entry and returns its metadata; `meta.json` is written last and marks the
+    entry complete (an interrupted build leaves no meta and is built again).
+
+    Returns:
+        (the entry's directory, its metadata, whether it was already built).
+    """
+    directory = cache.entry(kind, {**to_jsonable(args), "code_versions": dict(versions)})
+    meta_path = directory / "meta.json"
+    if meta_path.exists():
+        return directory, json.loads(meta_path.read_text(encoding="utf-8")), True
+    meta = produce(directory)
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    return directory, meta, False
+
+
+def peek_built(cache: Cache, kind: str, args: Any, versions: dict[str, str]) -> bool:
+    """Whether `build` would find the artefact complete (for planning; touches nothing)."""
+    return (cache.peek(kind, {**to_jsonable(args), "code_versions": dict(versions)}) / "meta.json").exists()

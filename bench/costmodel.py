@@ -109,6 +109,17 @@ def phase_cost_s(phase: dict) -> float:
     return float(original if phase.get("cached") and original is not None else phase["wall_s"])
 
 
+def method_cost_s(phases: list[dict]) -> float:
+    """The method's seconds among recorded phases: setup (its parts at their original cost), featurisation, scoring.
+
+    Cached setup work counts what producing it cost, not the time to load it.
+    """
+    picked = [p for p in phases if p["name"] in METHOD_PHASES or p["name"].split("/")[0] in METHOD_PHASES]
+    if any(p["name"].startswith("setup/") for p in picked):
+        picked = [p for p in picked if p["name"] != "setup"]
+    return sum(phase_cost_s(p) for p in picked)
+
+
 def gpu_hours(phases: list[dict], names: tuple[str, ...]) -> float | None:
     """GPU-hours of the recorded phases named `names` that ran on a CUDA device; None if none did.
 

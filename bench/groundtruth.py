@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cache import Cache, atomic_path, atomic_write_text
+from bench import versions
+from bench.cache import Cache, atomic_path, atomic_write_text, build, peek_built
 from bench.config import fingerprint
 from bench.executors import Executor, LocalExecutor
 from bench.suites import Suite, load_suite
-from bench.versions import BATCHED, LM, RETRAIN
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,17 @@ def subset_masks(n_pool: int, num_subsets: int, fraction: float, seed: int) -> n
 
 
 def _lm_args(suite: Suite) -> dict:
-    return {"suite": suite.name, "data": suite.data_fingerprint, "lm": suite.spec.lm, "lm_code_version": LM}
+    """What determines the suite's target LM: its data and recipe (the code versions are added per artefact)."""
+    return {"suite": suite.name, "data": suite.data_fingerprint, "lm": suite.spec.lm}
 
 
-def warmup_dir(suite: Suite, cache: Cache) -> Path:
-    """Cache directory of the suite's warm-up model."""
-    return cache.entry("warmup", _lm_args(suite))
+def _retrain_versions() -> dict[str, str]:
+    return versions.of("lm", "retrain", "batched")
+
+
+def warmup_built(suite: Suite, cache: Cache) -> bool:
+    """Whether the suite's warm-up model is in the cache (touches nothing)."""
+    return peek_built(cache, "warmup", _lm_args(suite), versions.of("lm"))
 
 
 def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, meta dict)
@@ -83,42 +88,37 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
     from bench.lm import TargetLM, load_pretrained_lm
 
     spec = suite.spec.lm
-    directory = warmup_dir(suite, cache)
-    meta_path = directory / "meta.json"
 
-    if meta_path.exists():
-        return _load_lm_dir(spec, directory, device), json.loads(meta_path.read_text())
-    import time
+    def produce(directory: Path) -> dict:
+        import time
 
-    t0 = time.perf_counter()
-    if spec.model is not None:  # a pretrained LM with its own tokenizer
-        lm = load_pretrained_lm(spec.model, device, spec=spec, seed=spec.init_seed)
-    else:
-        lm = TargetLM.create(suite.tokenizer_texts(), spec, device)
-    warm = suite.split("warmup")
-    losses: list[float] = []
-    if warm and suite.spec.lm.warmup_steps:
-        losses = lm.train(lm.encode(warm), lr=suite.spec.lm.warmup_lr, seed=suite.spec.lm.init_seed,
-                          steps=suite.spec.lm.warmup_steps, desc=f"warm-up {suite.name}")
-    return _store_lm(lm, directory, device, {"wall_s": time.perf_counter() - t0, "steps": len(losses),
-                                             "n_warmup": len(warm), "final_loss": losses[-1] if losses else None,
-                                             "vocab_size": len(lm.tokenizer)})
+        t0 = time.perf_counter()
+        if spec.model is not None:  # a pretrained LM with its own tokenizer
+            lm = load_pretrained_lm(spec.model, device, spec=spec, seed=spec.init_seed)
+        else:
+            lm = TargetLM.create(suite.tokenizer_texts(), spec, device)
+        warm = suite.split("warmup")
+        losses: list[float] = []
+        if warm and spec.warmup_steps:
+            losses = lm.train(lm.encode(warm), lr=spec.warmup_lr, seed=spec.init_seed, steps=spec.warmup_steps,
+                              desc=f"warm-up {suite.name}")
+        _save_lm_dir(lm, directory)
+        return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_warmup": len(warm),
+                "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
+
+    directory, meta, _ = build(cache, "warmup", _lm_args(suite), versions.of("lm"), produce)
+    return _load_lm_dir(spec, directory, device), meta  # as a later cache hit sees it, also the first time
 
 
-def _store_lm(lm, directory: Path, device: str, meta: dict):  # -> (TargetLM, meta dict)
-    """Save a trained LM into its cache entry, then `meta.json` (written last: it marks the entry complete).
-
-    Returns the LM as loaded back, as a later cache hit sees it, and `meta`.
-    """
+def _save_lm_dir(lm, directory: Path) -> None:
+    """Save a trained LM into a cache entry (`save_lm`, or `save_pretrained_lm` for a pretrained one)."""
     from bench.lm import save_lm, save_pretrained_lm
 
     (save_pretrained_lm if lm.spec.model is not None else save_lm)(lm, directory)
-    atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2))
-    return _load_lm_dir(lm.spec, directory, device), meta
 
 
 def _load_lm_dir(spec, directory: Path, device: str):  # -> TargetLM
-    """Load what `save_lm` / `save_pretrained_lm` wrote into a cache entry."""
+    """Load what `_save_lm_dir` wrote into a cache entry."""
     from bench.lm import load_lm, load_pretrained_lm
 
     if spec.model is not None:
@@ -132,20 +132,23 @@ def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
     What generates Alpaca's seen test responses (`bench respond`): the paper's "model trained on the full
     training set".
     """
-    import time
-
     spec, seed = suite.spec.lm, suite.spec.ground_truth.seed
-    directory = cache.entry("pool_lm", {**_lm_args(suite), "seed": seed, "retrain_code_version": RETRAIN})
-    meta_path = directory / "meta.json"
-    if meta_path.exists():
-        return _load_lm_dir(spec, directory, device), json.loads(meta_path.read_text())
-    pool = suite.require("train")
-    lm = start_lm(suite, cache, device)
-    t0 = time.perf_counter()
-    losses = lm.train(lm.encode(pool), lr=spec.finetune_lr, seed=seed, epochs=spec.finetune_epochs,
-                      desc=f"fine-tune on the {suite.name} pool")
-    return _store_lm(lm, directory, device, {"wall_s": time.perf_counter() - t0, "steps": len(losses),
-                                             "n_pool": len(pool), "final_loss": losses[-1] if losses else None})
+
+    def produce(directory: Path) -> dict:
+        import time
+
+        pool = suite.require("train")
+        lm = start_lm(suite, cache, device)
+        t0 = time.perf_counter()
+        losses = lm.train(lm.encode(pool), lr=spec.finetune_lr, seed=seed, epochs=spec.finetune_epochs,
+                          desc=f"fine-tune on the {suite.name} pool")
+        _save_lm_dir(lm, directory)
+        return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_pool": len(pool),
+                "final_loss": losses[-1] if losses else None}
+
+    directory, meta, _ = build(cache, "pool_lm", {**_lm_args(suite), "seed": seed}, versions.of("lm", "retrain"),
+                               produce)
+    return _load_lm_dir(spec, directory, device), meta
 
 
 def start_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> TargetLM
@@ -266,10 +269,8 @@ def _retrain_args(spec: RetrainSpec, suite: Suite, fraction: float, seed: int) -
     args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
             "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
             "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
-            "fraction": fraction, "seed": seed, "n_pool": pool_n, "retrain_code_version": RETRAIN,
-            "group_size": group_size(suite)}
-    if args["group_size"] > 1:  # the batched trainer's numerics, where it is used
-        args["batched_code_version"] = BATCHED
+            "fraction": fraction, "seed": seed, "n_pool": pool_n, "group_size": group_size(suite),
+            "code_versions": _retrain_versions()}
     return pool_n, args
 
 
@@ -292,7 +293,7 @@ def plan_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: in
             with np.load(job.out_path) as z:
                 walls.append(float(z["wall_s"]))
     return {"jobs": len(jobs), "cached": len(walls), "mean_job_s": sum(walls) / len(walls) if walls else None,
-            "warmup_cached": (cache.peek("warmup", _lm_args(suite)) / "meta.json").exists(),
+            "warmup_cached": warmup_built(suite, cache),
             "group_size": args["group_size"]}
 
 
@@ -316,6 +317,76 @@ def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets:
         warmup_lm(suite, cache, spec.device)  # train it here, with its own progress bar, not inside a job
     ran = (executor or LocalExecutor()).run(run_retrain_group, jobs, desc=desc, group_size=args["group_size"])
     return load_table(jobs), ran
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    """Fine-tune on explicit pool rows with `seed`, then answer eval rows greedily; writes JSON to `out_path`.
+
+    Data selection's unit of work: the rows a method selected for one task (or a random draw, or the whole
+    pool), the task's test prompts. Cached by content (`generate_jobs`), so a random or full-pool run is
+    shared by every method, and a rerun fine-tunes nothing.
+    """
+
+    spec: RetrainSpec
+    members: tuple[int, ...]
+    seed: int
+    prompt_ids: tuple[int, ...]
+    max_new_tokens: int
+    out_path: Path
+
+
+def run_generate_group(jobs: Sequence[GenerateJob]) -> None:
+    """Fine-tune the group's copies (at once where `bench.batched` can), generate, write each job's answers."""
+    from bench.lm import finetune_group
+
+    lm, start, pool, _ = _worker_state(jobs[0].spec)
+    suite = load_suite(jobs[0].spec.suite_ref, [tuple(kv) for kv in json.loads(jobs[0].spec.suite_overrides)])
+    evaluation = suite.split(jobs[0].spec.eval_split)  # type: ignore[arg-type]
+    prompts = [[evaluation[i].prompt for i in job.prompt_ids] for job in jobs]
+    result = finetune_group(lm, start, pool, [np.array(job.members) for job in jobs], [job.seed for job in jobs],
+                            prompts=prompts, max_new_tokens=max(job.max_new_tokens for job in jobs))
+    for job, answers in zip(jobs, result.generations, strict=True):
+        if Path(job.out_path).exists():
+            continue
+        atomic_write_text(Path(job.out_path), json.dumps({
+            "answers": answers, "wall_s": result.wall_s / len(jobs), "group_size": len(jobs),
+            "batched": result.batched}))
+
+
+def generate_jobs(spec: RetrainSpec, suite: Suite, cache: Cache, requests: Sequence[tuple[Sequence[int], int,
+                  Sequence[int]]], *, max_new_tokens: int, executor: Executor | None = None,
+                  desc: str = "fine-tuning") -> tuple[list[list[str]], float, int]:
+    """Answers of the fine-tuned LM for each request (pool rows, seed, eval rows), cached one by one.
+
+    Member rows are sorted (the training set, not its order, identifies a run). Requests of one size run
+    in groups of `group_size(suite)`.
+
+    Returns:
+        (answers per request, the seconds producing them took when they ran, how many ran now).
+    """
+    args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
+            "group_size": group_size(suite), "code_versions": _retrain_versions()}
+    directory = cache.entry("generate", args)
+    jobs = []
+    for members, seed, prompt_ids in requests:
+        rows = tuple(sorted(int(i) for i in members))
+        key = fingerprint({"members": list(rows), "seed": int(seed), "prompt_ids": [int(i) for i in prompt_ids],
+                           "max_new_tokens": max_new_tokens})
+        jobs.append(GenerateJob(spec, rows, int(seed), tuple(int(i) for i in prompt_ids), max_new_tokens,
+                                directory / "jobs" / f"{key[:20]}.json"))
+    if not all(job.out_path.exists() for job in jobs) and suite.spec.lm.retrain_from == "warmup":
+        warmup_lm(suite, cache, spec.device)
+    ran = 0
+    for size in sorted({len(job.members) for job in jobs}):  # equal sizes train together
+        same = [job for job in jobs if len(job.members) == size]
+        ran += (executor or LocalExecutor()).run(run_generate_group, same, desc=desc, group_size=args["group_size"])
+    answers, wall = [], 0.0
+    for job in jobs:
+        data = json.loads(job.out_path.read_text(encoding="utf-8"))
+        answers.append(data["answers"])
+        wall += float(data["wall_s"])
+    return answers, wall, ran
 
 
 def load_table(jobs: Sequence[RetrainJob]) -> GroundTruth:

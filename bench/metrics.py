@@ -121,6 +121,91 @@ def bootstrap_mean(values: np.ndarray, *, rng: np.random.Generator, n_resamples:
     return Interval(mean, float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
+def resample_indices(n: int, *, rng: np.random.Generator, n_resamples: int) -> np.ndarray:
+    """Bootstrap draws of `n` positions with replacement, int [n_resamples, n].
+
+    Drawn from `rng` alone, so every method evaluated with the same generator state on the same suite gets
+    the same draws: their replicates are paired.
+    """
+    return rng.integers(0, n, size=(n_resamples, n))
+
+
+def replicate_means(values: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Mean of `values` (NaN excluded) under each bootstrap draw of positions, float [n_resamples]."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    clean = np.where(finite, values, 0.0)
+    counts = np.stack([np.bincount(d, minlength=len(values)) for d in draws]).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (counts @ clean) / (counts @ finite.astype(np.float64))
+
+
+def lds_replicates(group_scores: np.ndarray, test_losses: np.ndarray, *, rng: np.random.Generator,
+                   n_resamples: int = 1000) -> np.ndarray:
+    """Two-way bootstrap of the mean LDS: test examples and retrained subsets resampled together.
+
+    Each replicate draws n_test test examples and M subsets with replacement, recomputes every drawn
+    example's Spearman over the drawn subsets (a subset drawn twice counts twice, tied in the ranks) and
+    averages over the drawn examples (NaN excluded). The subsets are a sample too: a method's LDS on
+    another draw of M subsets would differ, and a CI over test examples alone leaves that out.
+
+    Args:
+        group_scores: float [n_test, M].
+        test_losses: float [M, n_test].
+        rng: the resampling generator (test draws first, then subset draws, so that methods pair).
+        n_resamples: replicates.
+
+    Returns:
+        float [n_resamples], the replicates' mean LDS.
+    """
+    n_test, m = group_scores.shape
+    rows = resample_indices(n_test, rng=rng, n_resamples=n_resamples)
+    cols = resample_indices(m, rng=rng, n_resamples=n_resamples)
+    target = -np.asarray(test_losses, dtype=np.float64).T  # [n_test, M]
+    scores = np.asarray(group_scores, dtype=np.float64)
+    out = np.empty(n_resamples)
+    for b in range(n_resamples):
+        rho = spearman_rows(scores[:, cols[b]], target[:, cols[b]])
+        w = np.bincount(rows[b], minlength=n_test).astype(np.float64)
+        ok = np.isfinite(rho)
+        out[b] = (w[ok] * rho[ok]).sum() / w[ok].sum() if w[ok].sum() else np.nan
+    return out
+
+
+def percentile_interval(point: float, replicates: np.ndarray) -> Interval:
+    """`point` with the 2.5 / 97.5 percentiles of its bootstrap replicates (NaN replicates dropped)."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return Interval(point, point, point)
+    return Interval(point, float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5)))
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, a_replicates: np.ndarray, b_replicates: np.ndarray) -> dict:
+    """Method a minus method b on the same examples: mean difference, its paired bootstrap CI, Wilcoxon p.
+
+    Args:
+        a: float [n], per-example values of method a (NaN where undefined; dropped pairwise).
+        b: float [n], method b's on the same examples.
+        a_replicates: float [B], a's bootstrap replicates.
+        b_replicates: float [B], b's under the same draws.
+
+    Returns:
+        `{"mean", "ci_low", "ci_high", "p_wilcoxon", "n"}`: the CI from the replicate differences, the
+        two-sided Wilcoxon signed-rank p-value (scipy) of the per-example differences.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or np.shape(a_replicates) != np.shape(b_replicates):
+        raise ValueError("paired_difference needs values of the same examples and replicates of the same draws")
+    ok = np.isfinite(a) & np.isfinite(b)
+    diff = a[ok] - b[ok]
+    interval = percentile_interval(float(np.nanmean(a) - np.nanmean(b)),
+                                   np.asarray(a_replicates) - np.asarray(b_replicates))
+    p = float(stats.wilcoxon(diff).pvalue) if diff.size and np.any(diff != 0) else 1.0
+    return {"mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high, "p_wilcoxon": p,
+            "n": int(ok.sum())}
+
+
 def unigram_f1(prediction: str, reference: str) -> float:
     """Unigram F1 between whitespace tokens (SQuAD-style: multiset overlap), lower-cased.
 
@@ -148,11 +233,23 @@ def stratified_bootstrap_macro_mean(values: np.ndarray, groups: np.ndarray, *, r
         rng: the resampling generator.
         n_resamples: bootstrap resamples.
     """
+    point, boot = stratified_replicates(values, groups, rng=rng, n_resamples=n_resamples)
+    return Interval(point, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
+
+
+def stratified_replicates(values: np.ndarray, groups: np.ndarray, *, rng: np.random.Generator,
+                          n_resamples: int = 2000) -> tuple[float, np.ndarray]:
+    """The macro mean over groups and its bootstrap replicates, examples resampled within each group.
+
+    The draws depend only on the group sizes and `rng`, so methods evaluated on the same examples pair.
+
+    Returns:
+        (point estimate, float [n_resamples] replicates).
+    """
     labels = sorted(set(groups.tolist()))
     members = [values[groups == g] for g in labels]
     point = float(np.mean([m.mean() for m in members]))
     boot = np.zeros(n_resamples)
     for m in members:
         boot += m[rng.integers(0, len(m), size=(n_resamples, len(m)))].mean(axis=1)
-    boot /= len(members)
-    return Interval(point, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
+    return point, boot / len(members)

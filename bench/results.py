@@ -108,3 +108,44 @@ def read_record(path: Path) -> RunRecord:
 def read_records(results_dir: Path) -> list[RunRecord]:
     """All records below `results_dir`, sorted by path."""
     return [read_record(p) for p in sorted(Path(results_dir).rglob("*.json"))]
+
+
+def is_default(record: RunRecord) -> bool:
+    """Whether the record ran the method's default configuration (the row the leaderboard shows for it).
+
+    Default: no --set, --task-set or --suite-set options, no --label, seed 0.
+    """
+    options = record.extra.get("options")
+    if options is None:  # older records: only --suite-set was kept
+        options = {"suite": record.extra.get("suite_options") or {}}
+    return not any(options.values()) and not record.extra.get("label") and record.seed == 0
+
+
+def default_records(results_dir: Path) -> dict[tuple[str, str, str], RunRecord]:
+    """The newest successful default-configuration record of each (suite, task, method)."""
+    out: dict[tuple[str, str, str], RunRecord] = {}
+    for r in sorted(read_records(results_dir), key=lambda r: (r.created_at, r.fingerprint)):
+        if r.status == "ok" and is_default(r):
+            out[(r.suite, r.task, r.method)] = r
+    return out
+
+
+def comparable(a: RunRecord, b: RunRecord, metric: str, *, values: bool = True) -> str | None:
+    """Why two records cannot be paired on `metric` (None if they can): other examples or other draws.
+
+    Pairing needs both records' bootstrap replicates of `metric` under the same draws, and with `values` their
+    per-example values too (a test on the differences).
+    """
+    for r in (a, b):
+        if metric not in (r.extra.get("bootstrap") or {}) or values and metric not in r.per_example:
+            kept = "per-example values and replicates" if values else "replicates"
+            return f"the {r.method} record keeps no {kept} of '{metric}'"
+    if (a.suite, a.suite_version, a.task) != (b.suite, b.suite_version, b.task):
+        return "they are of different suites, suite versions or tasks"
+    if a.extra.get("data") != b.extra.get("data") or a.extra.get("pairing") != b.extra.get("pairing"):
+        return "their data or ground truth differ (another suite option or version)"
+    if values and len(a.per_example[metric]) != len(b.per_example[metric]):
+        return "they hold different numbers of examples"
+    if len(a.extra["bootstrap"][metric]) != len(b.extra["bootstrap"][metric]):
+        return "they hold different numbers of replicates"
+    return None

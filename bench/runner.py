@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -42,6 +43,7 @@ class RunRequest:
     results_dir: Path = Path("results")
     record_failures: bool = False  # write a failed record (the grid) instead of only raising
     force: bool = False  # run even when an up-to-date record exists
+    label: str | None = None  # a named variant: its own leaderboard row
 
 
 def _now() -> str:
@@ -136,6 +138,10 @@ def _prepare(request: RunRequest) -> _Prepared:
     suite = load_suite(request.suite, request.suite_options)
     # a suite may scale a method's defaults to its size ([methods.NAME] in its TOML); the CLI wins
     method_options = {**suite.spec.methods.get(request.method, {}), **dict(request.method_options)}
+    # --seed seeds the method's own randomness (sampling, initialisation, projections) unless --set seed=
+    if "seed" in {f.name for f in dataclasses.fields(method_cls.config_cls)} and \
+            "seed" not in dict(request.method_options):
+        method_options["seed"] = request.seed
     method_config = make_config(method_cls.config_cls, method_options, where=request.method)
     task_config = make_config(task_cls.config_cls, dict(request.task_options), where=request.task)
     for split in task_cls.requires:
@@ -150,7 +156,8 @@ def _prepare(request: RunRequest) -> _Prepared:
     identity = {"suite": suite.ref, "suite_spec": to_jsonable(suite.spec), "data": suite.data_fingerprint,
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
-                "schema_version": SCHEMA_VERSION, "code_versions": code_versions(method_cls, task_cls)}
+                "schema_version": SCHEMA_VERSION, "code_versions": code_versions(method_cls, task_cls),
+                **({"label": request.label} if request.label else {})}
     common = dict(started_at=_now(), suite=suite.name, suite_version=suite.spec.version, task=request.task,
                   method=request.method, method_family=method_cls.family, method_config=config_dict(method_config),
                   task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed)
@@ -236,6 +243,10 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         extra={**to_jsonable(output.extra), "headline": next(iter(output.metrics), None),
                "hygiene": suite.hygiene(loaded_only=True),
                "suite_options": to_jsonable(dict(request.suite_options)),
+               "options": {"method": to_jsonable(dict(request.method_options)),
+                           "task": to_jsonable(dict(request.task_options)),
+                           "suite": to_jsonable(dict(request.suite_options))},
+               "label": request.label, "data": suite.data_fingerprint,
                "method_info": to_jsonable(method.info()),
                **({"artifacts": sorted(output.artifacts)} if output.artifacts else {})},
     )
@@ -270,6 +281,8 @@ def cell_argv(request: RunRequest) -> list[str]:
         argv += ["--cache-dir", str(request.cache_dir)]
     if request.force:
         argv += ["--force"]
+    if request.label:
+        argv += ["--label", request.label]
     if request.shard is not None:
         argv += ["--shard", request.shard]
     return argv

@@ -17,3 +17,9 @@ METRICS = "1"  # bench.metrics: LDS, bootstrap intervals, F1
 def harness() -> dict[str, str]:
     """Every harness component's code version, by name."""
     return {"lm": LM, "retrain": RETRAIN, "batched": BATCHED, "generator": GENERATOR, "metrics": METRICS}
+
+
+def of(*names: str) -> dict[str, str]:
+    """The code versions of the named components (read now, so that a bump in a test takes effect)."""
+    table = harness()
+    return {name: table[name] for name in names}

@@ -15,7 +15,15 @@ from pathlib import Path
 from tabulate import tabulate
 
 from bench.costmodel import HARNESS_PHASES, METHOD_PHASES, format_count, format_seconds, gpu_hours, phase_cost_s
-from bench.results import RunRecord, read_records
+from bench.results import RunRecord, comparable, is_default, read_records
+
+# suite columns: the embedded suites in this order (the default first), any others after them by name
+SUITE_ORDER = ("small", "shifted", "qa", "stereoset")
+
+
+def suite_key(name: str) -> tuple[int, str]:
+    """Sort key of suite columns."""
+    return (SUITE_ORDER.index(name), "") if name in SUITE_ORDER else (len(SUITE_ORDER), name)
 
 FAILED = "✕"
 
@@ -32,12 +40,71 @@ class Cell:
         return self.record.status == "ok"
 
 
+def row_name(record: RunRecord) -> str:
+    """The leaderboard row of a record: the method, or the label of a named variant."""
+    return str(record.extra.get("label") or record.method)
+
+
 def latest(records: Iterable[RunRecord]) -> dict[tuple[str, str, str], RunRecord]:
-    """The newest record of each (suite, task, method), ties broken by fingerprint."""
+    """The newest shown record of each (suite, task, row), ties broken by fingerprint.
+
+    Shown: a method's default configuration (`bench.results.is_default`) and named variants (`--label`).
+    A run with ad-hoc options and no label, or with another seed, never replaces a default row; a failed
+    record shows only where no successful one exists.
+    """
     out: dict[tuple[str, str, str], RunRecord] = {}
-    for r in sorted(records, key=lambda r: (r.created_at, r.fingerprint)):
-        out[(r.suite, r.task, r.method)] = r
+    for r in sorted(records, key=lambda r: (r.status == "ok", r.created_at, r.fingerprint)):
+        if r.extra.get("label") or is_default(r) or r.status != "ok" and r.seed == 0:
+            out[(r.suite, r.task, row_name(r))] = r
     return out
+
+
+def seed_groups(records: Iterable[RunRecord]) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
+    """(suite, task, row) -> seed -> the newest successful record, for rows run with several seeds."""
+    out: dict[tuple[str, str, str], dict[int, RunRecord]] = {}
+    for r in sorted(records, key=lambda r: (r.created_at, r.fingerprint)):
+        options = r.extra.get("options") or {}
+        if r.status == "ok" and not any(options.values()):
+            out.setdefault((r.suite, r.task, row_name(r)), {})[r.seed] = r
+    return {k: v for k, v in out.items() if len(v) > 1}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) with linear interpolation, as numpy's default."""
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = math.floor(pos)
+    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (pos - lo)
+
+
+def below(a: RunRecord, b: RunRecord, metric: str) -> bool | None:
+    """Whether a's `metric` is significantly below b's (the paired bootstrap CI of b - a is above 0).
+
+    None when the records cannot be paired (no replicates, other draws): then nothing is claimed.
+    """
+    if comparable(a, b, metric, values=False) is not None:
+        return None
+    diffs = [y - x for x, y in zip(a.extra["bootstrap"][metric], b.extra["bootstrap"][metric], strict=True)
+             if x is not None and y is not None]
+    return bool(diffs) and _percentile(diffs, 2.5) > 0
+
+
+def significance(records: dict[str, RunRecord], metric: str) -> tuple[dict[str, bool], dict[str, int]]:
+    """Bold and rank of each row on `metric`, from paired comparisons.
+
+    Bold: not significantly below the best (or the best itself, when no pairing is possible). Rank: 1 +
+    the number of rows significantly above it, so rows the data cannot separate share a rank.
+    """
+    ok = {m: r for m, r in records.items() if r.status == "ok" and metric in r.metrics}
+    if not ok:
+        return {}, {}
+    best = max(ok, key=lambda m: (ok[m].metrics[metric]["value"], m))
+    bold = {m: m == best or below(r, ok[best], metric) is False for m, r in ok.items()}
+    tests = {(m, n): below(r, other, metric) for m, r in ok.items() for n, other in ok.items() if n != m}
+    if any(v is None for v in tests.values()):  # some pair cannot be compared: no ranks at all
+        return bold, {}
+    rank = {m: 1 + sum(bool(tests[(m, n)]) for n in ok if n != m) for m in ok}
+    return bold, rank
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -46,7 +113,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _metric_cell(record: RunRecord | None, metric: str, footnotes: dict[str, int], bold: bool = False) -> str:
+def _metric_cell(record: RunRecord | None, metric: str, footnotes: dict[str, int], bold: bool = False,
+                 rank: int | None = None) -> str:
     if record is None:
         return ""
     if record.status != "ok":
@@ -57,7 +125,7 @@ def _metric_cell(record: RunRecord | None, metric: str, footnotes: dict[str, int
     if m is None:
         return ""
     text = f"{_fmt(m['value'])} ± {_fmt((m['ci_high'] - m['ci_low']) / 2)}"
-    return f"**{text}**" if bold else text
+    return (f"**{text}**" if bold else text) + (f" ({rank})" if rank is not None else "")
 
 
 def _bytes(n: float | None) -> str:
@@ -116,46 +184,79 @@ def _footnotes(footnotes: dict[str, int]) -> list[str]:
     return [f"[^{i}]: run failed: {kind}" for kind, i in sorted(footnotes.items(), key=lambda kv: kv[1])]
 
 
-def lds_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
-    """Table 1 (LDS per suite with the average) and the cost table."""
+def lds_tables(cells: dict[tuple[str, str, str], RunRecord],
+               seeds: dict[tuple[str, str, str], dict[int, RunRecord]] | None = None) -> list[str]:
+    """Table 1 (LDS per suite, the ceiling, the average) and the tables that explain it, then the cost table.
+
+    The explaining tables: LDS as a share of the ceiling, per-label LDS on the first suite, test examples
+    without an LDS, method seeds.
+    """
     lds = {k: r for k, r in cells.items() if k[1] == "lds"}
     if not lds:
         return []
-    suites = sorted({k[0] for k in lds})
-    methods = sorted({k[2] for k in lds})
-    best = {}  # the best value per suite: every method that reaches it is bold
-    for s in suites:
-        values = [r.metrics["lds"]["value"] for (su, _, _), r in lds.items() if su == s and r.status == "ok"]
-        best[s] = max(values) if values else None
-    storage = {m: next((r.cost.get("storage_bytes_per_example") for (_, _, mm), r in sorted(lds.items())
-                        if mm == m and r.status == "ok"), None) for m in methods}
-    ref = storage.get("airrep") or min((v for v in storage.values() if v), default=None)
+    suites = sorted({k[0] for k in lds}, key=suite_key)
+    rows_names = sorted({k[2] for k in lds})
+    by_suite = {s: {m: r for (su, _, m), r in lds.items() if su == s} for s in suites}
+    marks = {s: significance(by_suite[s], "lds") for s in suites}
+    in_order = sorted(lds.items(), key=lambda kv: (suite_key(kv[0][0]), kv[0]))  # the default suite's first
+    storage = {m: next((r.cost.get("storage_bytes_per_example") for (_, _, mm), r in in_order
+                        if mm == m and r.status == "ok"), None) for m in rows_names}
+    ref = storage.get("airrep") if "airrep" in storage else None
     footnotes: dict[str, int] = {}
+
+    def value(s: str, m: str, metric: str = "lds") -> float | None:
+        r = by_suite[s].get(m)
+        return r.metrics[metric]["value"] if r is not None and r.status == "ok" and metric in r.metrics else None
+
+    def average(m: str, metric: str = "lds") -> float | None:
+        values = [value(s, m, metric) for s in suites]
+        return sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[misc]
+
+    order = sorted(rows_names, key=lambda m: (average(m) is None, -(average(m) or 0.0), m))
     rows = []
-    for m in methods:
-        any_record = next(r for (_, _, mm), r in sorted(lds.items()) if mm == m)
-        dim = next((r.cost.get("dim") for (_, _, mm), r in sorted(lds.items()) if mm == m and r.status == "ok"), None)
+    for m in order:
+        any_record = next(r for (_, _, mm), r in in_order if mm == m)
+        dim = next((r.cost.get("dim") for (_, _, mm), r in in_order if mm == m and r.status == "ok"), None)
         rel = f" ({storage[m] / ref:.2g}×)" if ref and storage[m] else ""
         row = [m, any_record.method_family, f"{dim if dim is not None else ''}{rel}"]
-        values = []
         for s in suites:
-            r = lds.get((s, "lds", m))
-            top = r is not None and r.status == "ok" and r.metrics["lds"]["value"] == best[s]
-            row.append(_metric_cell(r, "lds", footnotes, bold=top))
-            values.append(r.metrics["lds"]["value"] if r is not None and r.status == "ok" else None)
-        complete = all(v is not None for v in values)
-        row.append(_fmt(sum(values) / len(values)) if complete else "")  # type: ignore[arg-type]
+            bold, rank = marks[s]
+            row.append(_metric_cell(by_suite[s].get(m), "lds", footnotes, bold=bold.get(m, False), rank=rank.get(m)))
+        row.append(_fmt(average(m)))
         rows.append(row)
-    headers = ["Method", "Family", "Dim (storage vs airrep)", *[f"LDS {s}" for s in suites], "Average"]
+    ceilings = {s: next((r for r in by_suite[s].values() if r.status == "ok" and "ceiling" in r.metrics), None)
+                for s in suites}
+    if any(ceilings.values()):
+        cells_ = [_metric_cell(ceilings[s], "ceiling", footnotes) if ceilings[s] else "" for s in suites]
+        values = [ceilings[s].metrics["ceiling"]["value"] if ceilings[s] else None for s in suites]
+        rows.insert(0, ["*ceiling*", "", "", *cells_,
+                        _fmt(sum(values) / len(values)) if all(v is not None for v in values) else ""])  # type: ignore
+    dim_header = "Dim (storage vs airrep)" if ref else "Dim"
+    headers = ["Method", "Family", dim_header, *[f"LDS {s}" for s in suites], "Average"]
     out = ["## LDS (paper Table 1)", "",
            "Mean over test examples of the Spearman correlation between the method's group score and minus "
-           "the loss of the LM retrained on each subset; ± is half the bootstrap 95% CI.", "",
+           "the loss of the LM retrained on each subset (each subset trained with 2 seeds, losses averaged). "
+           "± is half the 95% CI of a two-way bootstrap that resamples test examples and subsets together. "
+           "**Bold**: not significantly below the best of its suite; (n): rank, 1 + the number of methods "
+           "significantly above (both from the paired two-way bootstrap of the difference, 95%). *ceiling*: "
+           "the LDS a perfect attribution could reach against this ground truth (square root of the "
+           "Spearman-Brown reliability between the two seeds). Rows sorted by the average over suites.", "",
            tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), "",
            _provenance(list(lds.values())), ""]
     out += _footnotes(footnotes) + ([""] if footnotes else [])
 
+    if any(ceilings.values()):  # LDS as a share of what the ground truth allows
+        share_rows = [[m, *[_metric_cell(by_suite[s].get(m), "lds_of_ceiling", {}) for s in suites],
+                       _fmt(average(m, "lds_of_ceiling"))] for m in order]
+        out += ["### LDS as a share of the ceiling", "",
+                "Mean LDS over mean ceiling on the same test examples (bootstrap 95% CI over test examples).", "",
+                tabulate(share_rows, headers=["Method", *suites, "Average"], tablefmt="github",
+                         disable_numparse=True), ""]
+    out += _per_label_table(by_suite[suites[0]], suites[0], order)
+    out += _nan_table(by_suite, suites, order)
+    out += _seed_table(seeds or {}, "lds", "lds")
     cost_rows = []
-    for (s, _, m), r in sorted(lds.items()):
+    for (s, _, m), r in in_order:
         if r.status != "ok":
             continue
         thr = _throughput(r)
@@ -177,33 +278,129 @@ def lds_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
     return out
 
 
+def _per_label_table(records: dict[str, RunRecord], suite: str, order: list[str]) -> list[str]:
+    """Mean LDS per task / source / stance on one suite: where each method wins."""
+    ok = {m: r for m, r in records.items() if r.status == "ok" and r.extra.get("per_label")}
+    if not ok:
+        return []
+    kind = next(iter(ok.values())).extra["per_label"]["kind"]
+    labels = sorted({v for r in ok.values() for v in r.extra["per_label"]["values"]})
+    best = {v: max(r.extra["per_label"]["values"].get(v, {}).get("lds", -2.0) for r in ok.values()) for v in labels}
+    rows = []
+    for m in [m for m in order if m in ok]:
+        values = ok[m].extra["per_label"]["values"]
+        rows.append([m, *[(lambda x: f"**{_fmt(x)}**" if x == best[v] else _fmt(x))(values.get(v, {}).get("lds"))
+                          for v in labels]])
+    n = next(iter(ok.values())).extra["per_label"]["values"]
+    sizes = ", ".join(f"{v} {n[v]['n']}" for v in labels if v in n)
+    return [f"### LDS per {kind} on {suite}", "",
+            f"Mean LDS over the test examples of each {kind} (test examples: {sizes}); bold: the highest of "
+            f"each column (no test of significance).", "",
+            tabulate(rows, headers=["Method", *labels], tablefmt="github", disable_numparse=True), ""]
+
+
+def _nan_table(by_suite: dict[str, dict[str, RunRecord]], suites: list[str], order: list[str]) -> list[str]:
+    """Test examples without an LDS (constant scores or losses), and the LDS counting them as 0."""
+    rows = []
+    for m in order:
+        records = [by_suite[s].get(m) for s in suites]
+        excluded = [int(r.extra.get("n_constant_excluded", 0)) if r is not None and r.status == "ok" else None
+                    for r in records]
+        if not any(excluded):
+            continue
+        cells_ = []
+        for r, n in zip(records, excluded, strict=True):
+            zero = r.metrics.get("lds_nan_as_zero") if r is not None and n is not None else None
+            cells_.append("" if n is None else f"{n}" + (f" / {_fmt(zero['value'])}" if zero else ""))
+        rows.append([m, *cells_])
+    if not rows:
+        return []
+    return ["### Test examples without an LDS", "",
+            "Test examples a method leaves without an LDS (its group scores are constant over subsets; they are "
+            "left out of its mean) / its LDS when they count as 0 (the AirRep authors' convention).", "",
+            tabulate(rows, headers=["Method", *suites], tablefmt="github", disable_numparse=True), ""]
+
+
+def _seed_table(seeds: dict[tuple[str, str, str], dict[int, RunRecord]], task: str, metric: str) -> list[str]:
+    """Rows run with several method seeds (`--seeds`): mean ± sd of the headline over seeds."""
+    rows = []
+    for (suite, t, row), by_seed in sorted(seeds.items(), key=lambda kv: (suite_key(kv[0][0]), kv[0])):
+        if t != task:
+            continue
+        values = [r.metrics[metric]["value"] for _, r in sorted(by_seed.items()) if metric in r.metrics]
+        if len(values) < 2:
+            continue
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        rows.append([row, suite, ", ".join(str(k) for k in sorted(by_seed)), f"{_fmt(mean)} ± {_fmt(sd)}",
+                     ", ".join(_fmt(v) for v in values)])
+    if not rows:
+        return []
+    return ["### Method seeds", "",
+            "The same method with other seeds of its own randomness (`bench run --seeds ...`: sampling and "
+            "initialisation, random projections); the ground truth stays the same. Mean ± sample sd over seeds.", "",
+            tabulate(rows, headers=["Method", "Suite", "Seeds", f"{metric.upper()} mean ± sd", "Per seed"],
+                     tablefmt="github", disable_numparse=True), ""]
+
+
 def classification_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
-    """Table 2: top-1 and top-k label accuracy per label kind, with the chance level."""
+    """Table 2: top-1 accuracy of each suite's label, then every label kind and k per suite, with chance."""
     cls = {k: r for k, r in cells.items() if k[1] == "classification"}
     if not cls:
         return []
+    suites = sorted({k[0] for k in cls}, key=suite_key)
+    by_suite = {s: {k[2]: r for k, r in cls.items() if k[0] == s} for s in suites}
+    heads = {s: next((r.extra.get("headline") or min(r.metrics, key=lambda n: (not n.startswith("top1_task"),
+                                                                                 not n.startswith("top1_"), n))
+                       for r in by_suite[s].values() if r.status == "ok"), None) for s in suites}
+    marks = {s: significance(by_suite[s], heads[s]) if heads[s] else ({}, {}) for s in suites}
+    rows_names = sorted({k[2] for k in cls})
+
+    def value(s: str, m: str) -> float | None:
+        r = by_suite[s].get(m)
+        return r.metrics[heads[s]]["value"] if r is not None and r.status == "ok" and heads[s] in r.metrics else None
+
+    def average(m: str) -> float | None:
+        values = [value(s, m) for s in suites]
+        return sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[misc]
+
+    footnotes: dict[str, int] = {}
+    order = sorted(rows_names, key=lambda m: (average(m) is None, -(average(m) or 0.0), m))
+    rows = [[m, *[_metric_cell(by_suite[s].get(m), heads[s] or "", footnotes, bold=marks[s][0].get(m, False),
+                               rank=marks[s][1].get(m)) for s in suites], _fmt(average(m))] for m in order]
+
+    def chance(s: str) -> str:
+        ok = [r for r in by_suite[s].values() if r.status == "ok"]
+        if not ok or not heads[s]:
+            return ""
+        k, kind = heads[s].split("_", 1)
+        return _fmt(ok[0].extra.get("chance", {}).get(kind, {}).get(k))
+
+    rows.append(["*chance*", *[chance(s) for s in suites], ""])
     out = ["## Data classification (paper Table 2)", "",
-           "Share of test examples whose top-1 (top-k) training example has the same label; ± is half the "
-           "bootstrap 95% CI.", ""]
-    for suite in sorted({k[0] for k in cls}):
-        records = {k[2]: r for k, r in cls.items() if k[0] == suite}
+           "Share of test examples whose top-1 training example by the method's score has the test example's "
+           "label: the suite's main label (task, source, stance). ± is half the bootstrap 95% CI over test "
+           "examples; bold and (rank) from paired bootstrap comparisons, as in Table 1; *chance*: a random "
+           "ranking. Rows sorted by the average.", "",
+           tabulate(rows, headers=["Method", *[f"{s} ({heads[s] or ''})" for s in suites], "Average"],
+                    tablefmt="github", disable_numparse=True), "",
+           _provenance(list(cls.values())), ""]
+    out += _footnotes(footnotes) + ([""] if footnotes else [])
+    for suite in suites:
+        records = by_suite[suite]
         ok = [r for r in records.values() if r.status == "ok"]
         if not ok:
             continue
         # top1_task, top10_task, top1_family, ...: grouped by label kind, then by k
         metric_names = sorted({name for r in ok for name in r.metrics},
                               key=lambda n: (n.split("_", 1)[1], int(n.split("_", 1)[0][3:] or 0)))
-        footnotes: dict[str, int] = {}
-        best = {n: max(r.metrics[n]["value"] for r in ok if n in r.metrics) for n in metric_names}
-        rows = [[m] + [_metric_cell(r, n, footnotes, bold=r.status == "ok" and n in r.metrics
-                                    and r.metrics[n]["value"] == best[n]) for n in metric_names]
+        bolds = {n: significance(records, n)[0] for n in metric_names}
+        rows = [[m] + [_metric_cell(r, n, {}, bold=bolds[n].get(m, False)) for n in metric_names]
                 for m, r in sorted(records.items())]
-        chance = ok[0].extra.get("chance", {})
-        rows.append(["*chance*"] + [_fmt(chance.get(n.split("_", 1)[1], {}).get(n.split("_", 1)[0]))
-                                    for n in metric_names])
-        out += [f"### {suite}", "", tabulate(rows, headers=["Method", *metric_names], tablefmt="github",
-                                              disable_numparse=True), "", _provenance(list(records.values())), ""]
-        out += _footnotes(footnotes) + ([""] if footnotes else [])
+        ch = ok[0].extra.get("chance", {})
+        rows.append(["*chance*"] + [_fmt(ch.get(n.split("_", 1)[1], {}).get(n.split("_", 1)[0])) for n in metric_names])
+        out += [f"### {suite}: every label kind", "",
+                tabulate(rows, headers=["Method", *metric_names], tablefmt="github", disable_numparse=True), ""]
     return out
 
 
@@ -214,21 +411,26 @@ def selection_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
         return []
     out = ["## Data selection (paper Figure 4)", "",
            "Macro unigram F1 over tasks after fine-tuning on the k training examples the method ranks highest "
-           "for each task; random k and the full pool are the references; ± is half the bootstrap 95% CI. "
-           "Selection cost: the method's time to score the pool.", ""]
-    for suite in sorted({k[0] for k in sel}):
+           "for each task; random k and the full pool are the references; ± is half the bootstrap 95% CI "
+           "(examples resampled within tasks); bold and (rank) from paired comparisons, as in Table 1. Selection "
+           "cost: the method's time to score the pool, its cached setup (AirRep's training, LESS's LoRA) at what "
+           "producing it cost.", ""]
+    for suite in sorted({k[0] for k in sel}, key=suite_key):
         records = {k[2]: r for k, r in sel.items() if k[0] == suite}
         ok = [r for r in records.values() if r.status == "ok"]
         if not ok:
             continue
         footnotes: dict[str, int] = {}
-        best = max(r.metrics["f1"]["value"] for r in ok)
+        bold, rank = significance(records, "f1")
         rows = []
-        for m, r in sorted(records.items()):
+        def f1(r: RunRecord) -> float:
+            return r.metrics["f1"]["value"] if r.status == "ok" and "f1" in r.metrics else -1.0
+
+        for m, r in sorted(records.items(), key=lambda kv: (-f1(kv[1]), kv[0])):
             cost = r.extra.get("selection_cost_s") if r.status == "ok" else None
-            top = r.status == "ok" and r.metrics["f1"]["value"] == best
-            rows.append([m, _metric_cell(r, "f1", footnotes, bold=top), _fmt(cost, 1) if cost is not None else "",
-                         str(r.extra.get("k", "")) if r.status == "ok" else ""])
+            k = str(r.extra.get("k", "")) if r.status == "ok" else ""
+            rows.append([m, _metric_cell(r, "f1", footnotes, bold=bold.get(m, False), rank=rank.get(m)),
+                         _fmt(cost, 1) if cost is not None else "", k])
         ref = ok[0]
         rows.append(["*random k*", _metric_cell(ref, "f1_random", footnotes), "", str(ref.extra.get("k", ""))])
         rows.append(["*full pool*", _metric_cell(ref, "f1_full", footnotes), "", str(ref.extra.get("n_train", ""))])
@@ -330,12 +532,21 @@ def render(results_dir: Path, figures_dir: Path | None = None, relative_to: Path
 
     Figures (if `figures_dir` is given) are linked relative to `relative_to`, the markdown file's folder.
     """
-    cells = latest(read_records(results_dir))
+    records = read_records(results_dir)
+    cells = latest(records)
+    where = Path(results_dir)
+    if relative_to is not None:  # as seen from the markdown file's folder (a repository-relative path)
+        try:
+            where = where.resolve().relative_to(Path(relative_to).resolve())
+        except ValueError:
+            pass
+    where = where.as_posix().rstrip("/")
     lines = ["# tda-bench leaderboard", "",
-             "Generated by `bench leaderboard` from the result records in `leaderboard/results/`; do not edit. "
-             "Regenerate: `bench run --method all --task all --suite small --results-dir leaderboard/results` "
-             "then `bench leaderboard`.", ""]
-    lines += lds_tables(cells)
+             f"Generated by `bench leaderboard` from the result records in `{where}/`; do not edit. Regenerate "
+             f"every embedded suite's grid with `for s in {' '.join(SUITE_ORDER)}; do bench run --method all "
+             f"--task all --suite $s --results-dir {where}; done`, AirRep's extra seeds with `bench run --method "
+             f"airrep --task lds --seeds 1,2 --results-dir {where}`, then `bench leaderboard`.", ""]
+    lines += lds_tables(cells, seed_groups(records))
     lines += classification_tables(cells)
     lines += selection_tables(cells)
     lines += crossover_tables(cells)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ from bench.api import (
     Role,
     RunContext,
     atomic_path,
-    atomic_write_text,
+    build,
+    code_versions,
     config_dict,
     progress,
     register_method,
@@ -31,7 +31,7 @@ from methods.gradients import (
     unit_normalize,
 )
 
-CODE_VERSION = "1"  # bump when the cached LoRA warm-up changes numerically
+CODE_VERSION = "2"  # bump when the cached LoRA warm-up changes numerically (2: keyed by code versions)
 _BETAS, _EPS = (0.9, 0.999), 1e-8  # LESS's Adam constants (those of the warm-up optimiser)
 _BLOCK_BYTES = 64 * 2**20  # at most this much of the projection matrix is materialised at once
 
@@ -124,30 +124,31 @@ class LESS(Method):
         params = {n: p for n, p in lm.model.named_parameters() if p.requires_grad}
         args = {"suite": ctx.suite.name, "data": ctx.suite.data_fingerprint, "lm": config_dict(ctx.suite.spec.lm),
                 "lora": {k: getattr(c, k) for k in ("modules", "lora_rank", "lora_alpha", "lora_dropout", "epochs",
-                                                    "lr", "seed")}, "code_version": CODE_VERSION}
-        directory = ctx.cache.entry("less", args)
-        meta_path = directory / "meta.json"
-        with ctx.acct.phase("setup/lora_warmup") as ph:
-            if meta_path.exists():
-                state = load_file(str(directory / "lora.safetensors"))
-                meta = json.loads(meta_path.read_text())
-                ph.cached, ph.original_wall_s = True, meta["wall_s"]
-            else:
-                import time
+                                                    "lr", "seed")}}
 
-                t0 = time.perf_counter()
-                opt = torch.optim.AdamW(params.values(), lr=c.lr, betas=_BETAS, eps=_EPS, weight_decay=0.0)
-                losses = lm.train(lm.encode(ctx.suite.split("warmup")), lr=c.lr, seed=c.seed, epochs=c.epochs,
-                                  desc="less LoRA warm-up", optimizer=opt)
-                state = {}
-                for n, p in params.items():
-                    state[f"weight/{n}"] = p.detach().clone()
-                    state[f"exp_avg/{n}"] = opt.state[p]["exp_avg"].detach().clone()
-                    state[f"exp_avg_sq/{n}"] = opt.state[p]["exp_avg_sq"].detach().clone()
-                with atomic_path(directory / "lora.safetensors") as tmp:
-                    save_file(state, str(tmp))
-                meta = {"wall_s": time.perf_counter() - t0, "steps": len(losses), "final_loss": losses[-1]}
-                atomic_write_text(meta_path, json.dumps(meta, indent=1))  # written last: marks completion
+        def produce(directory):
+            import time
+
+            t0 = time.perf_counter()
+            opt = torch.optim.AdamW(params.values(), lr=c.lr, betas=_BETAS, eps=_EPS, weight_decay=0.0)
+            losses = lm.train(lm.encode(ctx.suite.split("warmup")), lr=c.lr, seed=c.seed, epochs=c.epochs,
+                              desc="less LoRA warm-up", optimizer=opt)
+            state = {}
+            for n, p in params.items():
+                state[f"weight/{n}"] = p.detach().clone()
+                state[f"exp_avg/{n}"] = opt.state[p]["exp_avg"].detach().clone()
+                state[f"exp_avg_sq/{n}"] = opt.state[p]["exp_avg_sq"].detach().clone()
+            with atomic_path(directory / "lora.safetensors") as tmp:
+                save_file(state, str(tmp))
+            return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "final_loss": losses[-1]}
+
+        with ctx.acct.phase("setup/lora_warmup") as ph:
+            # keyed by the warm-up LM's code (it starts from that model) and LESS's own
+            directory, meta, was_built = build(ctx.cache, "less", args, {**code_versions("lm"), "less": CODE_VERSION},
+                                               produce)
+            state = load_file(str(directory / "lora.safetensors"))
+            if was_built:
+                ph.cached, ph.original_wall_s = True, meta["wall_s"]
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(state[f"weight/{n}"])

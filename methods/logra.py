@@ -20,6 +20,7 @@ from bench.api import (
     Method,
     Role,
     RunContext,
+    attention_group_score,
     feature_nbytes,
     load_pretrained_lm,
     progress,
@@ -226,3 +227,16 @@ class DsDm(LogixMethod):
 
     init = "random"
     hessian = "raw"
+
+
+@register_method("logra_attn", config=LogixConfig)
+class LoGraAttention(LoGra):
+    """LoGra with AirRep's attention pooling over subsets (paper Figure 5's LoGra + attention).
+
+    The same features and pair scores as `logra`; the group score is the softmax-over-|s_i| weighted sum
+    instead of the sum, isolating what the pooling contributes to a gradient method.
+    """
+
+    def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:
+        """Attention pooling of the pair scores."""
+        return attention_group_score(self.score(test_features, train_features), masks)

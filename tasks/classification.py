@@ -15,8 +15,10 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
-    bootstrap_mean,
+    percentile_interval,
     register_task,
+    replicate_means,
+    resample_indices,
 )
 
 
@@ -27,7 +29,7 @@ class ClassificationConfig(TaskConfig):
     k: int = field(default=10, metadata={"help": "The second figure: any of the top-k shares the label."})
     label_kinds: tuple[str, ...] = field(default=(), metadata={
         "help": "Label kinds to evaluate (default: every kind all train and test examples carry)."})
-    bootstrap_resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95% CI."})
+    bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% CI."})
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -98,6 +100,7 @@ class Classification(Task):
         metrics: dict[str, Metric] = {}
         per_example: dict[str, list[float]] = {}
         chance: dict[str, dict[str, float]] = {}
+        replicates: dict[str, list[float]] = {}
         k = self.config.k
         with ctx.acct.phase("eval"):
             top = top_k(scores, k)
@@ -108,10 +111,15 @@ class Classification(Task):
                 c1, ck = chance_levels(tl, zl, k)
                 chance[kind] = {"top1": c1, f"top{k}": ck}
                 for name, values, level in ((f"top1_{kind}", hits[:, 0], c1), (f"top{k}_{kind}", hits.any(1), ck)):
-                    interval = bootstrap_mean(values.astype(np.float64), rng=ctx.rng(2),
-                                              n_resamples=self.config.bootstrap_resamples)
-                    metrics[name] = Metric.from_interval(interval, n=len(values), note=f"chance {level:.3f}")
-                    per_example[name] = values.astype(float).tolist()
+                    values = values.astype(np.float64)
+                    # the same draws of test examples for every metric and method of the suite: paired
+                    reps = replicate_means(values, resample_indices(len(values), rng=ctx.rng(2),
+                                                                    n_resamples=self.config.bootstrap_resamples))
+                    metrics[name] = Metric.from_interval(percentile_interval(float(values.mean()), reps),
+                                                         n=len(values), note=f"chance {level:.3f}")
+                    per_example[name] = values.tolist()
+                    replicates[name] = [round(float(v), 6) for v in reps]
         return TaskOutput(metrics=metrics, per_example=per_example,
-                          extra={"label_kinds": list(kinds), "k": k, "chance": chance,
+                          extra={"label_kinds": list(kinds), "k": k, "chance": chance, "bootstrap": replicates,
+                                 "pairing": f"{len(test)}/{ctx.seed}/{self.config.bootstrap_resamples}",
                                  "dim": method.dim(train_features), "n_train": len(train), "n_test": len(test)})

@@ -17,8 +17,12 @@ from bench.api import (
     TaskOutput,
     bootstrap_mean,
     lds,
+    lds_replicates,
     noise_ceiling,
+    percentile_interval,
     register_task,
+    replicate_means,
+    resample_indices,
     split_half_reliability,
 )
 
@@ -30,7 +34,8 @@ PER_LABEL_KINDS = ("task", "source", "stance", "safety")
 class LDSConfig(TaskConfig):
     """Options of the LDS task."""
 
-    bootstrap_resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95% CI."})
+    bootstrap_resamples: int = field(default=1000, metadata={
+        "help": "Bootstrap resamples of the 95% CIs (the headline's: test examples and subsets resampled together)."})
 
     def __post_init__(self) -> None:
         if self.bootstrap_resamples < 100:
@@ -42,9 +47,13 @@ class LDS(Task):
     """LDS: Spearman over retrained subsets between group score and minus test loss (Park et al. 2023).
 
     Per test example, the method's `group_score` of each of the suite's M subsets is rank-correlated with
-    minus the loss of the target LM fine-tuned on that subset; the headline is the mean over test examples
-    with a bootstrap 95% CI over test examples. A test example whose group scores or losses are constant
-    over subsets has no Spearman value: it is excluded and counted.
+    minus the loss of the target LM fine-tuned on that subset; the headline is the mean over test examples.
+    Its 95% CI is a two-way bootstrap (`bench.metrics.lds_replicates`): test examples and subsets are
+    resampled together, since both are samples. The replicates are kept in the record (`extra.bootstrap`)
+    and are paired across methods (every method of a suite gets the same draws), which is what paired
+    comparisons (`bench compare`, the leaderboard's bold) use. A test example whose group scores or losses
+    are constant over subsets has no Spearman value: it is excluded and counted, and `lds_nan_as_zero` gives
+    the LDS under the AirRep authors' convention (such an example counts as 0).
 
     With two or more training seeds per subset the record also holds the noise ceiling
     (`bench.metrics.noise_ceiling`: the LDS a perfect attribution could reach against this ground truth)
@@ -63,12 +72,25 @@ class LDS(Task):
             if n_nan == len(per_example):
                 raise ConfigError(f"LDS is undefined for every test example of '{ctx.suite.name}': the group "
                                   f"scores or the losses are constant over subsets")
-            interval = bootstrap_mean(per_example, rng=ctx.rng(1), n_resamples=self.config.bootstrap_resamples)
-            metrics = {"lds": Metric.from_interval(interval, n=len(per_example) - n_nan,
-                                                   note=f"{n_nan} test examples with constant scores or losses "
-                                                        f"excluded")}
+            replicates = lds_replicates(predicted, gt.losses, rng=ctx.rng(1),
+                                        n_resamples=self.config.bootstrap_resamples)
+            interval = percentile_interval(float(np.nanmean(per_example)), replicates)
+            test_only = bootstrap_mean(per_example, rng=ctx.rng(7), n_resamples=self.config.bootstrap_resamples)
+            as_zero = np.nan_to_num(per_example, nan=0.0)
+            metrics = {
+                "lds": Metric.from_interval(interval, n=len(per_example) - n_nan,
+                                            note=f"{n_nan} test examples with constant scores or losses excluded; "
+                                                 f"CI: two-way bootstrap over test examples and subsets"),
+                "lds_nan_as_zero": Metric.from_interval(
+                    percentile_interval(float(as_zero.mean()), replicate_means(
+                        as_zero, resample_indices(len(as_zero), rng=ctx.rng(8),
+                                                  n_resamples=self.config.bootstrap_resamples))),
+                    n=len(per_example), note="the AirRep authors' convention: a constant row counts as 0"),
+            }
             values = {"lds": per_example.tolist()}
-            extra: dict = {}
+            extra: dict = {"bootstrap": {"lds": _rounded(replicates)},
+                           "pairing": _pairing(gt, ctx.seed, self.config.bootstrap_resamples),
+                           "lds_ci_test_examples_only": [test_only.low, test_only.high]}
             if gt.seed_losses is not None and gt.seed_losses.shape[0] >= 2:
                 ceiling = noise_ceiling(gt.seed_losses)
                 reliability = split_half_reliability(gt.seed_losses)
@@ -95,6 +117,21 @@ class LDS(Task):
                    "n_constant_excluded": n_nan, "n_train": int(gt.masks.shape[1]),
                    "n_test": int(gt.losses.shape[1]), "dim": method.dim(train_features), **extra},
         )
+
+
+def _pairing(gt, seed: int, n_resamples: int) -> str:
+    """What makes two LDS records' replicates paired: the same ground truth, run seed and resample count."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for array in (gt.masks, gt.losses):
+        h.update(np.ascontiguousarray(array).tobytes())
+    return f"{h.hexdigest()[:16]}/{seed}/{n_resamples}"
+
+
+def _rounded(values: np.ndarray) -> list[float | None]:
+    """Replicates for the record: 6 decimals are far below their spread, and keep the JSON small."""
+    return [None if not np.isfinite(v) else round(float(v), 6) for v in values]
 
 
 def _ratio_interval(num: np.ndarray, den: np.ndarray, *, rng: np.random.Generator, n_resamples: int):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,8 +16,10 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    method_cost_s,
+    percentile_interval,
     register_task,
-    stratified_bootstrap_macro_mean,
+    stratified_replicates,
     unigram_f1,
 )
 
@@ -31,7 +34,7 @@ class SelectionConfig(TaskConfig):
     label: str = field(default="task", metadata={"help": "Label kind that defines the tasks."})
     random_seeds: int = field(default=3, metadata={"help": "Random selections of k per task to compare with."})
     max_new_tokens: int = field(default=32, metadata={"help": "Greedy generation length (paper: 64)."})
-    bootstrap_resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95% CI."})
+    bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% CI."})
 
     def __post_init__(self) -> None:
         if self.k is not None and self.k < 1:
@@ -88,47 +91,49 @@ class Selection(Task):
         phases_before = len(ctx.acct.phases)
         train_features, test_features = ctx.featurize_suite(method)
         scores = ctx.score(method, test_features, train_features)
-        selection_cost = sum(p.wall_s for p in ctx.acct.phases[phases_before:]
-                             if p.name in ("setup", "index", "query", "score"))
+        # what scoring the pool cost the method, cached work (AirRep's training, LESS's LoRA) at its original cost
+        selection_cost = method_cost_s([dataclasses.asdict(p) for p in ctx.acct.phases[phases_before:]])
         labels = np.array([e.labels[cfg.label] for e in test])
         tasks = sorted(set(labels.tolist()))
-        lm = ctx.start_lm()  # fine-tuning starts where the suite's retraining does
-        warm = lm.state_dict()
-        spec = ctx.suite.spec.lm
-
-        def f1_after_training(train_ids: np.ndarray, test_ids: np.ndarray, seed: int) -> np.ndarray:
-            lm.load_state_dict(warm)
-            lm.train(lm.encode([train[i] for i in train_ids]), lr=spec.finetune_lr, seed=seed,
-                     epochs=spec.finetune_epochs)
-            outputs = lm.generate([test[i].prompt for i in test_ids], max_new_tokens=cfg.max_new_tokens)
-            refs = lm.tokenizer.batch_decode(lm.tokenizer([test[i].response for i in test_ids],
-                                                          add_special_tokens=False)["input_ids"])
-            return np.array([unigram_f1(o, r) for o, r in zip(outputs, refs, strict=True)])
-
-        method_f1 = np.zeros(len(test))
-        random_f1 = np.zeros((cfg.random_seeds, len(test)))
+        requests, where = [], []  # one fine-tuning per (task, selection); where its answers go
         selected: dict[str, list[int]] = {}
-        with ctx.acct.phase("eval", count=len(tasks) * (1 + cfg.random_seeds) + 1):
-            for t_index, task in enumerate(tasks):
-                test_ids = np.flatnonzero(labels == task)
-                chosen = select_top_k(scores[test_ids], k)
-                selected[task] = chosen.tolist()
-                method_f1[test_ids] = f1_after_training(chosen, test_ids, seed=ctx.seed * 1000 + t_index)
-                for r in range(cfg.random_seeds):
-                    pick = ctx.rng(3, t_index, r).choice(len(train), size=k, replace=False)
-                    random_f1[r, test_ids] = f1_after_training(pick, test_ids, seed=ctx.seed * 1000 + t_index)
-            full_f1 = f1_after_training(np.arange(len(train)), np.arange(len(test)), seed=ctx.seed)
+        for t_index, task in enumerate(tasks):
+            test_ids = np.flatnonzero(labels == task).tolist()
+            chosen = select_top_k(scores[test_ids], k)
+            selected[task] = chosen.tolist()
+            requests.append((chosen.tolist(), ctx.seed * 1000 + t_index, test_ids))
+            where.append(("method", 0, test_ids))
+            for r in range(cfg.random_seeds):
+                pick = ctx.rng(3, t_index, r).choice(len(train), size=k, replace=False)
+                requests.append((pick.tolist(), ctx.seed * 1000 + t_index, test_ids))
+                where.append(("random", r, test_ids))
+        requests.append((list(range(len(train))), ctx.seed, list(range(len(test)))))
+        where.append(("full", 0, list(range(len(test)))))
+        with ctx.acct.phase("eval", count=len(requests)) as ph:
+            answers, produced_s, ran = ctx.finetune_answers(requests, max_new_tokens=cfg.max_new_tokens,
+                                                           desc=f"selection {method.name}")
+            ph.cached_count = len(requests) - ran
+            lm = ctx.start_lm()  # its tokenizer normalises the references as it does the answers
+            refs = lm.tokenizer.batch_decode(lm.tokenizer([e.response for e in test],
+                                                          add_special_tokens=False)["input_ids"])
+            f1 = {"method": np.zeros((1, len(test))), "random": np.zeros((cfg.random_seeds, len(test))),
+                  "full": np.zeros((1, len(test)))}
+            for (kind, row, test_ids), outputs in zip(where, answers, strict=True):
+                f1[kind][row, test_ids] = [unigram_f1(o, refs[i]) for o, i in zip(outputs, test_ids, strict=True)]
+        method_f1, random_f1, full_f1 = f1["method"][0], f1["random"], f1["full"][0]
+        replicates: dict[str, list[float]] = {}
 
-        def macro(values: np.ndarray, key: int) -> Metric:
-            interval = stratified_bootstrap_macro_mean(values, labels, rng=ctx.rng(4, key),
-                                                       n_resamples=cfg.bootstrap_resamples)
-            return Metric.from_interval(interval, n=len(values))
+        def macro(name: str, values: np.ndarray, key: int) -> Metric:
+            point, reps = stratified_replicates(values, labels, rng=ctx.rng(4, key),
+                                                n_resamples=cfg.bootstrap_resamples)
+            replicates[name] = [round(float(v), 6) for v in reps]
+            return Metric.from_interval(percentile_interval(point, reps), n=len(values))
 
         random_mean = random_f1.mean(axis=0)
         metrics = {
-            "f1": macro(method_f1, 0),
-            "f1_random": macro(random_mean, 1),
-            "f1_full": macro(full_f1, 2),
+            "f1": macro("f1", method_f1, 0),
+            "f1_random": macro("f1_random", random_mean, 1),
+            "f1_full": macro("f1_full", full_f1, 2),
         }
         per_task = {task: {"method": float(method_f1[labels == task].mean()),
                            "random": float(random_mean[labels == task].mean()),
@@ -139,5 +144,7 @@ class Selection(Task):
             extra={"k": k, "n_train": len(train), "tasks": tasks, "per_task": per_task,
                    "random_seed_means": [float(np.mean([random_f1[r, labels == t].mean() for t in tasks]))
                                          for r in range(cfg.random_seeds)],
-                   "selection_cost_s": selection_cost, "dim": method.dim(train_features), "selected": selected},
+                   "selection_cost_s": selection_cost, "dim": method.dim(train_features), "selected": selected,
+                   "finetune_s": produced_s, "bootstrap": replicates,
+                   "pairing": f"{len(test)}/{k}/{ctx.seed}/{cfg.bootstrap_resamples}"},
         )

@@ -125,12 +125,14 @@ def test_interrupted_training_resumes_from_its_checkpoint_with_identical_results
             raise KeyboardInterrupt
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(ar, "ranking_loss", failing)
+    from methods.airrep import training
+
+    monkeypatch.setattr(training, "ranking_loss", failing)
     with pytest.raises(KeyboardInterrupt):
         cls(config).setup(ctx)
     ckpt = next((tmp_path / "a").glob("airrep/*/checkpoints/state.json"))
     assert json.loads(ckpt.read_text())["step"] == 2
-    monkeypatch.setattr(ar, "ranking_loss", real_loss)
+    monkeypatch.setattr(training, "ranking_loss", real_loss)
 
     resumed = cls(config)
     resumed.setup(tiny_context(tmp_path / "a"))

@@ -10,12 +10,24 @@ DATA = Path(__file__).parent / "data" / "leaderboard"
 
 
 def test_golden_records_render_to_the_expected_markdown():
-    text = render(DATA / "results")
+    text = render(DATA / "results", relative_to=DATA)
     assert text == (DATA / "expected.md").read_text(encoding="utf-8")
     # what the golden file pins down, spelled out
-    assert "**0.467 ± 0.029**" in text  # best LDS in bold, ± half the CI
+    lds = text[text.index("## LDS"):text.index("### LDS as a share")]
+    # two suites as columns, the ceiling first, rows sorted by the average over suites
+    assert "| LDS small             | LDS qa                | Average   |" in lds
+    assert "| *ceiling* |                |                           | 0.854 ± 0.011         | 0.930 ± 0.010" in lds
+    assert lds.index("| dsdm ") < lds.index("| airrep ") < lds.index("| logra ") < lds.index("| tfidf ")
+    # significance-aware bold and ranks: dsdm (0.462) and airrep (0.467) cannot be told apart on small, both
+    # rank 1 and bold; logra is significantly below both (rank 3), tfidf below all three (rank 4)
+    assert "**0.462 ± 0.028** (1)" in lds and "**0.467 ± 0.029** (1)" in lds
+    assert "| 0.403 ± 0.025 (3)" in lds and "| 0.313 ± 0.023 (4)" in lds
+    assert "0.111" not in text  # an ad-hoc --set run never replaces a method's default row
     assert "✕[^1]" in text and "[^1]: run failed: RuntimeError" in text  # failed cell, footnote
     assert "0.100" not in text  # the older tfidf record is superseded by the newer one
+    assert "| airrep   | small   | 0, 1, 2 | 0.465 ± 0.009   | 0.467, 0.455, 0.472 |" in text  # method seeds
+    assert "| tfidf    | 3 / 0.310 |" in text  # excluded test examples, and the authors' convention
+    assert "### LDS per task on small" in text and "| capital   | sorting   |" in text
     assert "| *chance* | 0.081" in text
     assert "| *random k*  | 0.192 ± 0.016" in text and "[^1]: run failed: MemoryError" in text  # per-table notes
     # crossover: 20160 + 0.0005 N = 100 + 0.042 N at N = 483,373, where both cost 5.67 h
@@ -26,6 +38,16 @@ def test_golden_records_render_to_the_expected_markdown():
     assert "| logra    | small   | 36.0        | 1              | 72.0 KiB            | 12.0 GiB      | 0.51" in text
     assert "| 0.51           | 2.5             | cuda:0   |" in text
     assert "| 600.0 MiB     |                |                 | cpu      |" in text
+    # the header names the records it was rendered from
+    assert "result records in `results/`" in text and "--results-dir results;" in text
+
+
+def test_no_relative_storage_without_an_airrep_record(tmp_path):
+    import shutil
+
+    shutil.copytree(DATA / "results" / "small" / "lds" / "tfidf", tmp_path / "small" / "lds" / "tfidf")
+    text = render(tmp_path)
+    assert "| Dim " in text and "×)" not in text.split("## Cost")[0]
 
 
 def test_check_mode(tmp_path, capsys):
@@ -36,7 +58,8 @@ def test_check_mode(tmp_path, capsys):
             "--figures-dir", str(tmp_path / "figures")]
     assert main(args) == 0
     pngs = sorted((tmp_path / "figures").glob("*.png"))
-    assert [p.name for p in pngs] == ["crossover_small.png", "lds_vs_storage_small.png", "selection_vs_cost_small.png"]
+    assert [p.name for p in pngs] == ["crossover_small.png", "lds_vs_storage_qa.png", "lds_vs_storage_small.png",
+                                      "selection_vs_cost_small.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 10_000 for p in pngs)
     assert "![lds_vs_storage_small](figures/lds_vs_storage_small.png)" in out.read_text()
     assert main([*args, "--check"]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli import leaderboard_cmd, list_cmd, plan_cmd, respond_cmd, run_cmd
+from bench.cli import compare_cmd, leaderboard_cmd, list_cmd, plan_cmd, respond_cmd, run_cmd
 from bench.errors import BenchError
 from bench.executors import ShardIncomplete
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     leaderboard_cmd.add_parser(sub)
     plan_cmd.add_parser(sub)
     respond_cmd.add_parser(sub)
+    compare_cmd.add_parser(sub)
     return parser
 
 

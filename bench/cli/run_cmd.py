@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bench.config import parse_override
@@ -34,7 +35,11 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
                    help="method option (repeatable; value parsed as JSON when possible)")
     p.add_argument("--task-set", dest="task_options", action="append", default=[], metavar="KEY=VALUE",
                    help="task option (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="run seed (default 0): the method's own randomness (its `seed` option) and the task's "
+                        "(random selections, bootstrap draws); the suite's ground truth does not change")
+    p.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="run the cell (or grid) once per seed; the leaderboard shows mean and sd over seeds")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--executor", default="local",
                    help="where retraining jobs run: local (default) or ray (RAY_ADDRESS, else a local Ray)")
@@ -42,6 +47,9 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
                    help="run only retraining jobs with index = I mod N (e.g. a SLURM array task), then stop")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
+    p.add_argument("--label", default=None,
+                   help="name this run as a variant: the leaderboard shows it as its own row (default runs only "
+                        "otherwise; a run with --set options and no label is kept but not shown)")
     p.add_argument("--force", action="store_true",
                    help="run even when an up-to-date record of the cell exists (same fingerprint and code versions)")
     p.add_argument("--record-failures", action="store_true", help=argparse.SUPPRESS)  # used by the grid
@@ -62,7 +70,6 @@ def _fmt_bytes(n: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     """Parse options, run, print the summary."""
     from bench.runner import RunRequest
-    from bench.runner import run as run_request
 
     method_options = tuple(parse_override(o) for o in args.method_options)
     task_options = tuple(parse_override(o) for o in args.task_options)
@@ -71,25 +78,41 @@ def run(args: argparse.Namespace) -> int:
         keys = [k for k, _ in options]
         if len(set(keys)) != len(keys):
             raise ConfigError(f"an option is given twice: {', '.join(sorted({k for k in keys if keys.count(k) > 1}))}")
+    seeds = [args.seed]
+    if args.seeds is not None:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--seeds '{args.seeds}': expected integers separated by commas, e.g. 0,1,2") from exc
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"--seeds '{args.seeds}': give distinct seeds, e.g. --seeds 0,1,2")
     request = RunRequest(method=args.method, task=args.task, suite=args.suite, suite_options=suite_options,
                          method_options=method_options,
-                         task_options=task_options, seed=args.seed, device=args.device, executor=args.executor,
+                         task_options=task_options, seed=seeds[0], device=args.device, executor=args.executor,
                          shard=args.shard, cache_dir=args.cache_dir, results_dir=args.results_dir,
-                         record_failures=args.record_failures, force=args.force)
+                         record_failures=args.record_failures, force=args.force, label=args.label)
+    status = 0
+    for seed in seeds:
+        status = max(status, _run_seed(args, replace(request, seed=seed), method_options, task_options))
+    return status
+
+
+def _run_seed(args: argparse.Namespace, request, method_options, task_options) -> int:
+    """One cell or the grid at one seed; prints what it did."""
+    from bench.runner import run as run_request
+
     if "all" in (args.method, args.task):
         from bench.api import methods, tasks
 
         if args.shard is not None:
             raise ConfigError("--shard applies to one method and task; run each cell's shards on their own")
-        from bench.runner import run_grid
+        from bench.runner import _now, run_grid
 
         method_names = methods.names() if args.method == "all" else [args.method]
         task_names = tasks.names() if args.task == "all" else [args.task]
         if (method_options or task_options) and len(method_names) * len(task_names) > 1:
             raise ConfigError("--set / --task-set apply to one method or task; drop them with 'all'")
         failed = 0
-        from bench.runner import _now
-
         started = _now()
         for record, path in run_grid(request, method_names, task_names):
             if record.status == "ok":
