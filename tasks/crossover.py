@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import os
+import platform
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +21,9 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    build,
+    code_versions,
+    config_dict,
     crossover,
     format_count,
     format_seconds,
@@ -40,16 +46,41 @@ class CrossoverConfig(TaskConfig):
         "help": "LoGra rank at realistic sizes (the paper's 18,432 dimensions on Qwen2.5-0.5B)."})
     budgets_h: tuple[float, ...] = field(default=(0.01, 0.1, 1.0, 10.0, 100.0), metadata={
         "help": "Compute budgets (hours of this device) for the examples-per-budget table."})
+    repeats: int = field(default=3, metadata={"help": "Timings of the per-example work (median and range)."})
+    repeat_sample: int = field(default=256, metadata={"help": "Pool examples featurised in each repeat."})
+    repeat_setup_s: float = field(default=60.0, metadata={
+        "help": "Repeat a setup that cached nothing when it took less than this many seconds."})
 
     def __post_init__(self) -> None:
         if self.size_sample < 1 or self.size_rank < 1:
             raise ConfigError("crossover.size_sample and crossover.size_rank must be >= 1")
+        if self.repeats < 3 or self.repeat_sample < 1:
+            raise ConfigError("crossover.repeats must be >= 3 (a median and a spread) and repeat_sample >= 1")
         if not self.budgets_h or min(self.budgets_h) <= 0:
             raise ConfigError("crossover.budgets_h must hold positive hours")
 
 
-def _profile(ctx: RunContext, method: Method) -> dict[str, Any]:
-    """Set up, featurise the pool and the test split, score: the measured cost profile of `method`."""
+def _setup_cost(phases: list) -> float:
+    """A setup's cost from its phases: the outer phase, its cached parts at what producing them cost."""
+    outer = [p for p in phases if p.name == "setup"][-1]
+    inner = [p for p in phases if p.name != "setup"]
+    produced = sum(p.original_wall_s if p.cached and p.original_wall_s is not None else p.wall_s for p in inner)
+    return produced + max(0.0, outer.wall_s - sum(p.wall_s for p in inner))
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def _profile(ctx: RunContext, method: Method, cfg: CrossoverConfig) -> dict[str, Any]:
+    """Set up, featurise the pool and the test split, score; then time the per-example work `cfg.repeats` times.
+
+    The per-example cost (featurising a training example and scoring it against the test split) is the
+    median over repeats of featurising the same sample of the pool and scoring the test split against it,
+    with the range of the repeats. A setup that cached nothing and took under `cfg.repeat_setup_s` is run
+    `cfg.repeats` times on fresh instances; a setup made of cached work (AirRep's training, LESS's LoRA, a
+    warm-up LM) counts what producing it cost, measured once when it ran.
+    """
     start = len(ctx.acct.phases)
     ctx.setup(method)
     setup_phases = ctx.acct.phases[start:]
@@ -60,22 +91,75 @@ def _profile(ctx: RunContext, method: Method) -> dict[str, Any]:
     n_train, n_test = int(train_features.shape[0]), int(test_features.shape[0])
     index = next(p for p in phases if p.name == "index")
     query = next(p for p in phases if p.name == "query")
-    score = next(p for p in phases if p.name == "score")
-    outer = [p for p in setup_phases if p.name == "setup"][-1]
-    inner = [p for p in setup_phases if p.name != "setup"]
-    produced = sum(p.original_wall_s if p.cached and p.original_wall_s is not None else p.wall_s for p in inner)
-    setup_s = produced + max(0.0, outer.wall_s - sum(p.wall_s for p in inner))
+    setup_s = _setup_cost(setup_phases)
+    setups = [setup_s]
+    if not any(p.cached for p in setup_phases) and setup_s < cfg.repeat_setup_s:
+        for _ in range(cfg.repeats - 1):
+            acct = Accountant(device=ctx.device)
+            RunContext(ctx.suite, cache=ctx.cache, acct=acct, seed=ctx.seed, device=ctx.device,
+                       executor=ctx.executor).setup(type(method)(method.config))
+            setups.append(_setup_cost(acct.phases))
+    # the per-example work, repeated on one sample of the pool (train features fit on the pool come first)
+    sample = ctx.suite.split("train")[: min(n_train, cfg.repeat_sample)]
+    per_example, featurize, score_pair = [], [], []
+    for _ in range(cfg.repeats):
+        acct = Accountant(device=ctx.device)
+        sub = RunContext(ctx.suite, cache=ctx.cache, acct=acct, seed=ctx.seed, device=ctx.device,
+                         executor=ctx.executor)
+        feats = sub.featurize(method, sample, "train")
+        # featurising train examples fits the method (a vocabulary, a projection), so the test side follows
+        sub.score(method, sub.featurize(method, ctx.suite.split("test"), "test"), feats)
+        f = next(p for p in acct.phases if p.name == "index").wall_s / len(sample)
+        sc = next(p for p in acct.phases if p.name == "score").wall_s / (len(sample) * n_test)
+        featurize.append(f)
+        score_pair.append(sc)
+        per_example.append(f + sc * n_test)
     return {
-        "setup_s": setup_s, "setup_parts": {p.name: p.original_wall_s if p.cached and p.original_wall_s
-                                            is not None else p.wall_s for p in inner},
-        "featurize_s_per_example": index.wall_s / n_train, "query_s_per_example": query.wall_s / n_test,
-        "score_s_per_pair": score.wall_s / (n_train * n_test),
+        "setup_s": statistics.median(setups), "setup": _spread(setups),
+        "setup_parts": {p.name: p.original_wall_s if p.cached and p.original_wall_s is not None else p.wall_s
+                        for p in setup_phases if p.name != "setup"},
+        "featurize_s_per_example": statistics.median(featurize), "featurize": _spread(featurize),
+        "pool_featurize_s_per_example": index.wall_s / n_train, "query_s_per_example": query.wall_s / n_test,
+        "score_s_per_pair": statistics.median(score_pair),
         # attributing one more training example: featurise it and score it against the test set
-        "per_example_s": index.wall_s / n_train + score.wall_s / n_train,
+        "per_example_s": statistics.median(per_example), "per_example": _spread(per_example),
+        "repeat_sample": len(sample),
         "storage_bytes_per_example": method.storage_bytes(train_features) / n_train,
         "dim": method.dim(train_features), "n_train": n_train, "n_test": n_test,
         "peak_bytes": max(p.peak_bytes for p in phases), "device": index.device,
     }
+
+
+def _reference_profile(ctx: RunContext, cfg: CrossoverConfig) -> dict[str, Any]:
+    """The reference method's profile on this suite, measured once and cached for every record of the suite.
+
+    Keyed by the suite, the reference's configuration and code, the device and this machine (timings belong
+    to the machine): every method's N* is then against the same measurement, not a fresh one with its own
+    noise.
+    """
+    ref_cls = methods.get(cfg.reference)
+    ref_method = ref_cls(make_config(ref_cls.config_cls, ctx.suite.spec.methods.get(cfg.reference, {}),
+                                     where=cfg.reference))
+    args = {"suite": ctx.suite.name, "data": ctx.suite.data_fingerprint, "reference": cfg.reference,
+            "config": config_dict(ref_method.config), "code_version": ref_cls.code_version,
+            "repeats": cfg.repeats, "repeat_sample": cfg.repeat_sample, "device": ctx.device,
+            "machine": f"{platform.node()}/{platform.processor() or platform.machine()}/{os.cpu_count()}"}
+
+    def produce(directory):
+        sub = RunContext(ctx.suite, cache=ctx.cache, acct=Accountant(device=ctx.device), seed=ctx.seed,
+                         device=ctx.device, executor=ctx.executor)
+        return {"profile": _profile(sub, ref_method, cfg)}
+
+    _, meta, _ = build(ctx.cache, "crossover_reference", args, code_versions("lm", "retrain", "batched"), produce)
+    return meta["profile"]
+
+
+def within_noise(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two profiles' per-example costs overlap within the range of their repeats."""
+    ra, rb = a.get("per_example"), b.get("per_example")
+    if not ra or not rb:
+        return False
+    return ra["min"] <= rb["max"] and rb["min"] <= ra["max"]
 
 
 def _size_probe(ctx: RunContext, method: Method, ref: str, cfg: CrossoverConfig) -> dict[str, Any]:
@@ -116,19 +200,13 @@ class Crossover(Task):
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Measure both profiles, derive N*, the budget table, the size table and the figure."""
         cfg = self.config
-        ours = _profile(ctx, method)
-        if method.name == cfg.reference:
-            ref = ours
-        else:
-            if cfg.reference not in methods.names():
-                raise ConfigError(f"crossover.reference '{cfg.reference}' is not a registered method")
-            ref_cls = methods.get(cfg.reference)
-            ref_method = ref_cls(make_config(ref_cls.config_cls, ctx.suite.spec.methods.get(cfg.reference, {}),
-                                             where=cfg.reference))
-            ref = _profile(RunContext(ctx.suite, cache=ctx.cache, acct=Accountant(device=ctx.device), seed=ctx.seed,
-                                      device=ctx.device, executor=ctx.executor), ref_method)
+        if cfg.reference not in methods.names():
+            raise ConfigError(f"crossover.reference '{cfg.reference}' is not a registered method")
+        ours = _profile(ctx, method, cfg)
+        ref = _reference_profile(ctx, cfg)
         a = CostProfile(ref["setup_s"], ref["per_example_s"])
         b = CostProfile(ours["setup_s"], ours["per_example_s"])
+        noise = method.name != cfg.reference and within_noise(ref, ours)
         cross = crossover(a, b)
         budgets = [{"hours": h, method.name: b.capacity(h * 3600), cfg.reference: a.capacity(h * 3600)}
                    for h in cfg.budgets_h]
@@ -141,18 +219,26 @@ class Crossover(Task):
                 c = crossover(a, prof)
                 row["crossover_with_suite_setup"] = {"kind": c.kind, "n_star": c.n_star, "cost_s": c.cost_s}
                 scaled.append((row["model"], prof, c))
+        pe, st = ours["per_example"], ours["setup"]
         metrics = {
-            "per_example_ms": Metric(1e3 * ours["per_example_s"], 1e3 * ours["per_example_s"],
-                                     1e3 * ours["per_example_s"], higher_is_better=False, n=ours["n_train"],
-                                     note="one measurement: featurise + score against the test split"),
-            "setup_s": Metric(ours["setup_s"], ours["setup_s"], ours["setup_s"], higher_is_better=False,
-                              note="one measurement: one-time cost, cached work at its original cost"),
+            "per_example_ms": Metric(1e3 * pe["median"], 1e3 * pe["min"], 1e3 * pe["max"], higher_is_better=False,
+                                     n=pe["n"], note=f"median and range of {pe['n']} repeats: featurise "
+                                                     f"{ours['repeat_sample']} pool examples, score the test split"),
+            "setup_s": Metric(st["median"], st["min"], st["max"], higher_is_better=False, n=st["n"],
+                              note="one-time cost, cached work at its original cost (measured once)" if st["n"] == 1
+                              else f"median and range of {st['n']} runs"),
         }
+        text = extra_text(cross, cfg.reference, method.name)
+        if noise:
+            text = (f"{cfg.reference} and {method.name} cost the same per example within noise (repeats "
+                    f"{1e3 * ref['per_example']['min']:.3g}-{1e3 * ref['per_example']['max']:.3g} vs "
+                    f"{1e3 * ours['per_example']['min']:.3g}-{1e3 * ours['per_example']['max']:.3g} ms): no N*")
         extra = {"reference": cfg.reference, "profile": ours, "reference_profile": ref,
-                 "crossover": {"kind": cross.kind, "n_star": cross.n_star, "cost_s": cross.cost_s,
-                               "text": extra_text(cross, cfg.reference, method.name)},
+                 "crossover": {"kind": "noise" if noise else cross.kind,
+                               "n_star": None if noise else cross.n_star,
+                               "cost_s": None if noise else cross.cost_s, "text": text},
                  "budgets": _finite(budgets), "sizes": sizes, "dim": ours["dim"],
-                 "summary": [f"{extra_text(cross, cfg.reference, method.name)} on this suite "
+                 "summary": [f"{text} on this suite "
                              f"({cfg.reference}: {format_seconds(a.setup_s)} + {1e3 * a.per_example_s:.3g} ms/ex; "
                              f"{method.name}: {format_seconds(b.setup_s)} + {1e3 * b.per_example_s:.3g} ms/ex)"]
                  + [f"at {r['model']}: {method.name} {1e3 * r['featurize_s_per_example']:.3g} ms/ex, "

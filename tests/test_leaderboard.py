@@ -39,7 +39,7 @@ def test_golden_records_render_to_the_expected_markdown():
     assert "| 0.51           | 2.5             | cuda:0   |" in text
     assert "| 600.0 MiB     |                |                 | cpu      |" in text
     # the header names the records it was rendered from
-    assert "result records in `results/`" in text and "--results-dir results;" in text
+    assert "result records in `results/`" in text and "--results-dir results`" in text
 
 
 def test_no_relative_storage_without_an_airrep_record(tmp_path):

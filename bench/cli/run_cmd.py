@@ -26,8 +26,9 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p = sub.add_parser("run", help="run a task with a method", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Run one task with one method on one suite and write a result record.")
-    p.add_argument("--method", required=True, help="method name (see 'bench list methods'), or 'all'")
-    p.add_argument("--task", required=True, help="task name (see 'bench list tasks'), or 'all'")
+    p.add_argument("--method", required=True,
+                   help="method name (see 'bench list methods'), several separated by commas, or 'all'")
+    p.add_argument("--task", required=True, help="task name (see 'bench list tasks'), several, or 'all'")
     p.add_argument("--suite", default="small", help="built-in suite name or path to a suite .toml (default: small)")
     p.add_argument("--suite-set", dest="suite_options", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite value by dotted key, e.g. ground_truth.num_subsets=32 (repeatable)")
@@ -101,15 +102,17 @@ def _run_seed(args: argparse.Namespace, request, method_options, task_options) -
     """One cell or the grid at one seed; prints what it did."""
     from bench.runner import run as run_request
 
-    if "all" in (args.method, args.task):
+    if "all" in (args.method, args.task) or "," in args.method + args.task:
         from bench.api import methods, tasks
 
         if args.shard is not None:
             raise ConfigError("--shard applies to one method and task; run each cell's shards on their own")
         from bench.runner import _now, run_grid
 
-        method_names = methods.names() if args.method == "all" else [args.method]
-        task_names = tasks.names() if args.task == "all" else [args.task]
+        def names(value: str, registry) -> list[str]:
+            return registry.names() if value == "all" else [registry.get(n.strip()).name for n in value.split(",")]
+
+        method_names, task_names = names(args.method, methods), names(args.task, tasks)
         if (method_options or task_options) and len(method_names) * len(task_names) > 1:
             raise ConfigError("--set / --task-set apply to one method or task; drop them with 'all'")
         failed = 0
