@@ -50,14 +50,21 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def git_state() -> tuple[str | None, bool | None]:
-    """The full commit of the checkout the package runs from, and whether tracked files differ from it."""
-    root = Path(bench.__file__).resolve().parent.parent
+# what the harness writes into its own checkout: outputs, not code, so changes there do not make a record's code
+# "uncommitted" (the leaderboard workflow deletes the committed records before it regenerates them)
+OUTPUT_PATHS = ("leaderboard/results", "leaderboard/figures", "LEADERBOARD.md")
+
+
+def git_state(root: Path | None = None) -> tuple[str | None, bool | None]:
+    """The full commit of the checkout the package runs from, and whether tracked files other than the
+    harness's outputs (`OUTPUT_PATHS`) differ from it."""
+    root = root or Path(bench.__file__).resolve().parent.parent
+    exclude = [f":(exclude){p}" for p in OUTPUT_PATHS]
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", *exclude], capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None, None
     return sha, bool(dirty)

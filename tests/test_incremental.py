@@ -54,3 +54,30 @@ def test_a_rerun_grid_runs_nothing(tmp_path):
     again = run_grid(request, ["random", "tfidf"], ["lds", "classification"])
     assert [str(p) for _, p in again] == [str(p) for _, p in first]
     assert {str(p): p.stat().st_mtime_ns for _, p in again} == stamps
+
+
+def test_git_state_ignores_the_harness_outputs(tmp_path):
+    """Deleting committed records (as the leaderboard workflow does) leaves the code clean; editing code does not."""
+    import subprocess
+
+    from bench.runner import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "code.py").write_text("x = 1\n")
+    rec = tmp_path / "leaderboard" / "results" / "small" / "lds" / "tfidf"
+    rec.mkdir(parents=True)
+    (rec / "a.json").write_text("{}\n")
+    (tmp_path / "LEADERBOARD.md").write_text("# x\n")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    sha, dirty = git_state(tmp_path)
+    assert len(sha) == 40 and dirty is False
+    (rec / "a.json").unlink()
+    (tmp_path / "LEADERBOARD.md").write_text("# y\n")
+    assert git_state(tmp_path)[1] is False
+    (tmp_path / "bench" / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path)[1] is True
