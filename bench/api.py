@@ -60,7 +60,8 @@ __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
     "bootstrap_mean", "build", "code_versions",
     "check_model", "config_dict", "ConfigError", "CostProfile", "crossover", "Crossover", "DataError",
-    "encode_texts", "Example", "Examples", "feature_nbytes", "Features", "format_count", "format_seconds",
+    "encode_texts", "Example", "example_ids", "Examples", "feature_nbytes", "Features", "format_count",
+    "format_seconds",
     "Interval", "lds", "lds_replicates", "load_encoder", "load_pretrained_lm", "make_config", "mean_pool", "Method",
     "method_cost_s", "MethodConfig", "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "paired_difference",
     "per_example_loss", "percentile_interval", "progress", "register_method", "register_task", "replicate_means",
@@ -71,7 +72,7 @@ __all__ = [
 
 Role = Literal["train", "test"]
 Features = Any  # np.ndarray [n, d], a scipy.sparse matrix [n, d], or a torch.Tensor [n, d]
-Family = Literal["baseline", "representation", "gradient", "learned"]
+Family = Literal["baseline", "representation", "gradient", "learned", "external"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +123,11 @@ def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512) -> 
     return load(ref, device=device, max_length=max_length)
 
 
+def example_ids(examples: Examples) -> tuple[str, ...]:
+    """The ids of `examples`, in order: what a method's fitted pool is recognised by."""
+    return tuple(e.id for e in examples)
+
+
 def _to_numpy(features: Features) -> Any:
     if hasattr(features, "detach"):
         return features.detach().cpu().numpy()
@@ -131,7 +137,12 @@ def _to_numpy(features: Features) -> Any:
 class Method(ABC):
     """An attribution method.
 
-    Subclasses implement `featurize`; `setup`, `score`, `group_score` have working defaults.
+    The harness calls, in this order: `check` (cheap preflight), `setup(ctx)` (one-time work: a model, a
+    warm-up), `fit(pool)` (what the method learns from the training pool: a vocabulary, p_raw, a projection
+    and a Hessian; scikit-learn's fit, kronfluence's factors), `featurize(pool, "train")`, `featurize(test,
+    "test")`, then `score` or `group_score`. `featurize` only transforms: it never fits, so featurising
+    another set of training examples uses what was fitted on the pool. Subclasses implement `featurize`;
+    the other steps have working defaults.
     """
 
     name: ClassVar[str] = ""
@@ -142,6 +153,9 @@ class Method(ABC):
     # the config option naming the target LM the method differentiates ("suite" = the suite's warm-up LM);
     # cost probes set it to realistic LMs. None: the method has no such option.
     target_lm_option: ClassVar[str | None] = None
+    # True for a method that reads scores computed elsewhere (`bench.external`): it has no features or
+    # costs of its own, so tasks that measure them refuse it, and `--method all` leaves it out
+    precomputed: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -154,15 +168,36 @@ class Method(ABC):
     def check(self) -> None:  # noqa: B027 - an optional hook
         """Cheap preflight run before any work (e.g. the model exists); raise `ConfigError` if not."""
 
+    def check_suite(self, suite: Suite) -> None:  # noqa: B027 - an optional hook
+        """Cheap preflight against the suite of the run (e.g. a score file's shape); raise `ConfigError` if not."""
+
+    def identity(self) -> dict[str, Any]:
+        """JSON facts beyond the config that decide the method's numbers (default none).
+
+        For example a score file's sha256; part of the record's fingerprint.
+        """
+        return {}
+
     def setup(self, ctx: RunContext) -> None:  # noqa: B027 - an optional hook
         """One-time work before featurisation (warm-up, training); timed as the `setup` phase.
 
         The harness featurises the training pool before test examples, after `setup`.
         """
 
+    def fit(self, examples: Examples) -> None:  # noqa: B027 - an optional step
+        """Learn what the method takes from the training pool `examples` (default: nothing).
+
+        Called once per pool, after `setup` and before any `featurize`; timed with the pool's featurisation
+        as the `index` phase. A method may keep the pool's features computed while fitting and return them
+        from `featurize(pool, "train")` (recognised by `example_ids`), so that fitting costs no second pass.
+        """
+
     @abstractmethod
     def featurize(self, examples: Examples, role: Role) -> Features:
-        """Return features [n, d] of `examples`; `role` says whether they are training or test examples."""
+        """Return features [n, d] of `examples`; `role` says whether they are training or test examples.
+
+        Only transforms, with what `fit` learnt; a method that needs fitting raises RuntimeError before it.
+        """
 
     def score(self, test_features: Features, train_features: Features) -> np.ndarray:
         """Pairwise scores, float [n_test, n_train]; higher = the training example helped more. Dot product."""
@@ -229,6 +264,9 @@ class Task(ABC):
     config_cls: ClassVar[type[TaskConfig]] = TaskConfig
     code_version: ClassVar[str] = "1"  # bump when the task's numbers change; part of every record's fingerprint
     requires: ClassVar[tuple[Split, ...]] = ("train", "test")  # splits that must not be empty
+    # True for a task that measures a method's own features or costs (the crossover), which a method of
+    # precomputed scores (`Method.precomputed`) does not have
+    needs_features: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -385,10 +423,15 @@ class RunContext:
             method.setup(self)
 
     def featurize(self, method: Method, examples: Examples, role: Role) -> Features:
-        """Featurise as the `index` (train) or `query` (test) phase; train features set the storage cost."""
+        """Featurise as the `index` (train) or `query` (test) phase; train features set the storage cost.
+
+        Training examples are a pool: the method is fitted on them (`Method.fit`) first, in the same phase.
+        """
         if not examples:
             raise DataError(f"cannot featurise an empty set of {role} examples")
         with self.acct.phase("index" if role == "train" else "query", count=len(examples)):
+            if role == "train":
+                method.fit(examples)
             features = method.featurize(examples, role)
         if features.shape[0] != len(examples):
             raise RuntimeError(f"method '{method.name}' returned {features.shape[0]} rows for "

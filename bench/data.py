@@ -144,10 +144,14 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based line number, object) of each non-blank line of a JSON Lines file, streamed.
 
     Raises:
-        DataError: `file:line` of the first line that is not JSON or not a JSON object.
+        DataError: `file:line` of the first line that is not UTF-8, not JSON or not a JSON object.
     """
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(_not_utf8(path, lineno, raw, exc)) from None
             if not line.strip():
                 continue
             try:
@@ -159,6 +163,12 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, row
 
 
+def _not_utf8(path: Path, lineno: int, raw: bytes, exc: UnicodeDecodeError) -> str:
+    """The one-line message for bytes that are not UTF-8 at `exc.start` of line `raw`."""
+    return (f"{path}:{lineno}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+            f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8")
+
+
 def _check_json_syntax(path: Path) -> list[int] | None:
     """Validate a JSON Lines file line by line; return the 1-based line number of each row.
 
@@ -167,7 +177,14 @@ def _check_json_syntax(path: Path) -> list[int] | None:
     if path.stat().st_size >= 1 << 30:
         return None
     if path.suffix.lower() == ".json":
-        text = path.read_text(encoding="utf-8", errors="strict")
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            start = data.rfind(b"\n", 0, exc.start) + 1
+            line = data[start:data.find(b"\n", exc.start) if b"\n" in data[exc.start:] else len(data)]
+            exc.start -= start
+            raise DataError(_not_utf8(path, data.count(b"\n", 0, start) + 1, line, exc)) from None
         if text.lstrip().startswith("["):
             try:
                 rows = json.loads(text)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import io
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -290,8 +292,11 @@ def plan_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: in
     walls = []
     for job in jobs:
         if job.out_path.exists():
-            with np.load(job.out_path) as z:
-                walls.append(float(z["wall_s"]))
+            try:
+                with np.load(job.out_path) as z:
+                    walls.append(float(z["wall_s"]))
+            except Exception:  # noqa: BLE001, S112 - a damaged entry is not cached (a run recomputes it)
+                continue
     return {"jobs": len(jobs), "cached": len(walls), "mean_job_s": sum(walls) / len(walls) if walls else None,
             "warmup_cached": warmup_built(suite, cache),
             "group_size": args["group_size"]}
@@ -313,10 +318,44 @@ def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets:
     directory = cache.entry("retrain", args)
     jobs = _jobs(spec, directory / "jobs", n_pool=pool_n, num_subsets=num_subsets,
                  seeds_per_subset=seeds_per_subset, fraction=fraction, seed=seed)
+    discard_damaged(jobs, _check_job_npz)
     if not all(job.out_path.exists() for job in jobs) and suite.spec.lm.retrain_from == "warmup":
         warmup_lm(suite, cache, spec.device)  # train it here, with its own progress bar, not inside a job
     ran = (executor or LocalExecutor()).run(run_retrain_group, jobs, desc=desc, group_size=args["group_size"])
     return load_table(jobs), ran
+
+
+def _check_job_npz(path: Path) -> None:
+    with np.load(path) as z:
+        for key in ("mask", "losses", "seed", "wall_s"):
+            z[key]  # noqa: B018 - reading is the check (a truncated member fails here)
+
+
+def _check_job_json(path: Path) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data.get("answers"), list):
+        raise ValueError("no 'answers' list")
+
+
+def discard_damaged(jobs: Sequence[Any], check: Callable[[Path], None]) -> int:
+    """Delete each finished job's file that `check` cannot read, so that the job runs again.
+
+    A file cut short by a full disk or a copy; which entry is said on stderr. Returns how many were discarded.
+    """
+    discarded = 0
+    for job in jobs:
+        path = Path(job.out_path)
+        if not path.exists():
+            continue
+        try:
+            check(path)
+        except Exception as exc:  # noqa: BLE001 - any failure to read means the entry is unusable
+            why = str(exc).splitlines()[0] if str(exc) else ""
+            print(f"warning: damaged cache entry {path} ({type(exc).__name__}: {why}); recomputing that job",
+                  file=sys.stderr)
+            path.unlink(missing_ok=True)
+            discarded += 1
+    return discarded
 
 
 @dataclass(frozen=True)
@@ -375,6 +414,7 @@ def generate_jobs(spec: RetrainSpec, suite: Suite, cache: Cache, requests: Seque
                            "max_new_tokens": max_new_tokens})
         jobs.append(GenerateJob(spec, rows, int(seed), tuple(int(i) for i in prompt_ids), max_new_tokens,
                                 directory / "jobs" / f"{key[:20]}.json"))
+    discard_damaged(jobs, _check_job_json)
     if not all(job.out_path.exists() for job in jobs) and suite.spec.lm.retrain_from == "warmup":
         warmup_lm(suite, cache, spec.device)
     ran = 0

@@ -2,9 +2,11 @@
 
 Layout (`sunweiwei/airrep-test`, one folder per benchmark next to its `train.jsonl` and `test.jsonl`):
 one JSON object per line, `{"train_subset": [row indices into train.jsonl], "test_loss": [one loss per
-row of test.jsonl]}`. A suite names it with `[ground_truth] released = "path/lds.jsonl"` (relative to the
-suite file) or `released = "hf://sunweiwei/airrep-test/flan/lds.jsonl"` (downloaded through
-`huggingface_hub`, which honours `HF_HUB_OFFLINE`). LDS for any method then needs only featurisation.
+row of test.jsonl]}`, optionally with `"test_loss_seeds": [[losses of seed 1], [seed 2], ...]` (what
+`bench export` writes, so that the noise ceiling survives the round trip). A suite names it with
+`[ground_truth] released = "path/lds.jsonl"` (relative to the suite file) or
+`released = "hf://sunweiwei/airrep-test/flan/lds.jsonl"` (downloaded through `huggingface_hub`, which
+honours `HF_HUB_OFFLINE`). LDS for any method then needs only featurisation.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtrut
     """
     from bench.groundtruth import GroundTruth
 
-    masks, losses = [], []
+    masks, losses, seed_losses = [], [], []
     for lineno, row in jsonl_rows(path):
         where = f"{path}:{lineno}"
         if "train_subset" not in row or "test_loss" not in row:
@@ -53,6 +55,19 @@ def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtrut
             raise DataError(f"{where}: test_loss has {got} values, the test split has {n_test} rows")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in loss):
             raise DataError(f"{where}: test_loss must hold finite numbers")
+        seeds = row.get("test_loss_seeds")
+        if seeds is not None:
+            if not isinstance(seeds, list) or len(seeds) < 2 or not all(
+                    isinstance(s, list) and len(s) == n_test and all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in s)
+                    for s in seeds):
+                raise DataError(f"{where}: test_loss_seeds must be 2 or more lists of {n_test} finite losses")
+            if seed_losses and len(seeds) != len(seed_losses[0]):
+                raise DataError(f"{where}: test_loss_seeds has {len(seeds)} seeds, earlier rows {len(seed_losses[0])}")
+        if (seeds is None) != (not seed_losses) and masks:
+            raise DataError(f"{where}: test_loss_seeds must be given on every row or on none")
+        if seeds is not None:
+            seed_losses.append(seeds)
         mask = np.zeros(n_train, dtype=bool)
         mask[subset] = True
         masks.append(mask)
@@ -60,5 +75,6 @@ def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtrut
     if len(masks) < 2:
         raise DataError(f"{path}: {len(masks)} subset(s); LDS needs at least 2 (Spearman over subsets)")
     m = len(masks)
+    per_seed = np.asarray(seed_losses, dtype=np.float64).transpose(1, 0, 2) if seed_losses else None  # [S, M, n]
     return GroundTruth(masks=np.stack(masks), losses=np.stack(losses), seeds=np.full(m, -1, dtype=np.int64),
-                       wall_s=np.zeros(m))
+                       wall_s=np.zeros(m), seed_losses=per_seed)

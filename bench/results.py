@@ -76,6 +76,24 @@ def record_path(results_dir: Path, record: RunRecord) -> Path:
     return Path(results_dir) / record.suite / record.task / record.method / f"{record.fingerprint[:12]}.json"
 
 
+def check_results_dir(results_dir: Path) -> None:
+    """Fail before any work when records could not be written to `results_dir` (not a folder, no rights).
+
+    Creates nothing: a folder that does not exist yet is made when the first record is written.
+    """
+    from bench.errors import ConfigError
+
+    path = Path(results_dir)
+    probe = path
+    while not probe.exists():  # the nearest existing ancestor decides
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"is under '{probe}', which is a file"
+        raise ConfigError(f"--results-dir '{path}' {where}; give a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--results-dir '{path}': '{probe}' is not writable; give a folder you can write to")
+
+
 def write_record(results_dir: Path, record: RunRecord) -> Path:
     """Write the record atomically (temp file + rename); return its path."""
     path = record_path(results_dir, record)

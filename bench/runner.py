@@ -56,8 +56,10 @@ OUTPUT_PATHS = ("leaderboard/results", "leaderboard/figures", "LEADERBOARD.md")
 
 
 def git_state(root: Path | None = None) -> tuple[str | None, bool | None]:
-    """The full commit of the checkout the package runs from, and whether tracked files other than the
-    harness's outputs (`OUTPUT_PATHS`) differ from it."""
+    """The full commit of the checkout the package runs from, and whether its tracked code differs from it.
+
+    Changes to the harness's outputs (`OUTPUT_PATHS`) do not count.
+    """
     root = root or Path(bench.__file__).resolve().parent.parent
     exclude = [f":(exclude){p}" for p in OUTPUT_PATHS]
     try:
@@ -136,6 +138,7 @@ class _Prepared:
     suite: Any
     executor: Any
     common: dict[str, Any]
+    label: str | None = None
 
 
 def _prepare(request: RunRequest) -> _Prepared:
@@ -156,19 +159,27 @@ def _prepare(request: RunRequest) -> _Prepared:
     check_device(request.device)
     executor = get_executor(request.executor, device=request.device, shard=request.shard,
                             gpus_per_job=suite.spec.ground_truth.gpus_per_job)
+    if method_cls.precomputed and task_cls.needs_features:
+        raise ConfigError(f"task '{request.task}' measures a method's own features and costs, which "
+                          f"'{request.method}' (precomputed scores) does not have; use lds, classification or "
+                          f"selection")
     method = method_cls(method_config)
     method.check()
+    method.check_suite(suite)
     task = task_cls(task_config)
 
+    # scores from a file are a row of their own, named by --set name= (or the file) and marked as external
+    label = request.label or (f"{method_config.row_name} (external)" if method_cls.precomputed else None)
     identity = {"suite": suite.ref, "suite_spec": to_jsonable(suite.spec), "data": suite.data_fingerprint,
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
                 "schema_version": SCHEMA_VERSION, "code_versions": code_versions(method_cls, task_cls),
-                **({"label": request.label} if request.label else {})}
+                **({"label": label} if label else {}),
+                **({"method_identity": method.identity()} if method.identity() else {})}
     common = dict(started_at=_now(), suite=suite.name, suite_version=suite.spec.version, task=request.task,
                   method=request.method, method_family=method_cls.family, method_config=config_dict(method_config),
                   task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed)
-    return _Prepared(method, task, suite, executor, common)
+    return _Prepared(method, task, suite, executor, common, label)
 
 
 def code_versions(method_cls: Any, task_cls: Any) -> dict[str, Any]:
@@ -215,6 +226,9 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
     Raises:
         BenchError: for anything the user can fix (names, options, data); nothing is written then.
     """
+    from bench.results import check_results_dir
+
+    check_results_dir(request.results_dir)
     prepared = _prepare(request)
     method, task, suite, executor, common = (prepared.method, prepared.task, prepared.suite, prepared.executor,
                                              prepared.common)
@@ -253,7 +267,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
                "options": {"method": to_jsonable(dict(request.method_options)),
                            "task": to_jsonable(dict(request.task_options)),
                            "suite": to_jsonable(dict(request.suite_options))},
-               "label": request.label, "data": suite.data_fingerprint,
+               "label": prepared.label, "data": suite.data_fingerprint,
                "method_info": to_jsonable(method.info()),
                **({"artifacts": sorted(output.artifacts)} if output.artifacts else {})},
     )

@@ -70,10 +70,12 @@ def _dense(features: Features) -> np.ndarray:
 def check_method_contract(make_method, ctx: RunContext, n_train: int = 24, n_test: int = 6) -> None:
     """Assert the method contract on the first examples of the context's suite.
 
-    `make_method()` must return a fresh, not yet set-up instance. Checks: featurize shapes and a numeric
-    dtype; finite scores of shape [n_test, n_train]; determinism (a second fresh instance gives identical
-    scores); `group_score` of single-member subsets equals `score`; the config round-trips through JSON;
-    the storage reported equals the real size of the train features. Raises AssertionError on a breach.
+    `make_method()` must return a fresh, not yet set-up instance. Checks: a method with a `fit` refuses to
+    featurise before it; featurising only transforms (the pool's first rows featurised on their own, after
+    fitting on the whole pool, equal the pool's rows); featurize shapes and a numeric dtype; finite scores
+    of shape [n_test, n_train]; determinism (a second fresh instance gives identical scores); `group_score`
+    of single-member subsets equals `score`; the config round-trips through JSON; the storage reported
+    equals the real size of the train features. Raises AssertionError on a breach.
     """
     import json
 
@@ -82,15 +84,27 @@ def check_method_contract(make_method, ctx: RunContext, n_train: int = 24, n_tes
     train = ctx.suite.split("train")[:n_train]
     test = ctx.suite.split("test")[:n_test]
 
-    def run_once():
+    def run_once(before_fit: bool = False):
         method = make_method()
         method.check()
         method.setup(ctx)
+        if before_fit and type(method).fit is not Method.fit:
+            try:
+                method.featurize(test, "test")
+            except RuntimeError:
+                pass
+            else:
+                raise AssertionError("featurize ran before fit: a fitted method must refuse it")
+        method.fit(train)
         tr = method.featurize(train, "train")
         te = method.featurize(test, "test")
         return method, tr, te, method.score(te, tr)
 
-    method, tr, te, scores = run_once()
+    method, tr, te, scores = run_once(before_fit=True)
+    head = method.featurize(train[:5], "train")  # transformed with what the whole pool fitted
+    assert head.shape[0] == 5
+    np.testing.assert_allclose(_dense(head).astype(np.float64), _dense(tr)[:5].astype(np.float64), rtol=1e-4,
+                               atol=1e-5, err_msg="featurize refitted: the pool's rows differ on their own")
     for feats, n in ((tr, n_train), (te, n_test)):
         assert len(feats.shape) == 2 and feats.shape[0] == n, f"features of shape {feats.shape}, expected [{n}, d]"
         kind = _dense(feats).dtype.kind

@@ -8,7 +8,17 @@ from typing import Literal
 
 import numpy as np
 
-from bench.api import ConfigError, Examples, Features, Method, MethodConfig, Role, RunContext, register_method
+from bench.api import (
+    ConfigError,
+    Examples,
+    Features,
+    Method,
+    MethodConfig,
+    Role,
+    RunContext,
+    example_ids,
+    register_method,
+)
 
 _SMOOTH = 1e-8  # the package's smoothing in HashedNgramDSIR.fit_importance_estimator
 
@@ -39,7 +49,7 @@ class DSIR(Method):
     attribution needs a score per (test, train) pair, which is the package's `importance_estimator`
     evaluated with one target distribution per test example.
 
-    - p_raw is fitted on the training pool when it is featurised, with the package's smoothing (1e-8).
+    - p_raw is fitted on the training pool (`fit`), with the package's smoothing (1e-8).
     - p_z is the test example's own n-gram distribution (`target="example"`), as in the AirRep paper's
       baseline: attribution is per test example, and using the test example's task label would hand DSIR
       information no other method gets.
@@ -55,6 +65,7 @@ class DSIR(Method):
         super().__init__(config)
         self._dsir = None
         self._log_raw: np.ndarray | None = None
+        self._pool: tuple[tuple[str, ...], Features] | None = None  # the fitted pool's ids and counts
 
     def _estimator(self, cache_dir: str | None = None):
         if self._dsir is None:
@@ -79,16 +90,22 @@ class DSIR(Method):
         rows = [sparse.csr_matrix(dsir.featurizer(e.text()).astype(np.int32)) for e in examples]
         return sparse.vstack(rows, format="csr") if rows else sparse.csr_matrix((0, self.config.num_buckets))
 
+    def fit(self, examples: Examples) -> None:
+        """Fit p_raw, the pool's smoothed bucket distribution."""
+        counts = self._counts(examples)
+        total = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
+        self._log_raw = np.log(total / max(total.sum(), 1.0) + _SMOOTH)
+        self._pool = (example_ids(examples), counts)
+
     def featurize(self, examples: Examples, role: Role) -> Features:
         """Train: bucket counts, CSR int32 [n, buckets]. Test: log p_z - log p_raw, float32 [n, buckets]."""
-        counts = self._counts(examples)
-        if role == "train":
-            total = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
-            self._log_raw = np.log(total / max(total.sum(), 1.0) + _SMOOTH)
-            return counts
         if self._log_raw is None:
-            raise RuntimeError("dsir: featurize the training pool (role='train') before test examples")
-        dense = counts.toarray().astype(np.float64)
+            raise RuntimeError("dsir: fit(pool) must run before featurize")
+        if role == "train":
+            if self._pool is not None and example_ids(examples) == self._pool[0]:
+                return self._pool[1]
+            return self._counts(examples)
+        dense = self._counts(examples).toarray().astype(np.float64)
         p_test = dense / np.maximum(dense.sum(axis=1, keepdims=True), 1.0)
         return (np.log(p_test + _SMOOTH) - self._log_raw[None, :]).astype(np.float32)
 

@@ -21,6 +21,7 @@ from bench.api import (
     Role,
     RunContext,
     attention_group_score,
+    example_ids,
     feature_nbytes,
     load_pretrained_lm,
     progress,
@@ -70,11 +71,13 @@ class DsDmConfig(LogixConfig):
 class LogixMethod(Method):
     """Per-example gradients of the warm-up LM's MLP layers through logix, projected by LoGra modules.
 
-    Training examples are featurised in two passes when the projection is PCA-initialised: the first
+    `fit` runs over the training pool in two passes when the projection is PCA-initialised: the first
     collects the forward/backward covariances from which logix initialises the LoGra modules, the second
-    logs the projected per-example gradients (and the Hessian statistics). Train rows are the (optionally
-    unit-normalised) projected gradients; test rows are the projected gradients preconditioned with the
-    inverse Hessian (then normalised), so the score is a dot product. Rows are streamed to disk in chunks.
+    logs the projected per-example gradients and the Hessian statistics (the pool's train rows are kept
+    from it, so `featurize(pool, "train")` costs no third pass; other training examples get one pass).
+    Train rows are the (optionally unit-normalised) projected gradients; test rows are the projected
+    gradients preconditioned with the inverse Hessian (then normalised), so the score is a dot product.
+    Rows are streamed to disk in chunks.
     """
 
     family = "gradient"
@@ -89,6 +92,7 @@ class LogixMethod(Method):
         self._run = None
         self._scratch: Scratch | None = None
         self._info: dict[str, Any] = {}
+        self._pool: tuple[tuple[str, ...], np.ndarray] | None = None  # the fitted pool's ids and train rows
 
     @classmethod
     def smoke_config(cls) -> LogixConfig:
@@ -109,15 +113,21 @@ class LogixMethod(Method):
         self._scratch = Scratch(self, ctx, self.name)
 
     # -- featurisation ----------------------------------------------------------------------------------
-    def featurize(self, examples: Examples, role: Role) -> Features:
-        """Train: fit the projection and Hessian on these examples, return their gradients; test: precondition."""
+    def fit(self, examples: Examples) -> None:
+        """Fit the projection (PCA) and the Hessian statistics on the training pool; keep its gradients."""
         if self._base is None:
-            raise RuntimeError(f"{self.name}: setup(ctx) must run before featurize")
-        if role == "train":
-            return self._fit(examples)
+            raise RuntimeError(f"{self.name}: setup(ctx) must run before fit")
+        self._pool = (example_ids(examples), self._fit(examples))
+
+    def featurize(self, examples: Examples, role: Role) -> Features:
+        """Train: the projected gradients; test: the projected gradients preconditioned with the Hessian."""
         if self._run is None:
-            raise RuntimeError(f"{self.name}: featurise the training pool before test examples")
-        return self._query(examples)
+            raise RuntimeError(f"{self.name}: fit(pool) must run before featurize")
+        if role == "train":
+            if self._pool is not None and example_ids(examples) == self._pool[0]:
+                return self._pool[1]
+            return self._query(examples, "train")
+        return self._query(examples, "test")
 
     def _fit(self, examples: Examples) -> np.ndarray:
         import torch
@@ -160,20 +170,22 @@ class LogixMethod(Method):
                       "hessian_bytes": _nbytes(run.state.get_covariance_state())}
         return writer.finish()
 
-    def _query(self, examples: Examples) -> np.ndarray:
+    def _query(self, examples: Examples, role: Role) -> np.ndarray:
+        """Projected gradients with the fitted run; test rows are preconditioned with the Hessian."""
         from logix.utils import flatten_log
 
         c, run = self.config, self._run
         path = run.state.get_state("model_module")["path"]
+        precondition = role == "test" and self.hessian != "none"
         writer = None
-        with progress(total=len(examples), desc=f"{self.name} gradients (test)", unit="ex") as bar:
+        with progress(total=len(examples), desc=f"{self.name} gradients ({role})", unit="ex") as bar:
             for idx, rows, log in per_example_gradients(run, self._lm, examples,
                                                         batch_size=c.batch_size, bar=bar):
-                if self.hessian != "none":
+                if precondition:
                     _, pre = run.influence.precondition((list(idx), log), damping=c.damping, hessian=self.hessian)
                     rows = flatten_log(pre, path).float()
                 if writer is None:
-                    writer = self._scratch.writer("test", len(examples), rows.shape[1])
+                    writer = self._scratch.writer(role, len(examples), rows.shape[1])
                 writer.write((unit_normalize(rows) if c.normalize else rows).cpu().numpy())
         return writer.finish()
 

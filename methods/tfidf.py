@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sklearn.feature_extraction.text import TfidfVectorizer  # at import, not inside the timed index phase
 
-from bench.api import ConfigError, Examples, Features, Method, MethodConfig, Role, register_method
+from bench.api import ConfigError, Examples, Features, Method, MethodConfig, Role, example_ids, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,8 +33,8 @@ class TfIdfConfig(MethodConfig):
 class TfIdf(Method):
     """TF-IDF vectors of "Question: prompt / Answer: response", cosine similarity (paper Appendix E).
 
-    The vocabulary and IDF weights are fitted on the training pool when it is featurised (role "train"),
-    so that cost is part of indexing; test examples are transformed with the fitted vectoriser. Rows are
+    `fit` learns the vocabulary and IDF weights from the training pool (timed with indexing); `featurize`
+    transforms with the fitted vectoriser (the pool's rows computed while fitting are reused). Rows are
     L2-normalised, so the default dot product is the cosine. Features are sparse (CSR); storage counts
     the CSR arrays.
 
@@ -47,16 +47,20 @@ class TfIdf(Method):
     def __init__(self, config: TfIdfConfig | None = None) -> None:
         super().__init__(config)
         self._vectorizer = None
+        self._pool: tuple[tuple[str, ...], Features] | None = None  # the fitted pool's ids and rows
+
+    def fit(self, examples: Examples) -> None:
+        """Fit the vocabulary and IDF weights on the training pool."""
+        c = self.config
+        self._vectorizer = TfidfVectorizer(ngram_range=(1, c.ngram_max), sublinear_tf=c.sublinear_tf,
+                                           min_df=c.min_df, max_features=c.max_features, norm="l2",
+                                           token_pattern=c.token_pattern)
+        self._pool = (example_ids(examples), self._vectorizer.fit_transform([e.text() for e in examples]).tocsr())
 
     def featurize(self, examples: Examples, role: Role) -> Features:
         """Sparse TF-IDF rows, float64 CSR [n, vocabulary]."""
-        texts = [e.text() for e in examples]
-        if role == "train":
-            c = self.config
-            self._vectorizer = TfidfVectorizer(ngram_range=(1, c.ngram_max), sublinear_tf=c.sublinear_tf,
-                                               min_df=c.min_df, max_features=c.max_features, norm="l2",
-                                               token_pattern=c.token_pattern)
-            return self._vectorizer.fit_transform(texts).tocsr()
         if self._vectorizer is None:
-            raise RuntimeError("tfidf: featurize the training pool (role='train') before test examples")
-        return self._vectorizer.transform(texts).tocsr()
+            raise RuntimeError("tfidf: fit(pool) must run before featurize")
+        if self._pool is not None and example_ids(examples) == self._pool[0]:
+            return self._pool[1]
+        return self._vectorizer.transform([e.text() for e in examples]).tocsr()

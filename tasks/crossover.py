@@ -197,6 +197,8 @@ class Crossover(Task):
     with realistic target LMs (SmolLM2-135M, Qwen2.5-0.5B's architecture), against the reference's encoder.
     """
 
+    needs_features = True  # it times the method's own featurisation: precomputed scores have none
+
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Measure both profiles, derive N*, the budget table, the size table and the figure."""
         cfg = self.config

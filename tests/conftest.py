@@ -19,8 +19,11 @@ def run_cli(tmp_path, tiny_cache, capsys):
     results = tmp_path / "results"
 
     def call(*argv, cache=None):
-        extra = [] if argv[0] == "respond" else ["--results-dir", str(results)]  # respond writes no records
-        code = main([*argv, "--cache-dir", str(cache or tiny_cache), *extra])
+        # respond and the exports write no records; export-examples needs no cache
+        extra = [] if argv[0] in ("respond", "export", "export-examples") else ["--results-dir", str(results)]
+        if argv[0] != "export-examples":
+            extra += ["--cache-dir", str(cache or tiny_cache)]
+        code = main([*argv, *extra])
         out, err = capsys.readouterr()
         return code, out, err, results
 

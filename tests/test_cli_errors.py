@@ -102,3 +102,39 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_a_data_file_that_is_not_utf8(run_cli, tmp_path):
+    raw = '{"inputs": "a", "targets": "b", "task": "t"}\n{"inputs": "caf\xe9", "targets": "c", "task": "t"}\n'
+    suite = _user_suite(tmp_path)
+    (tmp_path / "train.jsonl").write_bytes(raw.encode("latin-1"))
+    result = run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", suite, cache=tmp_path / "cache")
+    _assert_user_error(result, "train.jsonl:2: not UTF-8 (byte 0xe9 at column 16)")
+    assert not result[3].exists()
+
+
+def test_a_results_dir_under_a_file_fails_before_any_work(run_cli, tmp_path):
+    from bench.cli.main import main
+
+    (tmp_path / "afile").write_text("x")
+    cache = tmp_path / "cache"
+    code = main(["run", "--method", "tfidf", "--task", "lds", "--suite", "tiny", "--cache-dir", str(cache),
+                 "--results-dir", str(tmp_path / "afile" / "results")])
+    assert code == 2
+    assert not cache.exists()  # nothing was trained or cached: the check came first
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_damaged_retraining_job_is_named_and_recomputed(run_cli, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    code, _, err, results = run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", "tiny", cache=cache)
+    assert code == 0, err
+    first = json.loads(next(results.rglob("tfidf/*.json")).read_text())
+    job = sorted(cache.glob("retrain/*/jobs/00003.npz"))[0]
+    job.write_bytes(job.read_bytes()[:300])  # cut short, as a full disk leaves it
+    code, _, err, _ = run_cli("run", "--method", "tfidf", "--task", "lds", "--suite", "tiny", "--force", cache=cache)
+    assert code == 0, err
+    assert f"damaged cache entry {job} (BadZipFile" in err and "recomputing that job" in err
+    again = json.loads(next(results.rglob("tfidf/*.json")).read_text())
+    assert again["metrics"] == first["metrics"]  # the recomputed job is the same job
+    assert len(job.read_bytes()) > 300

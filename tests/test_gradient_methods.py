@@ -52,6 +52,7 @@ def _fit(name, ctx, **options):
     method = cls(cls.config_cls(batch_size=4, **options))
     method.setup(ctx)
     train, test = _data(ctx)
+    method.fit(train)
     return method, np.asarray(method.featurize(train, "train"), dtype=np.float64), \
         np.asarray(method.featurize(test, "test"), dtype=np.float64)
 

@@ -72,3 +72,12 @@ def test_leaderboard_imports_no_torch():
     code = ("import sys; from pathlib import Path; from leaderboard.render import render; "
             f"render(Path({str(DATA / 'results')!r})); sys.exit(3 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_header_names_the_results_dir_it_was_made_from(tmp_path):
+    import shutil
+
+    shutil.copytree(DATA / "results", tmp_path / "elsewhere")
+    text = render(tmp_path / "elsewhere")
+    assert f"from the result records in `{(tmp_path / 'elsewhere').as_posix()}/`" in text
+    assert "leaderboard/results/`" not in text.splitlines()[2]

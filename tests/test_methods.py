@@ -8,8 +8,10 @@ from bench.testing import ToyMethod, check_method_contract, tiny_context
 HEAVY = {"gte", "gte_attn", "airrep", "airrep_sum"}  # load a 22M-parameter encoder: seconds, not milliseconds
 
 
+# precomputed scores (`scores`) have no features or storage of their own: tests/test_external.py checks them
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in methods.names()
+    if not methods.get(n).precomputed
 ])
 def test_contract(name, tiny_cache):
     cls = methods.get(name)
@@ -22,11 +24,41 @@ def test_toy_method_passes_the_contract(tiny_cache):
 
 def test_contract_catches_a_broken_method(tiny_cache):
     class Nondeterministic(ToyMethod):
-        calls = 0
+        instances = 0
+
+        def __init__(self):
+            super().__init__()
+            Nondeterministic.instances += 1
+            self.offset = Nondeterministic.instances  # each fresh instance shifts its features
 
         def featurize(self, examples, role):
-            Nondeterministic.calls += 1
-            return super().featurize(examples, role) + Nondeterministic.calls
+            return super().featurize(examples, role) + self.offset
 
     with pytest.raises(AssertionError, match="differ between two fresh instances"):
         check_method_contract(lambda: Nondeterministic(), tiny_context(tiny_cache))
+
+
+def test_the_contract_catches_a_method_that_refits_in_featurize(tiny_cache):
+    """A featurize that fits on whatever it is given breaks 'featurize only transforms'."""
+
+    class Refits(ToyMethod):
+        def fit(self, examples):
+            self._fitted = True
+
+        def featurize(self, examples, role):
+            if not getattr(self, "_fitted", False):
+                raise RuntimeError("fit first")
+            base = super().featurize(examples, role)
+            return base - base.mean(axis=0, keepdims=True)  # depends on the set it is given
+
+    with pytest.raises(AssertionError, match="featurize refitted"):
+        check_method_contract(lambda: Refits(), tiny_context(tiny_cache))
+
+
+def test_the_contract_catches_a_method_that_featurises_before_fit(tiny_cache):
+    class NoGuard(ToyMethod):
+        def fit(self, examples):
+            pass
+
+    with pytest.raises(AssertionError, match="featurize ran before fit"):
+        check_method_contract(lambda: NoGuard(), tiny_context(tiny_cache))

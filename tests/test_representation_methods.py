@@ -68,6 +68,7 @@ def test_dsir_matches_the_package_estimator_and_drops_nothing(tmp_path):
     dsir = methods.get("dsir")()
     train = toy_examples(10) + [Example(id="short", prompt="hi", response="x")]  # 5 tokens, far below 100
     test = toy_examples(3, "test")
+    dsir.fit(train)
     tr = dsir.featurize(train, "train")
     te = dsir.featurize(test, "test")
     assert tr.shape[0] == 11 and (np.asarray(tr.sum(axis=1)).ravel() > 0).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli import compare_cmd, leaderboard_cmd, list_cmd, plan_cmd, respond_cmd, run_cmd
+from bench.cli import compare_cmd, export_cmd, leaderboard_cmd, list_cmd, plan_cmd, respond_cmd, run_cmd
 from bench.errors import BenchError
 from bench.executors import ShardIncomplete
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_parser(sub)
     respond_cmd.add_parser(sub)
     compare_cmd.add_parser(sub)
+    export_cmd.add_parser(sub)
     return parser
 
 

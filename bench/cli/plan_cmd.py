@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from bench.suites import load_suite
 
     suite = load_suite(args.suite, [parse_override(o) for o in args.suite_options])
-    method_names = methods.names() if args.method == "all" else [methods.get(args.method).name]
+    method_names = [n for n in methods.names() if not methods.get(n).precomputed] if args.method == "all" \
+        else [methods.get(args.method).name]
     task_names = tasks.names() if args.task == "all" else [tasks.get(args.task).name]
     cache = Cache(args.cache_dir or default_cache_dir())
     print(f"plan: suite {suite.name} (v{suite.spec.version}), {len(method_names)} method(s) x {len(task_names)} "

@@ -70,8 +70,10 @@ def _fmt_bytes(n: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Parse options, run, print the summary."""
+    from bench.results import check_results_dir
     from bench.runner import RunRequest
 
+    check_results_dir(args.results_dir)  # before any work: a path that cannot hold records fails now
     method_options = tuple(parse_override(o) for o in args.method_options)
     task_options = tuple(parse_override(o) for o in args.task_options)
     suite_options = tuple(parse_override(o) for o in args.suite_options)
@@ -110,7 +112,9 @@ def _run_seed(args: argparse.Namespace, request, method_options, task_options) -
         from bench.runner import _now, run_grid
 
         def names(value: str, registry) -> list[str]:
-            return registry.names() if value == "all" else [registry.get(n.strip()).name for n in value.split(",")]
+            if value == "all":  # every plugin, less the scores of a file (`--method scores` needs its file)
+                return [n for n in registry.names() if not getattr(registry.get(n), "precomputed", False)]
+            return [registry.get(n.strip()).name for n in value.split(",")]
 
         method_names, task_names = names(args.method, methods), names(args.task, tasks)
         if (method_options or task_options) and len(method_names) * len(task_names) > 1:

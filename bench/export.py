@@ -1,0 +1,161 @@
+"""Give a suite back in the layouts the field reads: its examples in order, and its ground truth.
+
+- `export_examples(suite, out)`: `train.jsonl` and `test.jsonl`, the exact examples (and their order) that
+  a score matrix for `bench run --method scores` must index: rows = test examples, columns = train.
+- `export_suite(suite, out, cache)`: the same plus the other splits, `lds.jsonl` in the AirRep authors'
+  layout (`{"train_subset": [...], "test_loss": [...]}`, one line per retrained subset; STRIDE reads it
+  too) with each seed's losses in `test_loss_seeds`, a `suite.toml` that reads the export back as a
+  suite with released ground truth, and a `README.md` with the recipe and the tda-bench version.
+
+Every file is written atomically into the output folder; a failure leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import bench
+from bench.cache import Cache, atomic_write_text
+from bench.config import to_jsonable
+from bench.errors import ConfigError
+from bench.suites import SPLITS, Suite
+
+
+def example_row(example: Any, position: int) -> dict[str, Any]:
+    """One example as exported: its position, id, prompt, response, labels and the text methods featurise."""
+    return {"index": position, "id": example.id, "prompt": example.prompt, "response": example.response,
+            "labels": dict(example.labels), **{f"label_{k}": v for k, v in example.labels.items()},
+            "text": example.text()}
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def check_out_dir(out: Path) -> Path:
+    """Create `out` (a folder) or fail with one line before any work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}' is a file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create --out '{out}': {exc.strerror or exc}") from None
+    return out
+
+
+def export_examples(suite: Suite, out: Path, splits: tuple[str, ...] = ("train", "test")) -> dict[str, int]:
+    """Write `<split>.jsonl` for each of `splits` that is not empty; returns rows written per file."""
+    out = check_out_dir(out)
+    written = {}
+    for name in splits:
+        examples = suite.split(name)  # type: ignore[arg-type]
+        if not examples:
+            continue
+        atomic_write_text(out / f"{name}.jsonl", _jsonl([example_row(e, i) for i, e in enumerate(examples)]))
+        written[f"{name}.jsonl"] = len(examples)
+    return written
+
+
+def lds_rows(table: Any) -> list[dict[str, Any]]:
+    """The ground truth as the authors' `lds.jsonl` rows (plus `test_loss_seeds` when seeds were kept)."""
+    rows = []
+    for m in range(table.masks.shape[0]):
+        row: dict[str, Any] = {"train_subset": [int(i) for i in table.masks[m].nonzero()[0]],
+                               "test_loss": [float(v) for v in table.losses[m]]}
+        if table.seed_losses is not None and table.seed_losses.shape[0] > 1:
+            row["test_loss_seeds"] = [[float(v) for v in table.seed_losses[s, m]]
+                                      for s in range(table.seed_losses.shape[0])]
+        rows.append(row)
+    return rows
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot write {value} to TOML")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ValueError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_table(name: str, values: dict[str, Any]) -> list[str]:
+    lines = [f"[{name}]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+    return lines + [""]
+
+
+def released_suite_toml(suite: Suite, written: dict[str, int]) -> str:
+    """A suite file that reads the exported splits and `lds.jsonl` (released ground truth)."""
+    spec = to_jsonable(suite.spec)
+    labels = sorted({k for e in suite.split("train") + suite.split("test") for k in e.labels})
+    data: dict[str, Any] = {"prompt_column": "prompt", "response_column": "response", "id_column": "id",
+                            "label_columns": {k: f"label_{k}" for k in labels}}
+    lines = [f"# Exported by tda-bench {bench.__version__} from suite '{suite.name}' v{suite.spec.version}.",
+             f"name = {_toml_value(suite.name + '-export')}", f"version = {_toml_value(str(suite.spec.version))}",
+             f"description = {_toml_value('Export of ' + suite.name + ': its splits and released ground truth.')}",
+             ""]
+    lines += _toml_table("data", data)
+    for name in SPLITS:
+        if f"{name}.jsonl" in written:
+            lines += _toml_table(f"data.{name}", {"source": f"{name}.jsonl"})
+    lines += _toml_table("ground_truth", {"released": "lds.jsonl"})
+    lines += _toml_table("lm", spec["lm"])
+    for method, options in sorted((spec.get("methods") or {}).items()):
+        lines += _toml_table(f"methods.{method}", options)
+    return "\n".join(lines)
+
+
+def export_suite(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") -> dict[str, int]:
+    """Write every split, `lds.jsonl`, `suite.toml` and `README.md`; returns rows written per file.
+
+    The ground truth is the suite's (computed and cached on first use, as by `bench run`).
+    """
+    from bench.api import RunContext
+
+    out = check_out_dir(out)
+    table = RunContext(suite, cache=cache, device=device).ground_truth()
+    written = export_examples(suite, out, SPLITS)
+    rows = lds_rows(table)
+    atomic_write_text(out / "lds.jsonl", _jsonl(rows))
+    written["lds.jsonl"] = len(rows)
+    atomic_write_text(out / "suite.toml", released_suite_toml(suite, written))
+    gt = suite.spec.ground_truth
+    recipe = json.dumps(to_jsonable(suite.spec), indent=2, sort_keys=True)
+    files = "\n".join(f"- `{name}`: {n} rows" for name, n in written.items())
+    title = f"{suite.name} v{suite.spec.version}, exported by tda-bench {bench.__version__}"
+    atomic_write_text(out / "README.md", f"""# {title}
+
+{suite.spec.description}
+
+{files}
+- `suite.toml`: reads this folder back as a suite whose ground truth is `lds.jsonl`
+  (`bench run --method M --task lds --suite suite.toml`).
+
+`train.jsonl` and `test.jsonl` are in the order a score matrix must follow: `scores[i, j]` is test row `i`
+against train row `j` (`index` in each row). `lds.jsonl` is the AirRep authors' layout: one line per
+retrained subset, `train_subset` (row indices into `train.jsonl`) and `test_loss` (one loss per row of
+`test.jsonl`, the mean over {gt.seeds_per_subset} training seed(s)), with each seed's losses in
+`test_loss_seeds` when there are several (the noise ceiling needs them). {gt.num_subsets} subsets of a
+fraction {gt.fraction} of the pool, drawn with seed {gt.seed}; the loss is the mean cross-entropy over the response
+and EOS tokens. Data fingerprint `{suite.data_fingerprint}`.
+
+## Suite recipe
+
+```json
+{recipe}
+```
+""")
+    return written
