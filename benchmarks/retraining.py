@@ -8,7 +8,9 @@ Repeats alternate the two sides, so a slow moment of a shared machine hits both;
 median of the per-repeat ratios, with their range. In the same run: this machine's fp32 GEMM rate (a
 2048 x 2048 `torch.matmul`, median of 5), the FLOPs of one batched training step (counted by
 `torch.utils.flop_counter`, forward and backward) over its median time, and the peak memory of a group
-(process RSS sampled during it, minus the RSS before).
+of K and of one job alone, each measured in a fresh process (RSS sampled during training, minus the RSS
+after loading the model and data): in the measuring process itself, memory freed by earlier work is kept
+by the allocator (`bench.batched.keep_freed_memory`), so a difference of RSS there would say nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 
 
@@ -37,17 +41,54 @@ def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _setup(suite_name: str, cache_dir: str | None):
+    """The suite's warm-up LM, its start state, the encoded pool and test split, and K subsets."""
     import numpy as np
+
+    from bench.cache import Cache, default_cache_dir
+    from bench.groundtruth import group_size, subset_mask, warmup_lm
+    from bench.suites import load_suite
+
+    suite = load_suite(suite_name)
+    lm, _ = warmup_lm(suite, Cache(cache_dir or default_cache_dir()))
+    pool, evaluation = lm.encode(suite.split("train")), lm.encode(suite.split("test"))
+    gt = suite.spec.ground_truth
+    k = group_size(suite)
+    members = [np.flatnonzero(subset_mask(len(pool.lengths), gt.fraction, gt.seed, j)) for j in range(k)]
+    return suite, lm, lm.state_dict(), pool, evaluation, members
+
+
+def _memory_child(suite_name: str, cache_dir: str | None, k: int) -> None:
+    """In a fresh process: RSS after loading, then the peak while training a group of `k` (printed as JSON)."""
+    from bench import batched as stacking
+    from bench.accounting import _RssSampler
+    from bench.lm import finetune_group
+
+    _, lm, start, pool, evaluation, members = _setup(suite_name, cache_dir)
+    stacking.keep_freed_memory()
+    members = (members * (1 + k // len(members)))[:k]
+    before = _RssSampler()._proc.memory_info().rss
+    with _RssSampler() as sampler:
+        finetune_group(lm, start, pool, members, list(range(k)), evaluation=evaluation, batched=k > 1)
+    print(json.dumps({"k": k, "rss_before_mib": before / 2**20, "peak_mib": sampler.peak / 2**20,
+                      "group_mib": (sampler.peak - before) / 2**20}))
+
+
+def group_memory(suite_name: str, cache_dir: str | None, k: int) -> dict:
+    """`_memory_child` run in a fresh Python process."""
+    argv = [sys.executable, __file__, "--suite", suite_name, "--memory-child", str(k)]
+    if cache_dir:
+        argv += ["--cache-dir", cache_dir]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from bench import batched as stacking
-    from bench.accounting import _RssSampler
-    from bench.cache import Cache, default_cache_dir
-    from bench.groundtruth import group_size, subset_mask, warmup_lm
     from bench.lm import finetune_group
-    from bench.suites import load_suite
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="small")
@@ -55,31 +96,27 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--jobs", type=int, default=4, help="one-by-one jobs per repeat")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.memory_child is not None:
+        _memory_child(args.suite, args.cache_dir, args.memory_child)
+        return {}
 
-    suite = load_suite(args.suite)
-    lm, _ = warmup_lm(suite, Cache(args.cache_dir or default_cache_dir()))
-    start = lm.state_dict()
-    pool, evaluation = lm.encode(suite.split("train")), lm.encode(suite.split("test"))
-    gt = suite.spec.ground_truth
-    k = group_size(suite)
-    members = [np.flatnonzero(subset_mask(len(pool.lengths), gt.fraction, gt.seed, j)) for j in range(k)]
+    suite, lm, start, pool, evaluation, members = _setup(args.suite, args.cache_dir)
+    k = len(members)
     seeds = list(range(k))
     stacking.keep_freed_memory()  # the harness's setting, for both sides alike
 
-    one, grouped, ratios, peaks = [], [], [], []
+    one, grouped, ratios = [], [], []
     for _ in range(args.repeats):
         r = finetune_group(lm, start, pool, members[: args.jobs], seeds[: args.jobs], evaluation=evaluation,
                            batched=False)
         one.append(args.jobs / r.wall_s)
-        baseline = _RssSampler()._proc.memory_info().rss
-        with _RssSampler() as sampler:
-            r = finetune_group(lm, start, pool, members, seeds, evaluation=evaluation)
+        r = finetune_group(lm, start, pool, members, seeds, evaluation=evaluation)
         if not r.batched:
             raise SystemExit(f"suite {args.suite}: its target LM does not train batched (group size {k})")
         grouped.append(k / r.wall_s)
         ratios.append(grouped[-1] / one[-1])
-        peaks.append((sampler.peak - baseline) / 2**20)
 
     # one batched step: its FLOPs, and its time without the Python of the training loop around it
     lm.load_state_dict(start)
@@ -105,19 +142,22 @@ def main(argv: list[str] | None = None) -> dict:
         step_s.append(time.perf_counter() - t0)
     peak = gemm_rate()
     rate = flops / statistics.median(step_s) / 1e9
+    memory = {str(n): group_memory(args.suite, args.cache_dir, n) for n in sorted({1, k, 2 * k})}
     out = {"suite": args.suite, "group_size": k, "threads": torch.get_num_threads(),
            "one_by_one_subsets_per_s": _median_spread(one), "batched_subsets_per_s": _median_spread(grouped),
            "speedup": _median_spread(ratios), "gemm_peak_gflops": peak,
            "batched_step": {"gflop": flops / 1e9, "seconds": _median_spread(step_s), "gflops": rate,
                             "fraction_of_peak": rate / peak},
-           "group_peak_rss_mib": _median_spread(peaks)}
+           "memory_fresh_process": memory}
     s = out["speedup"]
     print(f"{args.suite}: one by one {out['one_by_one_subsets_per_s']['median']:.2f} subsets/s, batched (K={k}) "
           f"{out['batched_subsets_per_s']['median']:.2f} subsets/s: {s['median']:.2f}x "
           f"(range {s['min']:.2f}-{s['max']:.2f} over {s['n']} repeats)")
     print(f"batched step: {flops / 1e9:.2f} GFLOP in {1e3 * statistics.median(step_s):.1f} ms = {rate:.0f} GFLOP/s, "
           f"{100 * rate / peak:.0f}% of this machine's fp32 GEMM rate ({peak:.0f} GFLOP/s, 2048x2048 matmul)")
-    print(f"peak memory of a group: {statistics.median(peaks):.0f} MiB above the process's RSS before it")
+    for n, m in memory.items():
+        print(f"peak memory training {n} job(s) at once (fresh process): {m['group_mib']:.0f} MiB above the "
+              f"{m['rss_before_mib']:.0f} MiB after loading (peak RSS {m['peak_mib']:.0f} MiB)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=1)
