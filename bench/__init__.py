@@ -105,15 +105,21 @@ def evaluate(scores: Any, suite: str | Suite = "small", task: str = "lds", *, na
     task_cls = tasks.get(task)
     if task_cls.needs_features:
         raise ConfigError(f"task '{task}' measures a method's own features and costs; scores have none")
+    s = _suite(suite, suite_options)
+    method.check_suite(s)  # shape first: nothing is written for a matrix that does not fit
     if results_dir is not None:
+        from bench.results import check_results_dir
         from bench.runner import RunRequest, run
 
+        if not isinstance(suite, str):
+            raise TypeError("with results_dir, give the suite by name or path (a record must name it)")
+        if not name or any(c in name for c in "/\\") or name.startswith("."):
+            raise ConfigError(f"name '{name}' must be a plain file name (no path separators)")
+        check_results_dir(Path(results_dir))
         folder = Path(results_dir) / "_scores"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}-{method.identity()['sha256'][:12]}.npy"
         np.save(path, np.asarray(scores, dtype=np.float64))
-        if not isinstance(suite, str):
-            raise TypeError("with results_dir, give the suite by name or path (a record must name it)")
         record, where = run(RunRequest(
             method="scores", task=task, suite=suite, suite_options=tuple(_overrides(suite_options)),
             method_options=(("path", str(path)), ("name", name)), task_options=tuple(_overrides(task_options)),
@@ -122,8 +128,6 @@ def evaluate(scores: Any, suite: str | Suite = "small", task: str = "lds", *, na
 
         return Evaluation({k: Metric(**v) for k, v in record.metrics.items()}, record.per_example, record.extra,
                           where)
-    s = _suite(suite, suite_options)
-    method.check_suite(s)
     task_obj = task_cls(make_config(task_cls.config_cls, dict(task_options or {}), where=task))
     for split in task_cls.requires:
         s.require(split)

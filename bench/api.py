@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
@@ -323,6 +324,15 @@ class RunContext:
         self.seed = seed
         self.device = device
         self.executor = executor if executor is not None else LocalExecutor()
+        self._in_method = 0  # > 0 while a method's own code runs: it may not read the ground truth
+
+    @contextmanager
+    def _method_call(self):
+        self._in_method += 1
+        try:
+            yield
+        finally:
+            self._in_method -= 1
 
     def rng(self, *keys: int) -> np.random.Generator:
         """A generator seeded from the run seed and `keys`."""
@@ -389,9 +399,17 @@ class RunContext:
                              executor=self.executor, desc=desc)
 
     def ground_truth(self) -> GroundTruth:
-        """The suite's retraining ground truth of the train pool against the test split."""
+        """The suite's retraining ground truth of the train pool against the test split (tasks only).
+
+        Raises:
+            RuntimeError: called from a method's own code (setup, fit, featurize, score): the test
+                losses are what a method is evaluated against, never an input.
+        """
         from bench.groundtruth import RetrainSpec, retrain_table
 
+        if self._in_method:
+            raise RuntimeError("a method may not read the suite's ground truth (the test losses it is "
+                               "evaluated against); ctx.retrain builds training data from other splits")
         gt_spec = self.suite.spec.ground_truth
         if gt_spec.released is not None:
             from bench.released import load_released, resolve
@@ -419,7 +437,7 @@ class RunContext:
     # -- timed plugin calls -------------------------------------------------------------------------------
     def setup(self, method: Method) -> None:
         """Run `method.setup` as the `setup` phase."""
-        with self.acct.phase("setup"):
+        with self.acct.phase("setup"), self._method_call():
             method.setup(self)
 
     def featurize(self, method: Method, examples: Examples, role: Role) -> Features:
@@ -429,7 +447,7 @@ class RunContext:
         """
         if not examples:
             raise DataError(f"cannot featurise an empty set of {role} examples")
-        with self.acct.phase("index" if role == "train" else "query", count=len(examples)):
+        with self.acct.phase("index" if role == "train" else "query", count=len(examples)), self._method_call():
             if role == "train":
                 method.fit(examples)
             features = method.featurize(examples, role)
@@ -453,7 +471,7 @@ class RunContext:
     def group_score(self, method: Method, test_features: Features, train_features: Features,
                     masks: np.ndarray) -> np.ndarray:
         """`method.group_score` as the `score` phase; checks the shape."""
-        with self.acct.phase("score", count=int(masks.shape[0])):
+        with self.acct.phase("score", count=int(masks.shape[0])), self._method_call():
             out = np.asarray(method.group_score(test_features, train_features, masks), dtype=np.float64)
         expected = (test_features.shape[0], masks.shape[0])
         if out.shape != expected:
@@ -462,5 +480,5 @@ class RunContext:
 
     def score(self, method: Method, test_features: Features, train_features: Features) -> np.ndarray:
         """`method.score` as the `score` phase."""
-        with self.acct.phase("score", count=int(test_features.shape[0])):
+        with self.acct.phase("score", count=int(test_features.shape[0])), self._method_call():
             return np.asarray(method.score(test_features, train_features), dtype=np.float64)

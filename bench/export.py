@@ -111,6 +111,9 @@ def released_suite_toml(suite: Suite, written: dict[str, int]) -> str:
     for name in SPLITS:
         if f"{name}.jsonl" in written:
             lines += _toml_table(f"data.{name}", {"source": f"{name}.jsonl"})
+    gt = suite.spec.ground_truth
+    lines += [f"# the ground truth in lds.jsonl: {gt.num_subsets} subsets of {gt.fraction} of the pool, seed "
+              f"{gt.seed}, {gt.seeds_per_subset} training seed(s) each; data fingerprint {suite.data_fingerprint}"]
     lines += _toml_table("ground_truth", {"released": "lds.jsonl"})
     lines += _toml_table("lm", spec["lm"])
     for method, options in sorted((spec.get("methods") or {}).items()):
@@ -128,6 +131,9 @@ def export_suite(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") 
     out = check_out_dir(out)
     table = RunContext(suite, cache=cache, device=device).ground_truth()
     written = export_examples(suite, out, SPLITS)
+    for name in SPLITS:  # a split this suite lacks must not stay behind from an earlier export
+        if f"{name}.jsonl" not in written:
+            (out / f"{name}.jsonl").unlink(missing_ok=True)
     rows = lds_rows(table)
     atomic_write_text(out / "lds.jsonl", _jsonl(rows))
     written["lds.jsonl"] = len(rows)

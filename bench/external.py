@@ -114,6 +114,7 @@ class Scores(Method):
         self._matrix: np.ndarray | None = None
         self._positions: dict[str, dict[str, int]] = {}
         self._sha256: str | None = None
+        self._in_memory = False
 
     @classmethod
     def smoke_config(cls) -> ScoresConfig:  # pragma: no cover - needs a file; tests write one
@@ -133,7 +134,10 @@ class Scores(Method):
         Method.__init__(method, ScoresConfig(path=f"{name}.npy", name=name))
         method._matrix = matrix.astype(np.float64)
         method._positions = {}
-        method._sha256 = hashlib.sha256(np.ascontiguousarray(method._matrix).tobytes()).hexdigest()
+        digest = hashlib.sha256(f"{method._matrix.shape}".encode())
+        digest.update(np.ascontiguousarray(method._matrix).tobytes())
+        method._sha256 = digest.hexdigest()
+        method._in_memory = True
         return method
 
     def _load(self) -> np.ndarray:
@@ -165,7 +169,12 @@ class Scores(Method):
     def setup(self, ctx: RunContext) -> None:
         """Map the suite's example ids to the matrix's rows and columns."""
         self.check_suite(ctx.suite)
-        self._positions = {role: {e.id: i for i, e in enumerate(ctx.suite.split(role))} for role in ("train", "test")}
+        for role in ("train", "test"):
+            ids = [e.id for e in ctx.suite.split(role)]
+            if len(set(ids)) != len(ids):
+                raise ConfigError(f"scores: the suite's {role} split repeats an example id, so its rows cannot be "
+                                  f"matched to the matrix; give every example a unique id")
+            self._positions[role] = {e_id: i for i, e_id in enumerate(ids)}
 
     def featurize(self, examples: Examples, role: Role) -> Features:
         """Each example's position in its split, int64 [n, 1]."""
@@ -192,5 +201,5 @@ class Scores(Method):
     def info(self) -> dict[str, Any]:
         """The file, its sha256 and the matrix's shape and dtype as read."""
         matrix = self._load()
-        return {"path": str(Path(self.config.path).resolve()) if Path(self.config.path).exists() else
-                self.config.path, "sha256": self._sha256, "shape": list(matrix.shape), "name": self.config.row_name}
+        where = "(in-memory array)" if self._in_memory else str(Path(self.config.path).resolve())
+        return {"path": where, "sha256": self._sha256, "shape": list(matrix.shape), "name": self.config.row_name}

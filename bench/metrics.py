@@ -66,9 +66,11 @@ def lds(group_scores: np.ndarray, test_losses: np.ndarray) -> np.ndarray:
 def split_half_reliability(seed_losses: np.ndarray) -> np.ndarray:
     """Per eval example, how reproducible the ground truth's ranking of subsets is across training seeds.
 
-    The seeds are split into two halves (the first floor(S/2) and the rest); per example, the Spearman
-    correlation over subsets between the halves' mean losses, stepped up to the full S seeds by the
-    Spearman-Brown formula 2r / (1 + r) (exact for equal halves, as with S = 2).
+    Two disjoint halves of h = floor(S/2) seeds each (the first h and the next h); per example, the
+    Spearman correlation r over subsets between the halves' mean losses (the reliability of an h-seed
+    mean), stepped up to the mean of all S seeds by the Spearman-Brown formula k r / (1 + (k - 1) r) with
+    k = S / h (k = 2, 2r / (1 + r), for even S). Spearman-Brown is a classical-test-theory result for
+    Pearson correlations, used here on Spearman's: an approximation.
 
     Args:
         seed_losses: float [S, M, n], S >= 2 seeds of M subsets.
@@ -80,10 +82,11 @@ def split_half_reliability(seed_losses: np.ndarray) -> np.ndarray:
     if seed_losses.ndim != 3 or seed_losses.shape[0] < 2:
         raise ValueError(f"expected [S >= 2, M, n] losses, got shape {seed_losses.shape}")
     half = seed_losses.shape[0] // 2
-    a, b = seed_losses[:half].mean(axis=0), seed_losses[half:].mean(axis=0)
+    a, b = seed_losses[:half].mean(axis=0), seed_losses[half:2 * half].mean(axis=0)
     r = spearman_rows(a.T, b.T)
+    k = seed_losses.shape[0] / half
     with np.errstate(invalid="ignore", divide="ignore"):
-        return 2 * r / (1 + r)
+        return k * r / (1 + (k - 1) * r)
 
 
 def noise_ceiling(seed_losses: np.ndarray) -> np.ndarray:
@@ -191,8 +194,10 @@ def paired_difference(a: np.ndarray, b: np.ndarray, a_replicates: np.ndarray, b_
         b_replicates: float [B], b's under the same draws.
 
     Returns:
-        `{"mean", "ci_low", "ci_high", "p_wilcoxon", "n"}`: the CI from the replicate differences, the
-        two-sided Wilcoxon signed-rank p-value (scipy) of the per-example differences.
+        `{"mean", "ci_low", "ci_high", "p_wilcoxon", "p_bootstrap", "n"}`: the CI from the replicate
+        differences and the two-sided p-value they give (every source the replicates resample: on LDS,
+        test examples and subsets), and the two-sided Wilcoxon signed-rank p-value (scipy) of the
+        per-example differences, which holds the subsets fixed (conditional on this draw of subsets).
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or np.shape(a_replicates) != np.shape(b_replicates):
@@ -202,8 +207,11 @@ def paired_difference(a: np.ndarray, b: np.ndarray, a_replicates: np.ndarray, b_
     interval = percentile_interval(float(np.nanmean(a) - np.nanmean(b)),
                                    np.asarray(a_replicates) - np.asarray(b_replicates))
     p = float(stats.wilcoxon(diff).pvalue) if diff.size and np.any(diff != 0) else 1.0
+    reps = np.asarray(a_replicates, dtype=np.float64) - np.asarray(b_replicates, dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    p_boot = float(min(1.0, 2 * min(np.mean(reps <= 0), np.mean(reps >= 0)))) if reps.size else 1.0
     return {"mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high, "p_wilcoxon": p,
-            "n": int(ok.sum())}
+            "p_bootstrap": p_boot, "n": int(ok.sum())}
 
 
 def unigram_f1(prediction: str, reference: str) -> float:

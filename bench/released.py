@@ -67,6 +67,10 @@ def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtrut
         if (seeds is None) != (not seed_losses) and masks:
             raise DataError(f"{where}: test_loss_seeds must be given on every row or on none")
         if seeds is not None:
+            mean = np.mean(np.asarray(seeds, dtype=np.float64), axis=0)
+            worst = float(np.max(np.abs(mean - np.asarray(loss, dtype=np.float64))))
+            if worst > 1e-9 * max(1.0, float(np.max(np.abs(mean)))):
+                raise DataError(f"{where}: test_loss is not the mean of test_loss_seeds (off by up to {worst:.3g})")
             seed_losses.append(seeds)
         mask = np.zeros(n_train, dtype=bool)
         mask[subset] = True

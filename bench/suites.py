@@ -280,7 +280,20 @@ class Suite:
 
     @functools.cached_property
     def data_fingerprint(self) -> str:
-        """Hash of everything that determines the data: the spec, generator version or file contents."""
+        """Hash of everything that determines the data: the spec, generator version or file contents.
+
+        With released ground truth, its file's contents too (another `lds.jsonl` is other data).
+        """
+        base = self._data_fingerprint()
+        released = self.spec.ground_truth.released
+        if released is None or released.startswith("hf://"):
+            return base
+        path = local_path(released, self.base_dir)
+        if not path.is_file():
+            return base
+        return fingerprint({"data": base, "released_sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+
+    def _data_fingerprint(self) -> str:
         data = self.spec.data
         if data.generator is not None:
             return fingerprint({"generator": data.generator, "generator_version": versions.GENERATOR,

@@ -170,6 +170,7 @@ def _candidates(spec: TextSpec, root: Path) -> dict[str, list[tuple[str, list[tu
                 seen.add(key)
                 rows.append((prompt, pair))
         return out
+    passages: set[str] = set()  # a passage (BoolQ, SIQA, ASDiv) with several questions gives one example
     for source in spec.sources:
         rows = out.setdefault(source, [])
         for name in QA_SOURCES[source]:
@@ -178,9 +179,12 @@ def _candidates(spec: TextSpec, root: Path) -> dict[str, list[tuple[str, list[tu
                 prompt = _cut(prompt, spec.max_prompt_words, last=True)
                 response = _cut(response, spec.max_response_words, last=False)
                 key = normalise(prompt)
-                if not response or key in seen:
+                passage = normalise(str(row.get("passage", "")))
+                if not response or key in seen or passage and passage in passages:
                     continue
                 seen.add(key)
+                if passage:
+                    passages.add(passage)
                 rows.append((prompt, [(response, {"source": source})]))
     return out
 

@@ -33,20 +33,33 @@ def test_the_readme_example_runs_and_writes_nothing(tmp_path, tiny_cache, monkey
     assert list(tmp_path.iterdir()) == []  # no record, no file
 
 
-def test_evaluate_equals_the_cli_and_writes_a_record_when_asked(run_cli, tmp_path, tiny_cache):
+@pytest.mark.parametrize("task", ["lds", "classification"])
+def test_evaluate_equals_the_cli_and_writes_a_record_when_asked(run_cli, tmp_path, tiny_cache, task):
+    import dataclasses
+
     import bench
 
-    scores = np.random.default_rng(0).normal(size=(64, 400))
+    scores = np.random.default_rng(0).normal(size=(64, 400)) + np.arange(400)[None] * 1e-3
     np.save(tmp_path / "s.npy", scores)
-    in_memory = bench.evaluate(scores, suite="tiny", task="classification", cache_dir=tiny_cache)
+    in_memory = bench.evaluate(scores, suite="tiny", task=task, cache_dir=tiny_cache)
     code, _, err, results = run_cli("run", "--method", "scores", "--set", f"path={tmp_path / 's.npy'}",
-                                    "--task", "classification", "--suite", "tiny")
+                                    "--task", task, "--suite", "tiny")
     assert code == 0, err
-    record = json.loads(next(results.rglob("tiny/classification/scores/*.json")).read_text())
-    for name, metric in in_memory.metrics.items():
-        assert record["metrics"][name]["value"] == metric.value and record["metrics"][name]["ci_low"] == metric.ci_low
+    record = json.loads(next(results.rglob(f"tiny/{task}/scores/*.json")).read_text())
+    assert record["metrics"] == {k: dataclasses.asdict(m) for k, m in in_memory.metrics.items()}
+    assert record["per_example"] == in_memory.per_example
+    assert record["extra"]["bootstrap"] == in_memory.extra["bootstrap"]
+    if task != "classification":
+        return
     written = bench.evaluate(scores, suite="tiny", task="classification", cache_dir=tiny_cache,
                              results_dir=tmp_path / "res", name="noise")
+    assert not (tmp_path / "res2").exists()
+    from bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="do not fit"):  # nothing saved for a bad matrix
+        bench.evaluate(scores[:, :10], suite="tiny", task="classification", cache_dir=tiny_cache,
+                       results_dir=tmp_path / "res2", name="bad")
+    assert not (tmp_path / "res2").exists()
     assert written.record_path.is_file() and written.metrics["top1_task"].value == in_memory["top1_task"]
     assert json.loads(written.record_path.read_text())["extra"]["label"] == "noise (external)"
 

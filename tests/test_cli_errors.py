@@ -113,7 +113,7 @@ def test_a_data_file_that_is_not_utf8(run_cli, tmp_path):
     assert not result[3].exists()
 
 
-def test_a_results_dir_under_a_file_fails_before_any_work(run_cli, tmp_path):
+def test_a_results_dir_under_a_file_fails_before_any_work(tmp_path, capsys):
     from bench.cli.main import main
 
     (tmp_path / "afile").write_text("x")
@@ -121,6 +121,9 @@ def test_a_results_dir_under_a_file_fails_before_any_work(run_cli, tmp_path):
     code = main(["run", "--method", "tfidf", "--task", "lds", "--suite", "tiny", "--cache-dir", str(cache),
                  "--results-dir", str(tmp_path / "afile" / "results")])
     assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --results-dir '{tmp_path / 'afile' / 'results'}' is under '{tmp_path / 'afile'}', which is a file; "
+        f"give a folder"]
     assert not cache.exists()  # nothing was trained or cached: the check came first
     assert (tmp_path / "afile").read_text() == "x"
 

@@ -58,6 +58,29 @@ def test_another_file_is_another_record_and_row(run_cli, tfidf_file, tmp_path):
     assert "a (external)" in board and "b (external)" in board
 
 
+def test_the_columns_follow_the_exported_train_order(run_cli, tfidf_file, tmp_path):
+    """A matrix whose columns are in another order is another method; put back in the exported order, the same."""
+    code, _, err, results = run_cli("export-examples", "--suite", "tiny", "--out", str(tmp_path / "ex"))
+    assert code == 0, err
+    ids = [json.loads(line)["id"] for line in (tmp_path / "ex" / "train.jsonl").read_text().splitlines()]
+    perm = np.random.default_rng(0).permutation(len(ids))
+    scores = np.load(tfidf_file)
+    shuffled = tmp_path / "shuffled.npy"
+    np.save(shuffled, scores[:, perm])  # column j is train example perm[j]
+    back = tmp_path / "back.npy"
+    np.save(back, np.load(shuffled)[:, np.argsort(perm)])  # the user's fix: columns in the exported order
+    values = {}
+    for path in (tfidf_file, shuffled, back):
+        code, _, err, results = run_cli("run", "--method", "scores", "--set", f"path={path}", "--set",
+                                        f"name={path.stem}", "--task", "lds", "--suite", "tiny")
+        assert code == 0, err
+    for p in results.rglob("tiny/lds/scores/*.json"):
+        r = json.loads(p.read_text())
+        values[r["extra"]["label"]] = r["metrics"]["lds"]["value"]
+    assert values["back (external)"] == values["tfidf (external)"]
+    assert abs(values["shuffled (external)"]) < 0.5 * values["tfidf (external)"]
+
+
 def test_safetensors_is_read_like_npy(run_cli, tfidf_file, tmp_path):
     from safetensors.numpy import save_file
 

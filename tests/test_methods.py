@@ -62,3 +62,16 @@ def test_the_contract_catches_a_method_that_featurises_before_fit(tiny_cache):
 
     with pytest.raises(AssertionError, match="featurize ran before fit"):
         check_method_contract(lambda: NoGuard(), tiny_context(tiny_cache))
+
+
+def test_a_method_cannot_read_the_ground_truth(tiny_cache):
+    """The test losses are what a method is evaluated against: setup, fit, featurize and score may not read them."""
+    ctx = tiny_context(tiny_cache)
+
+    class Peeks(ToyMethod):
+        def setup(self, ctx):
+            self.truth = ctx.ground_truth()
+
+    with pytest.raises(RuntimeError, match="may not read the suite's ground truth"):
+        ctx.setup(Peeks())
+    assert ctx.ground_truth().losses.shape == (16, 64)  # a task still can, after the method's call

@@ -45,3 +45,24 @@ def test_bootstrap_ci_covers_mean_and_excludes_nan():
 def test_bootstrap_all_nan_raises():
     with pytest.raises(ValueError):
         bootstrap_mean(np.array([np.nan, np.nan]), rng=np.random.default_rng(0))
+
+
+def test_split_half_reliability_steps_up_to_every_seed():
+    """Hand-computed: the halves' Spearman r, stepped up by k r / (1 + (k - 1) r) with k = S / floor(S/2)."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from bench.metrics import noise_ceiling, split_half_reliability
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(12, 3))  # [M subsets, n examples]
+    seeds = truth[None] + rng.normal(scale=0.7, size=(4, 12, 3))
+    for s, k in ((2, 2.0), (3, 3.0), (4, 2.0)):
+        h = s // 2
+        got = split_half_reliability(seeds[:s])
+        for j in range(3):
+            r = spearmanr(seeds[:h, :, j].mean(0), seeds[h:2 * h, :, j].mean(0)).statistic
+            assert got[j] == pytest.approx(k * r / (1 + (k - 1) * r), rel=1e-12)
+    ceiling = noise_ceiling(seeds[:2])
+    assert np.all((ceiling >= 0) & (ceiling <= 1))
+    np.testing.assert_allclose(ceiling, np.sqrt(np.clip(split_half_reliability(seeds[:2]), 0, 1)))
