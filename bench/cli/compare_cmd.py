@@ -65,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.task} / {metric} on {args.suite} ({d['n']} paired test examples)")
     print(f"  A {args.a:<12} {ma['value']:.4f} [{ma['ci_low']:.4f}, {ma['ci_high']:.4f}]")
     print(f"  B {args.b:<12} {mb['value']:.4f} [{mb['ci_low']:.4f}, {mb['ci_high']:.4f}]")
-    print(f"  A - B = {d['mean']:+.4f}, 95% CI [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}], p = {d['p_bootstrap']:.3g} "
-          f"(paired bootstrap): {verdict}")
+    n_reps = len(reps(a))
+    p_text = f"p < {2 / n_reps:.2g}" if d["p_bootstrap"] == 0 else f"p = {d['p_bootstrap']:.3g}"
+    print(f"  A - B = {d['mean']:+.4f}, 95% CI [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}], {p_text} "
+          f"(paired bootstrap, {n_reps} replicates): {verdict}")
     print(f"  Wilcoxon signed-rank p = {d['p_wilcoxon']:.3g} over the per-example differences (conditional on "
           f"these subsets: it does not resample them)")
     return 0

@@ -1,0 +1,200 @@
+"""Mislabel detection: does a method's self-influence single out the training examples with a wrong response?
+
+dattri and quanda evaluate noisy-label detection; the AirRep paper does not. A known fraction of the
+training pool gets another example's response, and each method ranks the pool by self-influence.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy.stats import binomtest
+
+from bench.api import (
+    ConfigError,
+    DataError,
+    Example,
+    Method,
+    Metric,
+    RunContext,
+    Task,
+    TaskConfig,
+    TaskOutput,
+    percentile_interval,
+    register_task,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MislabelConfig(TaskConfig):
+    """Options of the mislabel task."""
+
+    fraction: float = field(default=0.1, metadata={
+        "help": "Share of the pool whose response is replaced (dattri: 10%)."})
+    seed: int = field(default=0, metadata={"help": "Seed of which examples are corrupted and by which donor (fixed)."})
+    label_kind: str | None = field(default=None, metadata={
+        "help": "The label a donor must differ in (default: task, source or stance, the first all carry)."})
+    bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% CIs."})
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction < 0.5:
+            raise ConfigError(f"mislabel.fraction must be in (0, 0.5), got {self.fraction}")
+        if self.bootstrap_resamples < 100:
+            raise ConfigError(f"mislabel.bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
+
+
+LABEL_KINDS = ("task", "source", "stance")
+
+
+def corrupt(pool: list[Example], fraction: float, seed: int, kind: str) -> tuple[list[Example], np.ndarray]:
+    """A copy of `pool` in which round(fraction * n) examples carry the response of an example of another label.
+
+    The corrupted examples and each one's donor are drawn from (seed, n) alone; a donor is any pool example
+    whose `kind` label differs (its own response stays). Ids, prompts and labels are kept, so nothing but
+    the response tells a corrupted example apart.
+
+    Returns:
+        (the corrupted pool, bool [n] marking the corrupted examples).
+    """
+    n = len(pool)
+    rng = np.random.default_rng([seed, n])
+    chosen = np.sort(rng.choice(n, size=max(1, round(fraction * n)), replace=False))
+    labels = np.array([e.labels[kind] for e in pool])
+    out = list(pool)
+    mask = np.zeros(n, dtype=bool)
+    for i in chosen:
+        donors = np.flatnonzero((labels != labels[i]) &
+                                np.array([e.response != pool[i].response for e in pool]))
+        if donors.size == 0:
+            raise DataError(f"mislabel: no example of another '{kind}' label to take a response from")
+        out[i] = replace(pool[i], response=pool[int(rng.choice(donors))].response)
+        mask[i] = True
+    return out, mask
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` separating `positive` (Mann-Whitney U / (n1 n0), ties count 1/2)."""
+    from scipy.stats import rankdata
+
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if n1 == 0 or n0 == 0:
+        raise ValueError("AUC needs both classes")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def found_in_top(scores: np.ndarray, positive: np.ndarray, share: float) -> float:
+    """Share of the positives among the ceil(share * n) highest scores (ties broken by position)."""
+    k = math.ceil(share * len(scores))
+    top = np.argsort(-scores, kind="stable")[:k]
+    return float(positive[top].sum() / positive.sum())
+
+
+def detection_curve(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(share of the pool inspected, share of the corrupted examples found), best self-scores first."""
+    order = np.argsort(-scores, kind="stable")
+    found = np.cumsum(positive[order]) / positive.sum()
+    return np.arange(1, len(scores) + 1) / len(scores), found
+
+
+def _figure(name: str, suite: str, x: np.ndarray, y: np.ndarray, value: float | None) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.0), dpi=120)
+    label = f"{name} (AUC {value:.3f})" if value is not None else f"{name} (constant self-score)"
+    ax.plot(x, y, label=label)
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="random ranking")
+    ax.set_xlabel("share of the pool inspected (highest self-influence first)")
+    ax.set_ylabel("share of the corrupted examples found")
+    ax.set_title(f"Mislabel detection, suite {suite}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+@register_task("mislabel", config=MislabelConfig)
+class Mislabel(Task):
+    """Mislabel detection: rank a corrupted pool by self-influence, as dattri and quanda do.
+
+    A copy of the pool has `fraction` (10%) of its responses replaced by the response of an example with
+    another label (`corrupt`, fixed seed); the suite's own pool, and every other task's ground truth,
+    stay clean. The method is set up as usual, fitted on the corrupted pool and featurises it both as
+    training and as test examples; an example's self-influence is its score against itself (the diagonal).
+    Reported: the AUC of separating corrupted from clean examples by self-influence (bootstrap CI,
+    resampling corrupted and clean examples separately, the same draws for every method), the share of
+    corrupted examples in the top 10% and 20% (Wilson interval over the corrupted examples: a percentile
+    bootstrap of a top-k share is biased, as resampled copies crowd the top), and the detection curve as a
+    PNG beside the record. A method whose self-scores are all equal up to rounding (TF-IDF's unit-normalised
+    cosine is 1 for every example) ranks nothing: it is reported as constant, with no AUC, not as 0.5.
+    """
+
+    needs_features = True  # a score file holds no scores of the pool against itself
+    requires = ("train",)
+
+    def run(self, method: Method, ctx: RunContext) -> TaskOutput:
+        """Corrupt, featurise the corrupted pool as train and as test, take the diagonal, rank."""
+        cfg = self.config
+        pool = ctx.suite.split("train")
+        kind = cfg.label_kind or next((k for k in LABEL_KINDS if all(k in e.labels for e in pool)), None)
+        if kind is None or not all(kind in e.labels for e in pool):
+            raise DataError(f"suite '{ctx.suite.name}' has no label kind ({', '.join(LABEL_KINDS)}) on every "
+                            f"pool example to draw donors of another label from; set --task-set label_kind=...")
+        corrupted, positive = corrupt(pool, cfg.fraction, cfg.seed, kind)
+        ctx.setup(method)
+        train = ctx.featurize(method, corrupted, "train")
+        as_test = ctx.featurize(method, corrupted, "test")
+        self_scores = np.empty(len(pool))
+        chunk = 256  # the diagonal of [n, n] scores, a block of rows at a time
+        for start in range(0, len(pool), chunk):
+            rows = slice(start, start + chunk)
+            block = ctx.score(method, as_test[rows], train)
+            self_scores[rows] = block[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])]
+        with ctx.acct.phase("eval"):
+            if not np.isfinite(self_scores).all():
+                raise RuntimeError(f"method '{method.name}' gave non-finite self-scores")
+            # equal up to rounding: unit-normalised cosines are 1 +- 1e-16, which ranks by float noise
+            constant = bool(np.ptp(self_scores) <= 1e-9 * max(1.0, float(np.max(np.abs(self_scores)))))
+            rng = ctx.rng(11)
+            pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
+            draws = [np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
+                     for _ in range(cfg.bootstrap_resamples)]
+            metrics: dict[str, Metric] = {}
+            bootstrap: dict[str, list[float]] = {}
+            if not constant:
+                value = auc(self_scores, positive)
+                reps = np.array([auc(self_scores[d], positive[d]) for d in draws])
+                metrics["auc"] = Metric.from_interval(percentile_interval(value, reps), n=len(pool),
+                                                      note="bootstrap over corrupted and clean examples")
+                bootstrap["auc"] = reps.tolist()
+                for share in (0.1, 0.2):  # a top-k share does not bootstrap (resampled copies crowd the top)
+                    value = found_in_top(self_scores, positive, share)
+                    hits = round(value * positive.sum())
+                    ci = binomtest(hits, int(positive.sum())).proportion_ci(method="wilson")
+                    metrics[f"found_top{round(100 * share)}"] = Metric(
+                        value, float(ci.low), float(ci.high), n=int(positive.sum()),
+                        note=f"Wilson interval over the corrupted examples; chance {share:g}")
+            x, y = detection_curve(self_scores, positive)
+        extra = {"constant_self_score": constant,
+                 **({"summary": ["self-scores constant (up to rounding): the method ranks nothing, no AUC"]}
+                    if constant else {}), "label_kind": kind, "n_corrupted": int(positive.sum()),
+                 "corrupted": [e.id for e, p in zip(pool, positive, strict=True) if p],
+                 "bootstrap": bootstrap,
+                 "pairing": f"{len(pool)}/{int(positive.sum())}/{cfg.seed}/{ctx.seed}/{cfg.bootstrap_resamples}",
+                 "dim": method.dim(train), "n_train": len(pool)}
+        figure = _figure(method.name, ctx.suite.name, x, y, metrics["auc"].value if "auc" in metrics else None)
+        return TaskOutput(metrics=metrics,
+                          per_example={"self_score": self_scores.tolist(),
+                                       "corrupted": positive.astype(float).tolist()},
+                          extra=extra, artifacts={"detection.png": figure})

@@ -1,0 +1,60 @@
+"""The mislabel task: corruption, hand-computed AUC and top-k shares, random near 0.5, constant self-scores."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.data import Example
+from tasks.mislabel import auc, corrupt, detection_curve, found_in_top
+
+
+def test_auc_and_top_shares_by_hand():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    positive = np.array([True, False, True, False, False, False])
+    # positive pairs (p, n) with p above n: 0.9 beats all 4 negatives, 0.7 beats 3 of 4 -> 7 / 8
+    assert auc(scores, positive) == pytest.approx(7 / 8)
+    assert auc(-scores, positive) == pytest.approx(1 / 8)
+    assert auc(np.array([1.0, 1.0, 0.0]), np.array([True, False, False])) == pytest.approx(0.75)  # a tie: 1/2
+    assert found_in_top(scores, positive, 0.2) == 0.5  # ceil(1.2) = 2 inspected: one of the two found
+    assert found_in_top(scores, positive, 0.5) == 1.0
+    x, y = detection_curve(scores, positive)
+    np.testing.assert_allclose(y, [0.5, 0.5, 1, 1, 1, 1])
+    np.testing.assert_allclose(x, np.arange(1, 7) / 6)
+
+
+def test_corruption_takes_another_labels_response_and_keeps_everything_else():
+    pool = [Example(id=f"e{i}", prompt=f"p{i}", response=f"r{i}", labels={"task": "ab"[i % 2]}) for i in range(40)]
+    out, mask = corrupt(pool, 0.1, 0, "task")
+    assert mask.sum() == 4
+    again, mask2 = corrupt(pool, 0.1, 0, "task")
+    assert np.array_equal(mask, mask2) and [e.response for e in again] == [e.response for e in out]
+    for i, (old, new) in enumerate(zip(pool, out, strict=True)):
+        assert (new.id, new.prompt, dict(new.labels)) == (old.id, old.prompt, dict(old.labels))
+        if mask[i]:
+            donor = int(new.response[1:])
+            assert new.response != old.response and pool[donor].labels["task"] != old.labels["task"]
+        else:
+            assert new.response == old.response
+    assert not np.array_equal(mask, corrupt(pool, 0.1, 1, "task")[1])
+
+
+def test_random_is_near_one_half_and_a_gradient_method_detects(run_cli):
+    code, _, err, results = run_cli("run", "--method", "random,dsdm", "--task", "mislabel", "--suite", "tiny")
+    assert code == 0, err
+    rec = {m: json.loads(next(results.rglob(f"tiny/mislabel/{m}/*.json")).read_text()) for m in ("random", "dsdm")}
+    r = rec["random"]["metrics"]["auc"]
+    assert abs(r["value"] - 0.5) < 0.1 and r["ci_low"] < 0.5 < r["ci_high"]
+    assert rec["dsdm"]["metrics"]["auc"]["ci_low"] > 0.6  # wrong responses have large gradients
+    assert rec["random"]["extra"]["n_corrupted"] == 40 and len(rec["random"]["extra"]["corrupted"]) == 40
+    assert rec["random"]["extra"]["pairing"] == rec["dsdm"]["extra"]["pairing"]  # the same bootstrap draws
+    png = next(results.rglob("tiny/mislabel/dsdm/*.detection.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_constant_self_score_is_reported_as_such(run_cli):
+    code, out, err, results = run_cli("run", "--method", "tfidf", "--task", "mislabel", "--suite", "tiny")
+    assert code == 0, err
+    record = json.loads(next(results.rglob("tiny/mislabel/tfidf/*.json")).read_text())
+    assert record["extra"]["constant_self_score"] is True and "auc" not in record["metrics"]
+    assert "self-scores constant" in out
