@@ -380,6 +380,24 @@ class RunContext:
         return retrain_table(spec, self.suite, self.cache, num_subsets=num_subsets, fraction=fraction, seed=seed,
                              executor=self.executor, desc=desc)
 
+    def leave_one_out(self, removed: list[int], *, eval_ids: tuple[int, ...], seed: int,
+                      desc: str = "leave-one-out") -> tuple[np.ndarray, np.ndarray, float, int]:
+        """Fine-tune on the whole training pool, and on it without each of `removed`, with one seed and batches.
+
+        `bench.groundtruth.loo_table`: the left-out example keeps its batch slot without loss, so the loss
+        change on the test rows `eval_ids` is its own effect. Jobs are cached one by one and trained in
+        groups by the run's executor; not timed here (callers time it).
+
+        Returns:
+            (test losses of the whole pool's run [n_eval], of each removal's [len(removed), n_eval], the
+            seconds the jobs took when they ran, how many ran now).
+        """
+        from bench.groundtruth import RetrainSpec, loo_table
+
+        spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
+                           suite_overrides=self.suite.overrides_json, eval_ids=tuple(eval_ids), device=self.device)
+        return loo_table(spec, self.suite, self.cache, removed, seed=seed, executor=self.executor, desc=desc)
+
     def finetune_answers(self, requests: list[tuple[list[int], int, list[int]]], *, max_new_tokens: int,
                          desc: str = "fine-tuning") -> tuple[list[list[str]], float, int]:
         """Fine-tune the suite's start model on pool rows and answer test prompts greedily, per request.

@@ -444,3 +444,87 @@ def load_table(jobs: Sequence[RetrainJob]) -> GroundTruth:
     seed_losses = np.stack(losses).reshape(n_seeds, n_subsets, -1)
     return GroundTruth(masks=np.stack(masks), losses=seed_losses.mean(axis=0), seeds=np.array(seeds),
                        wall_s=np.array(walls).reshape(n_seeds, n_subsets).sum(axis=0), seed_losses=seed_losses)
+
+
+@dataclass(frozen=True)
+class LooJob:
+    """Fine-tune on the whole pool with `seed`, leaving out pool row `removed` (-1: none); eval losses to `out_path`.
+
+    The left-out example keeps its place in every batch with no loss on it (its labels are all -100), so
+    every other example is seen in the same batch at the same step as in the whole pool's run: the loss
+    change is the example's own effect, with no seed or batch-order noise (the same removal retrained gives
+    bit-identical losses on the same machine).
+    """
+
+    spec: RetrainSpec
+    removed: int
+    seed: int
+    out_path: Path
+
+
+def _check_loo_npz(path: Path) -> None:
+    with np.load(path) as z:
+        for key in ("losses", "removed", "wall_s"):
+            z[key]  # noqa: B018 - reading is the check
+
+
+def run_loo_group(jobs: Sequence[LooJob]) -> None:
+    """Train the group's copies at once (`bench.lm.finetune_group`), each without its own example; write each."""
+    import torch
+
+    from bench.lm import Encoded, finetune_group
+
+    lm, warm_state, pool, evaluation = _worker_state(jobs[0].spec)
+    n = len(pool.lengths)
+    gone = torch.as_tensor([max(job.removed, 0) for job in jobs], dtype=torch.long)
+    silent = torch.full_like(pool.labels[gone], -100)  # the left-out rows, with no label token
+    data = Encoded(torch.cat([pool.input_ids, pool.input_ids[gone]]),
+                   torch.cat([pool.attention_mask, pool.attention_mask[gone]]), torch.cat([pool.labels, silent]),
+                   torch.cat([pool.lengths, pool.lengths[gone]]))
+    members = []
+    for j, job in enumerate(jobs):
+        rows = np.arange(n)
+        if job.removed >= 0:
+            rows[job.removed] = n + j  # the same position in the order, a row without loss
+        members.append(rows)
+    result = finetune_group(lm, warm_state, data, members, [job.seed for job in jobs], evaluation=evaluation)
+    for job, losses in zip(jobs, result.losses, strict=True):
+        if Path(job.out_path).exists():
+            continue
+        buf = io.BytesIO()
+        np.savez(buf, losses=losses, removed=np.int64(job.removed), wall_s=np.float64(result.wall_s / len(jobs)),
+                 seed=np.int64(job.seed), group_size=np.int64(len(jobs)), batched=np.bool_(result.batched))
+        with atomic_path(Path(job.out_path)) as tmp:
+            tmp.write_bytes(buf.getvalue())
+
+
+def loo_table(spec: RetrainSpec, suite: Suite, cache: Cache, removed: Sequence[int], *, seed: int,
+              executor: Executor | None = None,
+              desc: str = "leave-one-out") -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Eval losses after fine-tuning on the whole pool and on the pool without each of `removed`, cached by job.
+
+    Returns:
+        (losses of the whole pool's run [n_eval], of each removal's run [len(removed), n_eval], the seconds
+        the jobs took when they ran, how many ran now).
+    """
+    pool_n = len(suite.split(spec.pool_split)) if spec.pool_ids is None else len(spec.pool_ids)  # type: ignore[arg-type]
+    bad = [i for i in removed if not 0 <= int(i) < pool_n]
+    if bad:
+        raise ValueError(f"leave-one-out: pool row {bad[0]} is outside the pool of {pool_n}")
+    args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
+            "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
+            "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
+            "seed": seed, "n_pool": pool_n, "group_size": group_size(suite), "code_versions": _retrain_versions()}
+    directory = cache.entry("loo", args) / "jobs"
+    jobs = [LooJob(spec, -1, seed, directory / "whole.npz")] + \
+        [LooJob(spec, int(i), seed, directory / f"{int(i):06d}.npz") for i in removed]
+    discard_damaged(jobs, _check_loo_npz)
+    if not all(job.out_path.exists() for job in jobs) and suite.spec.lm.retrain_from == "warmup":
+        warmup_lm(suite, cache, spec.device)
+    ran = (executor or LocalExecutor()).run(run_loo_group, jobs, desc=desc, group_size=args["group_size"])
+    losses, wall = [], 0.0
+    for job in jobs:
+        with np.load(job.out_path) as z:
+            losses.append(z["losses"])
+            wall += float(z["wall_s"])
+    return losses[0], np.stack(losses[1:]) if removed else np.zeros((0, len(losses[0]))), wall, ran

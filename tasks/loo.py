@@ -1,0 +1,150 @@
+"""Leave-one-out: does a method's score of a training example predict what removing it does to a test loss?
+
+dattri and the AirRep paper's appendix (Table 5) evaluate LOO. Training here is deterministic, and the
+left-out example keeps its batch slot without loss, so each measured loss change is that example's own
+effect, with no seed or batch-order noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.api import (
+    ConfigError,
+    DataError,
+    Method,
+    Metric,
+    RunContext,
+    Task,
+    TaskConfig,
+    TaskOutput,
+    percentile_interval,
+    register_task,
+    replicate_means,
+    resample_indices,
+    spearman_rows,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LOOConfig(TaskConfig):
+    """Options of the leave-one-out task."""
+
+    n_test: int = field(default=16, metadata={"help": "Test examples whose losses are measured (spread over labels)."})
+    k_top: int = field(default=8, metadata={
+        "help": "Per test example, its k most similar pool examples by the reference ranking (TF-IDF) are removed."})
+    k_random: int = field(default=8, metadata={"help": "Per test example, k more random pool examples are removed."})
+    seed: int = field(default=0, metadata={"help": "Seed of the test examples, the random removals and training."})
+    bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% CI."})
+
+    def __post_init__(self) -> None:
+        if self.n_test < 2 or self.k_top < 0 or self.k_random < 0 or self.k_top + self.k_random < 2:
+            raise ConfigError(f"loo: n_test must be >= 2 and k_top + k_random >= 2, got {self.n_test}, "
+                              f"{self.k_top}, {self.k_random}")
+        if self.bootstrap_resamples < 100:
+            raise ConfigError(f"loo.bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
+
+
+LABEL_KINDS = ("task", "source", "stance")
+
+
+def pick_tests(labels: list[str], n: int, seed: int) -> list[int]:
+    """`n` test positions spread over the labels: round-robin over the sorted labels, each in a seeded order."""
+    rng = np.random.default_rng([seed, len(labels)])
+    by_label = {lab: [int(i) for i in rng.permutation([i for i, x in enumerate(labels) if x == lab])]
+                for lab in sorted(set(labels))}
+    out: list[int] = []
+    while len(out) < min(n, len(labels)):
+        for lab in sorted(by_label):
+            if by_label[lab] and len(out) < n:
+                out.append(by_label[lab].pop(0))
+    return sorted(out)
+
+
+def reference_removals(pool_texts: list[str], test_texts: list[str], k_top: int, k_random: int,
+                       seed: int) -> list[int]:
+    """The pool rows to leave out, sorted: the union over test texts of their removals.
+
+    For each test text, its `k_top` nearest by TF-IDF cosine (a fixed, method-independent reference) and
+    `k_random` random others.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(token_pattern=r"(?u)\b\w+\b")
+    pool = vec.fit_transform(pool_texts)
+    sims = (vec.transform(test_texts) @ pool.T).toarray()
+    rng = np.random.default_rng([seed, len(pool_texts), 1])
+    chosen: set[int] = set()
+    for row in sims:
+        top = [int(i) for i in np.argsort(-row, kind="stable")[:k_top]]
+        chosen.update(top)
+        rest = np.setdiff1d(np.arange(len(pool_texts)), np.array(sorted(chosen), dtype=np.int64))
+        chosen.update(int(i) for i in rng.choice(rest, size=min(k_random, rest.size), replace=False))
+    return sorted(chosen)
+
+
+def loo_spearman(scores: np.ndarray, increase: np.ndarray) -> np.ndarray:
+    """Per test example, Spearman over the removed examples between the score and the measured loss increase.
+
+    Args:
+        scores: float [n_test, R], the method's score of each removed example for each test example.
+        increase: float [R, n_test], the test loss without the example minus the loss with the whole pool.
+
+    Returns:
+        float [n_test]; NaN where either side is constant.
+    """
+    return spearman_rows(scores, increase.T)
+
+
+@register_task("loo", config=LOOConfig)
+class LOO(Task):
+    """Leave-one-out (dattri; AirRep paper Table 5): score vs the exact loss change of removing one example.
+
+    `n_test` test examples spread over the labels; for each, its `k_top` nearest pool examples by TF-IDF
+    (a fixed reference, the same for every method) and `k_random` random ones are removed, one at a time
+    (`RunContext.leave_one_out`: one fine-tuning of the whole pool, then one per removal, same seed, the
+    left-out example's batch slot kept without loss). Per test example, the Spearman over all removed
+    examples between the method's score and the test loss increase; the mean with a bootstrap CI over the
+    test examples (the same draws for every method: paired). The removals and their cost are shared by
+    every method (cached jobs, like the LDS ground truth).
+    """
+
+    needs_features = False  # pair scores are enough: a score file of the suite works too
+
+    def run(self, method: Method, ctx: RunContext) -> TaskOutput:
+        """Measure (or read) the removals' loss changes, score the removed examples, correlate."""
+        cfg = self.config
+        pool, test = ctx.suite.split("train"), ctx.suite.split("test")
+        kind = next((k for k in LABEL_KINDS if all(k in e.labels for e in test)), None)
+        labels = [e.labels[kind] if kind else "all" for e in test]
+        chosen = pick_tests(labels, cfg.n_test, cfg.seed)
+        removed = reference_removals([e.text() for e in pool], [test[i].text() for i in chosen], cfg.k_top,
+                                     cfg.k_random, cfg.seed)
+        n_jobs = len(removed) + 1
+        with ctx.acct.phase("ground_truth", count=n_jobs) as ph:
+            whole, without, produced_s, ran = ctx.leave_one_out(removed, eval_ids=tuple(chosen), seed=cfg.seed,
+                                                                desc=f"leave-one-out {ctx.suite.name}")
+            ph.cached, ph.cached_count, ph.original_wall_s = ran == 0, n_jobs - ran, produced_s
+        increase = without - whole[None, :]
+        train_features, test_features = ctx.featurize_suite(method)
+        scores = ctx.score(method, test_features, train_features)[np.ix_(chosen, removed)]
+        with ctx.acct.phase("eval"):
+            per_example = loo_spearman(scores, increase)
+            ok = np.isfinite(per_example)
+            if not ok.any():
+                raise DataError(f"loo: every test example's scores or loss changes are constant on '{ctx.suite.name}'")
+            draws = resample_indices(len(per_example), rng=ctx.rng(12), n_resamples=cfg.bootstrap_resamples)
+            reps = replicate_means(per_example, draws)
+            value = float(np.nanmean(per_example))
+            metrics = {"loo": Metric.from_interval(percentile_interval(value, reps), n=int(ok.sum()),
+                                                   note=f"{int((~ok).sum())} constant test examples excluded; CI "
+                                                        f"over test examples (the removals fixed)")}
+        return TaskOutput(
+            metrics=metrics, per_example={"loo": per_example.tolist()},
+            extra={"test_rows": chosen, "removed": removed, "n_removed": len(removed),
+                   "label_kind": kind, "increase_abs_mean": float(np.abs(increase).mean()),
+                   "bootstrap": {"loo": reps.tolist()},
+                   "pairing": f"{len(chosen)}/{len(removed)}/{cfg.seed}/{ctx.seed}/{cfg.bootstrap_resamples}",
+                   "dim": method.dim(train_features), "n_train": len(pool)})
