@@ -235,6 +235,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
                                              prepared.common)
     acct = Accountant(device=request.device)
     cache = Cache(request.cache_dir or default_cache_dir())
+    started_env = environment(request.device)  # the code this run imports: its commit before any work
     ctx = RunContext(suite, cache=cache, acct=acct, seed=request.seed, device=request.device, executor=executor)
     try:
         output = task.run(method, ctx)
@@ -258,7 +259,12 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         "peak_bytes": max((p.peak_bytes for p in acct.phases), default=None),
         "device": request.device,
     }
-    env = {**environment(request.device), "code_versions": code_versions(type(method), type(task))}
+    env = environment(request.device)
+    # the commit the run started from; a commit made while it ran marks it dirty (modules import lazily)
+    moved = env["git_commit"] != started_env["git_commit"]
+    env = {**env, "git_commit": started_env["git_commit"],
+           "git_dirty": None if started_env["git_dirty"] is None else bool(started_env["git_dirty"] or moved),
+           "code_versions": code_versions(type(method), type(task))}
     record = RunRecord(
         **common, status="ok", metrics={k: to_jsonable(v) for k, v in output.metrics.items()},
         per_example=output.per_example, cost=cost, env=env, created_at=_now(),
