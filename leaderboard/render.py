@@ -515,7 +515,7 @@ def mislabel_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
         "self-influence (its score of an example against itself). AUC of separating corrupted from clean "
         "examples (± half the bootstrap 95% CI, corrupted and clean resampled separately; bold and (rank) "
         "from the paired bootstrap, as in Table 1); the share of corrupted examples among the top 10% and "
-        "20% (chance 0.1 and 0.2; Wilson 95% interval). *constant*: every self-score equal, no ranking.",
+        "20% (chance 0.1 and 0.2; Wilson 95% interval). *constant*: every self-score equal up to float32 rounding, no ranking.",
         [("AUC", "auc"), ("Found in top 10%", "found_top10"), ("Found in top 20%", "found_top20")])
 
 

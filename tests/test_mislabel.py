@@ -58,3 +58,13 @@ def test_a_constant_self_score_is_reported_as_such(run_cli):
     record = json.loads(next(results.rglob("tiny/mislabel/tfidf/*.json")).read_text())
     assert record["extra"]["constant_self_score"] is True and "auc" not in record["metrics"]
     assert "self-scores constant" in out
+
+
+def test_self_scores_equal_to_float32_rounding_are_constant(run_cli):
+    """TracIn's unit vectors dotted with themselves are 1 +- 1e-5: noise, not a ranking."""
+    code, out, err, results = run_cli("run", "--method", "tracin", "--task", "mislabel", "--suite", "tiny")
+    assert code == 0, err
+    record = json.loads(next(results.rglob("tiny/mislabel/tracin/*.json")).read_text())
+    scores = np.array(record["per_example"]["self_score"])
+    assert np.ptp(scores) > 0 and np.ptp(scores) < 1e-4  # not bit-equal, and still no ranking
+    assert record["extra"]["constant_self_score"] is True and record["metrics"] == {}
