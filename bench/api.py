@@ -394,6 +394,8 @@ class RunContext:
         """
         from bench.groundtruth import RetrainSpec, loo_table
 
+        if self._in_method:
+            raise RuntimeError("a method may not read leave-one-out test losses (what it is evaluated against)")
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            suite_overrides=self.suite.overrides_json, eval_ids=tuple(eval_ids), device=self.device)
         return loo_table(spec, self.suite, self.cache, removed, seed=seed, executor=self.executor, desc=desc)

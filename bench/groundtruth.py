@@ -451,9 +451,12 @@ class LooJob:
     """Fine-tune on the whole pool with `seed`, leaving out pool row `removed` (-1: none); eval losses to `out_path`.
 
     The left-out example keeps its place in every batch with no loss on it (its labels are all -100), so
-    every other example is seen in the same batch at the same step as in the whole pool's run: the loss
-    change is the example's own effect, with no seed or batch-order noise (the same removal retrained gives
-    bit-identical losses on the same machine).
+    every other example is seen in the same batch at the same step as in the whole pool's run: a retraining
+    without the example, the same order otherwise. Its batches' mean loss is then over the other examples'
+    tokens (as dropping it from those batches would be), so their gradients weigh 1/(N - n_i) instead of
+    1/N there: the loss change is the example's removal, not only minus its own gradient step. On a CPU the
+    same removals retrained in the same groups give bit-identical losses; in groups of another size or
+    composition they agree to float rounding (about 1e-6 here, against mean changes of 5e-4 on small).
     """
 
     spec: RetrainSpec

@@ -515,7 +515,9 @@ def mislabel_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
         "self-influence (its score of an example against itself). AUC of separating corrupted from clean "
         "examples (± half the bootstrap 95% CI, corrupted and clean resampled separately; bold and (rank) "
         "from the paired bootstrap, as in Table 1); the share of corrupted examples among the top 10% and "
-        "20% (chance 0.1 and 0.2; Wilson 95% interval). *constant*: every self-score equal up to float32 rounding, no ranking.",
+        "20% (chance 0.1 and 0.2; Wilson 95% interval). *constant*: every self-score equal up to float32 "
+        "rounding, no ranking. Unlike dattri and quanda, the model was never trained on the corrupted pool "
+        "(each method's usual model: the suite's warm-up LM, AirRep's encoder).",
         [("AUC", "auc"), ("Found in top 10%", "found_top10"), ("Found in top 20%", "found_top20")])
 
 
@@ -524,10 +526,12 @@ def loo_tables(cells: dict[tuple[str, str, str], RunRecord]) -> list[str]:
     return _task_tables(
         cells, "loo", "Leave-one-out (AirRep paper Table 5)",
         "Per test example (16, spread over labels), the Spearman over the removed pool examples (each test "
-        "example's 8 nearest by TF-IDF and 8 random ones, all removals pooled) between the method's score and "
-        "the test loss increase when that one example is left out of an otherwise identical fine-tuning (same "
-        "seed and batches: deterministic, no seed noise). Mean over test examples, ± half the bootstrap 95% CI "
-        "over test examples (the removals fixed); bold and (rank) from the paired bootstrap, as in Table 1.",
+        "example's 8 nearest by TF-IDF, itself a contestant, and 8 random ones, all removals pooled) between "
+        "the method's score and the test loss increase when that one example is left out of an otherwise "
+        "identical fine-tuning (same seed, every batch the same but for its slot: deterministic, no seed "
+        "noise). Mean over test examples, ± half the percentile bootstrap 95% CI over the 16 test examples "
+        "(approximate at that size; the removals fixed); bold and (rank) from the paired bootstrap, as in "
+        "Table 1.",
         [("LOO Spearman", "loo")])
 
 

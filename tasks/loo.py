@@ -1,8 +1,8 @@
 """Leave-one-out: does a method's score of a training example predict what removing it does to a test loss?
 
-dattri and the AirRep paper's appendix (Table 5) evaluate LOO. Training here is deterministic, and the
-left-out example keeps its batch slot without loss, so each measured loss change is that example's own
-effect, with no seed or batch-order noise.
+dattri and the AirRep paper's appendix (Table 5) evaluate LOO. Training on a CPU here is deterministic,
+and the left-out example keeps its batch slot without loss (a retraining without it, every batch otherwise
+the same), so no seed or batch-order noise hides the change.
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ class LOOConfig(TaskConfig):
 
 
 LABEL_KINDS = ("task", "source", "stance")
+
+
+def _digest(value: object) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
 
 
 def pick_tests(labels: list[str], n: int, seed: int) -> list[int]:
@@ -103,15 +110,18 @@ class LOO(Task):
     """Leave-one-out (dattri; AirRep paper Table 5): score vs the exact loss change of removing one example.
 
     `n_test` test examples spread over the labels; for each, its `k_top` nearest pool examples by TF-IDF
-    (a fixed reference, the same for every method) and `k_random` random ones are removed, one at a time
-    (`RunContext.leave_one_out`: one fine-tuning of the whole pool, then one per removal, same seed, the
-    left-out example's batch slot kept without loss). Per test example, the Spearman over all removed
-    examples between the method's score and the test loss increase; the mean with a bootstrap CI over the
-    test examples (the same draws for every method: paired). The removals and their cost are shared by
-    every method (cached jobs, like the LDS ground truth).
+    (a fixed reference, the same for every method; TF-IDF is also a contestant, which the removal set may
+    favour) and `k_random` random ones are removed, one at a time (`RunContext.leave_one_out`: one
+    fine-tuning of the whole pool, then one per removal, same seed, the left-out example's batch slot kept
+    without loss). Per test example, the Spearman over all removed examples between the method's score
+    and the test loss increase; the mean with a percentile bootstrap CI over the test examples (the same
+    draws for every method: paired; with 16 test examples the interval is approximate). The removals, the
+    loss increases (in the record) and their cost are shared by every method (cached jobs, like the LDS
+    ground truth).
     """
 
     needs_features = False  # pair scores are enough: a score file of the suite works too
+    code_version = "2"  # 2: the pairing names the removals; the record keeps the loss increases
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Measure (or read) the removals' loss changes, score the removed examples, correlate."""
@@ -145,6 +155,7 @@ class LOO(Task):
             metrics=metrics, per_example={"loo": per_example.tolist()},
             extra={"test_rows": chosen, "removed": removed, "n_removed": len(removed),
                    "label_kind": kind, "increase_abs_mean": float(np.abs(increase).mean()),
+                   "increase": increase.tolist(),  # [removed, test rows]: each removal's loss change
                    "bootstrap": {"loo": reps.tolist()},
-                   "pairing": f"{len(chosen)}/{len(removed)}/{cfg.seed}/{ctx.seed}/{cfg.bootstrap_resamples}",
+                   "pairing": f"{_digest([chosen, removed])}/{cfg.seed}/{ctx.seed}/{cfg.bootstrap_resamples}",
                    "dim": method.dim(train_features), "n_train": len(pool)})

@@ -6,6 +6,7 @@ training pool gets another example's response, and each method ranks the pool by
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from dataclasses import dataclass, field, replace
@@ -75,6 +76,15 @@ def corrupt(pool: list[Example], fraction: float, seed: int, kind: str) -> tuple
     return out, mask
 
 
+def is_constant(scores: np.ndarray) -> bool:
+    """Whether scores are equal up to float32 rounding: a spread under 1e-4 of their largest magnitude.
+
+    A unit vector's dot product with itself is 1 +- 1e-5 at 24,576 dimensions (TracIn); ranking by that
+    noise gave an AUC of 0.65 on small that meant nothing. Relative: small scores with a real spread rank.
+    """
+    return bool(np.ptp(scores) <= 1e-4 * float(np.max(np.abs(scores))))
+
+
 def auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve of `scores` separating `positive` (Mann-Whitney U / (n1 n0), ties count 1/2)."""
     from scipy.stats import rankdata
@@ -129,9 +139,14 @@ class Mislabel(Task):
     """Mislabel detection: rank a corrupted pool by self-influence, as dattri and quanda do.
 
     A copy of the pool has `fraction` (10%) of its responses replaced by the response of an example with
-    another label (`corrupt`, fixed seed); the suite's own pool, and every other task's ground truth,
-    stay clean. The method is set up as usual, fitted on the corrupted pool and featurises it both as
-    training and as test examples; an example's self-influence is its score against itself (the diagonal).
+    another label (`corrupt`, fixed seed; the donor keeps its own, so that response appears twice); the
+    suite's own pool, and every other task's ground truth, stay clean (the corruption is this task's
+    option, not the suite's: no other task ever sees it). Deviation from dattri's and quanda's setup: there
+    the model is trained on the noisy data, so self-influence catches memorised wrong labels; here every
+    method scores with its usual model (the suite's warm-up LM, AirRep's encoder), which never saw the
+    corrupted pool, so the AUC measures how much a swapped response stands out to that model. The method
+    is set up as usual, fitted on the corrupted pool and featurises it both as training and as test
+    examples; an example's self-influence is its score against itself (the diagonal).
     Reported: the AUC of separating corrupted from clean examples by self-influence (bootstrap CI,
     resampling corrupted and clean examples separately, the same draws for every method), the share of
     corrupted examples in the top 10% and 20% (Wilson interval over the corrupted examples: a percentile
@@ -142,7 +157,7 @@ class Mislabel(Task):
     """
 
     needs_features = True  # a score file holds no scores of the pool against itself
-    code_version = "2"  # 2: self-scores equal to float32 rounding count as constant
+    code_version = "3"  # 2: self-scores equal to float32 rounding are constant; 3: relative only, pairing
     requires = ("train",)
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
@@ -166,9 +181,7 @@ class Mislabel(Task):
         with ctx.acct.phase("eval"):
             if not np.isfinite(self_scores).all():
                 raise RuntimeError(f"method '{method.name}' gave non-finite self-scores")
-            # equal up to float32 rounding: a unit vector's dot with itself is 1 +- 1e-5 at 24,576 dimensions
-            # (TracIn), and ranking by that noise gave an AUC of 0.65 on small that meant nothing
-            constant = bool(np.ptp(self_scores) <= 1e-4 * max(1.0, float(np.max(np.abs(self_scores)))))
+            constant = is_constant(self_scores)
             rng = ctx.rng(11)
             pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
             draws = [np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
@@ -194,7 +207,8 @@ class Mislabel(Task):
                     if constant else {}), "label_kind": kind, "n_corrupted": int(positive.sum()),
                  "corrupted": [e.id for e, p in zip(pool, positive, strict=True) if p],
                  "bootstrap": bootstrap,
-                 "pairing": f"{len(pool)}/{int(positive.sum())}/{cfg.seed}/{ctx.seed}/{cfg.bootstrap_resamples}",
+                 "pairing": f"{hashlib.sha256(positive.tobytes()).hexdigest()[:16]}/{kind}/{ctx.seed}/"
+                            f"{cfg.bootstrap_resamples}",
                  "dim": method.dim(train), "n_train": len(pool)}
         figure = _figure(method.name, ctx.suite.name, x, y, metrics["auc"].value if "auc" in metrics else None)
         return TaskOutput(metrics=metrics,

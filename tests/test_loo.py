@@ -99,6 +99,9 @@ def test_the_task_runs_and_random_is_not_the_best(run_cli):
     assert rec["random"]["extra"]["pairing"] == rec["dsdm"]["extra"]["pairing"]
     assert 4 <= rec["dsdm"]["extra"]["n_removed"] <= 16
     assert len(rec["dsdm"]["per_example"]["loo"]) == 4
+    assert rec["dsdm"]["metrics"]["loo"]["value"] > rec["random"]["metrics"]["loo"]["value"]
+    increase = np.array(rec["dsdm"]["extra"]["increase"])  # the record keeps every removal's loss change
+    assert increase.shape == (rec["dsdm"]["extra"]["n_removed"], 4) and np.abs(increase).max() > 0
     from leaderboard.render import render
 
     assert "## Leave-one-out" in render(results) and "dsdm-small" in render(results)

@@ -68,3 +68,12 @@ def test_self_scores_equal_to_float32_rounding_are_constant(run_cli):
     scores = np.array(record["per_example"]["self_score"])
     assert np.ptp(scores) > 0 and np.ptp(scores) < 1e-4  # not bit-equal, and still no ranking
     assert record["extra"]["constant_self_score"] is True and record["metrics"] == {}
+
+
+def test_the_constant_rule_is_relative():
+    from tasks.mislabel import is_constant
+
+    assert not is_constant(np.linspace(1e-6, 2e-6, 50))  # small scores with a real spread rank
+    assert is_constant(1.0 + np.random.default_rng(0).normal(scale=2e-6, size=50))  # unit cosines: rounding
+    assert is_constant(np.zeros(5)) and is_constant(np.full(5, 3.0))
+    assert not is_constant(np.array([0.1, 0.5, 0.2]))
