@@ -36,6 +36,12 @@ def load_suite(name: str = "small", **options: Any) -> Suite:
     return load(name, [(k.replace("__", "."), v) for k, v in sorted(options.items())])
 
 
+def _cache(cache_dir: str | Path | None):  # -> bench.cache.Cache
+    from bench.cache import Cache, default_cache_dir
+
+    return Cache(Path(cache_dir) if cache_dir else default_cache_dir())
+
+
 def _suite(suite: str | Suite, options: dict[str, Any] | None) -> Suite:
     from bench.suites import Suite
     from bench.suites import load_suite as load
@@ -55,11 +61,8 @@ def ground_truth(suite: str | Suite = "small", *, suite_options: dict[str, Any] 
     cached in `cache_dir` (default: where `bench run` caches).
     """
     from bench.api import RunContext
-    from bench.cache import Cache, default_cache_dir
 
-    s = _suite(suite, suite_options)
-    return RunContext(s, cache=Cache(Path(cache_dir) if cache_dir else default_cache_dir()),
-                      device=device).ground_truth()
+    return RunContext(_suite(suite, suite_options), cache=_cache(cache_dir), device=device).ground_truth()
 
 
 class Evaluation:
@@ -97,7 +100,6 @@ def evaluate(scores: Any, suite: str | Suite = "small", task: str = "lds", *, na
     import numpy as np
 
     from bench.api import RunContext, make_config, tasks
-    from bench.cache import Cache, default_cache_dir
     from bench.errors import ConfigError
     from bench.external import Scores
 
@@ -131,6 +133,6 @@ def evaluate(scores: Any, suite: str | Suite = "small", task: str = "lds", *, na
     task_obj = task_cls(make_config(task_cls.config_cls, dict(task_options or {}), where=task))
     for split in task_cls.requires:
         s.require(split)
-    ctx = RunContext(s, cache=Cache(Path(cache_dir) if cache_dir else default_cache_dir()), seed=seed)
+    ctx = RunContext(s, cache=_cache(cache_dir), seed=seed)
     out = task_obj.run(method, ctx)
     return Evaluation(out.metrics, out.per_example, out.extra)

@@ -62,6 +62,7 @@ __all__ = [
     "bootstrap_mean", "build", "code_versions",
     "check_model", "config_dict", "ConfigError", "CostProfile", "crossover", "Crossover", "DataError",
     "encode_texts", "Example", "example_ids", "Examples", "feature_nbytes", "Features", "format_count",
+    "MAIN_LABEL_KINDS", "main_label_kind",
     "format_seconds",
     "Interval", "lds", "lds_replicates", "load_encoder", "load_pretrained_lm", "make_config", "mean_pool", "Method",
     "method_cost_s", "MethodConfig", "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "paired_difference",
@@ -124,6 +125,16 @@ def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512) -> 
     return load(ref, device=device, max_length=max_length)
 
 
+# a suite's main label kind, in this order of preference: the embedded suites' task, source and stance, and
+# SafeRLHF's safety (the label the paper's Tables 1 and 2 group by)
+MAIN_LABEL_KINDS = ("task", "source", "stance", "safety")
+
+
+def main_label_kind(examples: Examples) -> str | None:
+    """The first of `MAIN_LABEL_KINDS` that every example carries, or None."""
+    return next((k for k in MAIN_LABEL_KINDS if all(k in e.labels for e in examples)), None)
+
+
 def example_ids(examples: Examples) -> tuple[str, ...]:
     """The ids of `examples`, in order: what a method's fitted pool is recognised by."""
     return tuple(e.id for e in examples)
@@ -160,6 +171,7 @@ class Method(ABC):
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
+        self._kept_pool: tuple[tuple[str, ...], Features] | None = None  # `keep_pool_rows`
 
     @classmethod
     def smoke_config(cls) -> MethodConfig:
@@ -189,9 +201,19 @@ class Method(ABC):
         """Learn what the method takes from the training pool `examples` (default: nothing).
 
         Called once per pool, after `setup` and before any `featurize`; timed with the pool's featurisation
-        as the `index` phase. A method may keep the pool's features computed while fitting and return them
-        from `featurize(pool, "train")` (recognised by `example_ids`), so that fitting costs no second pass.
+        as the `index` phase. A method may keep the pool's features computed while fitting
+        (`keep_pool_rows`) and return them from `featurize(pool, "train")` (`kept_pool_rows`), so that
+        fitting costs no second pass.
         """
+
+    def keep_pool_rows(self, examples: Examples, rows: Features) -> None:
+        """Keep the rows of the pool `examples` computed while fitting, for `kept_pool_rows`."""
+        self._kept_pool = (example_ids(examples), rows)
+
+    def kept_pool_rows(self, examples: Examples) -> Features | None:
+        """The rows `keep_pool_rows` kept, if `examples` are that pool (the same ids in order), else None."""
+        kept = self._kept_pool
+        return kept[1] if kept is not None and kept[0] == example_ids(examples) else None
 
     @abstractmethod
     def featurize(self, examples: Examples, role: Role) -> Features:
@@ -384,9 +406,9 @@ class RunContext:
                       desc: str = "leave-one-out") -> tuple[np.ndarray, np.ndarray, float, int]:
         """Fine-tune on the whole training pool, and on it without each of `removed`, with one seed and batches.
 
-        `bench.groundtruth.loo_table`: the left-out example keeps its batch slot without loss, so the loss
-        change on the test rows `eval_ids` is its own effect. Jobs are cached one by one and trained in
-        groups by the run's executor; not timed here (callers time it).
+        `bench.groundtruth.loo_table`: the left-out example keeps its batch slot without loss, so every other
+        example is seen in the same batch at the same step (its batches' mean is then over the others).
+        Jobs are cached one by one and trained in groups by the run's executor; not timed here.
 
         Returns:
             (test losses of the whole pool's run [n_eval], of each removal's [len(removed), n_eval], the

@@ -49,7 +49,10 @@ def check_out_dir(out: Path) -> Path:
 
 def export_examples(suite: Suite, out: Path, splits: tuple[str, ...] = ("train", "test")) -> dict[str, int]:
     """Write `<split>.jsonl` for each of `splits` that is not empty; returns rows written per file."""
-    out = check_out_dir(out)
+    return _write_splits(suite, check_out_dir(out), splits)
+
+
+def _write_splits(suite: Suite, out: Path, splits: tuple[str, ...]) -> dict[str, int]:
     written = {}
     for name in splits:
         examples = suite.split(name)  # type: ignore[arg-type]
@@ -130,7 +133,7 @@ def export_suite(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") 
 
     out = check_out_dir(out)
     table = RunContext(suite, cache=cache, device=device).ground_truth()
-    written = export_examples(suite, out, SPLITS)
+    written = _write_splits(suite, out, SPLITS)
     for name in SPLITS:  # a split this suite lacks must not stay behind from an earlier export
         if f"{name}.jsonl" not in written:
             (out / f"{name}.jsonl").unlink(missing_ok=True)

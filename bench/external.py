@@ -83,15 +83,24 @@ def read_scores(path: Path) -> np.ndarray:
     except Exception as exc:  # a damaged or foreign file
         raise ConfigError(f"{path}: cannot read it as {path.suffix} ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return validated(matrix, str(path))
+
+
+def validated(matrix: np.ndarray, where: str) -> np.ndarray:
+    """`matrix` as float64 after checking it is numeric, 2-D and finite; `where` names it in the error.
+
+    Raises:
+        ConfigError: another dtype, rank, or non-finite values, with what was found.
+    """
     if matrix.dtype.kind not in "fiu":
-        raise ConfigError(f"{path}: dtype {matrix.dtype} is not numeric; save float scores")
+        raise ConfigError(f"{where}: dtype {matrix.dtype} is not numeric; save float scores")
     if matrix.ndim != 2:
-        raise ConfigError(f"{path}: shape {matrix.shape}, expected a 2-D matrix [n_test, n_train]")
+        raise ConfigError(f"{where}: shape {matrix.shape}, expected a 2-D matrix [n_test, n_train]")
     matrix = matrix.astype(np.float64)
     bad = ~np.isfinite(matrix)
     if bad.any():
         i, j = map(int, np.argwhere(bad)[0])
-        raise ConfigError(f"{path}: {int(bad.sum())} non-finite scores (the first at test {i}, train {j}); "
+        raise ConfigError(f"{where}: {int(bad.sum())} non-finite scores (the first at test {i}, train {j}); "
                           f"every score must be finite")
     return matrix
 
@@ -124,16 +133,8 @@ class Scores(Method):
     @classmethod
     def from_array(cls, scores: Any, name: str = "array") -> Scores:
         """A method around an in-memory matrix (the Python API's `bench.evaluate`), validated like a file."""
-        matrix = np.asarray(scores)
-        if matrix.dtype.kind not in "fiu" or matrix.ndim != 2:
-            raise ConfigError(f"scores must be a numeric 2-D array [n_test, n_train], got dtype {matrix.dtype} "
-                              f"and shape {matrix.shape}")
-        if not np.isfinite(matrix).all():
-            raise ConfigError(f"scores hold {int((~np.isfinite(matrix)).sum())} non-finite values")
-        method = cls.__new__(cls)
-        Method.__init__(method, ScoresConfig(path=f"{name}.npy", name=name))
-        method._matrix = matrix.astype(np.float64)
-        method._positions = {}
+        method = cls(ScoresConfig(path=f"{name}.npy", name=name))
+        method._matrix = validated(np.asarray(scores), "scores")
         digest = hashlib.sha256(f"{method._matrix.shape}".encode())
         digest.update(np.ascontiguousarray(method._matrix).tobytes())
         method._sha256 = digest.hexdigest()

@@ -266,7 +266,8 @@ def group_size(suite: Suite) -> int:
     return 16 if lm.model is None and lm.dtype == "float32" else 1
 
 
-def _retrain_args(spec: RetrainSpec, suite: Suite, fraction: float, seed: int) -> tuple[int, dict]:
+def _retrain_args(spec: RetrainSpec, suite: Suite, fraction: float | None, seed: int) -> tuple[int, dict]:
+    """The pool's size and the cache key of a table of jobs on it (`fraction` None: leave-one-out's)."""
     pool_n = len(suite.split(spec.pool_split)) if spec.pool_ids is None else len(spec.pool_ids)  # type: ignore[arg-type]
     args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
             "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
@@ -318,17 +319,18 @@ def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets:
     directory = cache.entry("retrain", args)
     jobs = _jobs(spec, directory / "jobs", n_pool=pool_n, num_subsets=num_subsets,
                  seeds_per_subset=seeds_per_subset, fraction=fraction, seed=seed)
-    discard_damaged(jobs, _check_job_npz)
+    discard_damaged(jobs, _check_npz)
     if not all(job.out_path.exists() for job in jobs) and suite.spec.lm.retrain_from == "warmup":
         warmup_lm(suite, cache, spec.device)  # train it here, with its own progress bar, not inside a job
     ran = (executor or LocalExecutor()).run(run_retrain_group, jobs, desc=desc, group_size=args["group_size"])
     return load_table(jobs), ran
 
 
-def _check_job_npz(path: Path) -> None:
+def _check_npz(path: Path, keys: Sequence[str] = ("mask", "losses", "seed", "wall_s")) -> None:
+    """Read every member `keys` of a job's `.npz` (a truncated member fails here); the default: a retraining job's."""
     with np.load(path) as z:
-        for key in ("mask", "losses", "seed", "wall_s"):
-            z[key]  # noqa: B018 - reading is the check (a truncated member fails here)
+        for key in keys:
+            z[key]  # noqa: B018 - reading is the check
 
 
 def _check_job_json(path: Path) -> None:
@@ -465,12 +467,6 @@ class LooJob:
     out_path: Path
 
 
-def _check_loo_npz(path: Path) -> None:
-    with np.load(path) as z:
-        for key in ("losses", "removed", "wall_s"):
-            z[key]  # noqa: B018 - reading is the check
-
-
 def run_loo_group(jobs: Sequence[LooJob]) -> None:
     """Train the group's copies at once (`bench.lm.finetune_group`), each without its own example; write each."""
     import torch
@@ -510,18 +506,14 @@ def loo_table(spec: RetrainSpec, suite: Suite, cache: Cache, removed: Sequence[i
         (losses of the whole pool's run [n_eval], of each removal's run [len(removed), n_eval], the seconds
         the jobs took when they ran, how many ran now).
     """
-    pool_n = len(suite.split(spec.pool_split)) if spec.pool_ids is None else len(spec.pool_ids)  # type: ignore[arg-type]
+    pool_n, args = _retrain_args(spec, suite, None, seed)
     bad = [i for i in removed if not 0 <= int(i) < pool_n]
     if bad:
         raise ValueError(f"leave-one-out: pool row {bad[0]} is outside the pool of {pool_n}")
-    args = {**_lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
-            "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
-            "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
-            "seed": seed, "n_pool": pool_n, "group_size": group_size(suite), "code_versions": _retrain_versions()}
     directory = cache.entry("loo", args) / "jobs"
     jobs = [LooJob(spec, -1, seed, directory / "whole.npz")] + \
         [LooJob(spec, int(i), seed, directory / f"{int(i):06d}.npz") for i in removed]
-    discard_damaged(jobs, _check_loo_npz)
+    discard_damaged(jobs, functools.partial(_check_npz, keys=("losses", "removed", "wall_s")))
     if not all(job.out_path.exists() for job in jobs) and suite.spec.lm.retrain_from == "warmup":
         warmup_lm(suite, cache, spec.device)
     ran = (executor or LocalExecutor()).run(run_loo_group, jobs, desc=desc, group_size=args["group_size"])

@@ -25,6 +25,10 @@ def resolve(ref: str, base_dir: Path | None = None) -> Path:
     return local_file(ref, base_dir, what="ground_truth.released")
 
 
+def _finite_numbers(values: list) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
 def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtruth.GroundTruth
     """Read and validate an `lds.jsonl`; masks over the `n_train` pool rows, losses of the `n_test` test rows.
 
@@ -53,14 +57,12 @@ def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtrut
         if not isinstance(loss, list) or len(loss) != n_test:
             got = len(loss) if isinstance(loss, list) else type(loss).__name__
             raise DataError(f"{where}: test_loss has {got} values, the test split has {n_test} rows")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in loss):
+        if not _finite_numbers(loss):
             raise DataError(f"{where}: test_loss must hold finite numbers")
         seeds = row.get("test_loss_seeds")
         if seeds is not None:
             if not isinstance(seeds, list) or len(seeds) < 2 or not all(
-                    isinstance(s, list) and len(s) == n_test and all(
-                        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in s)
-                    for s in seeds):
+                    isinstance(s, list) and len(s) == n_test and _finite_numbers(s) for s in seeds):
                 raise DataError(f"{where}: test_loss_seeds must be 2 or more lists of {n_test} finite losses")
             if seed_losses and len(seeds) != len(seed_losses[0]):
                 raise DataError(f"{where}: test_loss_seeds has {len(seeds)} seeds, earlier rows {len(seed_losses[0])}")

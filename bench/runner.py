@@ -102,9 +102,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: str) -> dict[str, Any]:
-    """Versions and machine description for the record's provenance."""
+def environment(device: str, started: tuple[str | None, bool | None] | None = None) -> dict[str, Any]:
+    """Versions and machine description for the record's provenance.
+
+    `started`: the `git_state` when the run began; the record names that commit, and a commit made while
+    it ran marks it dirty (plugins import lazily, so the run may hold code of both).
+    """
     sha, dirty = git_state()
+    if started is not None:
+        moved = sha != started[0]
+        sha, dirty = started[0], None if started[1] is None else bool(started[1] or moved)
     env: dict[str, Any] = {"package_version": bench.__version__, "git_commit": sha, "git_dirty": dirty,
                            "python": platform.python_version(), "platform": platform.platform(),
                            "hostname": socket.gethostname(), "cpu_count": os.cpu_count(), "cpu": cpu_model(),
@@ -171,12 +178,13 @@ def _prepare(request: RunRequest) -> _Prepared:
 
     # scores from a file are a row of their own, named by --set name= (or the file) and marked as external
     label = request.label or (f"{method_config.row_name} (external)" if method_cls.precomputed else None)
+    method_identity = method.identity()
     identity = {"suite": suite.ref, "suite_spec": to_jsonable(suite.spec), "data": suite.data_fingerprint,
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
                 "schema_version": SCHEMA_VERSION, "code_versions": code_versions(method_cls, task_cls),
                 **({"label": label} if label else {}),
-                **({"method_identity": method.identity()} if method.identity() else {})}
+                **({"method_identity": method_identity} if method_identity else {})}
     common = dict(started_at=_now(), suite=suite.name, suite_version=suite.spec.version, task=request.task,
                   method=request.method, method_family=method_cls.family, method_config=config_dict(method_config),
                   task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed)
@@ -235,7 +243,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
                                              prepared.common)
     acct = Accountant(device=request.device)
     cache = Cache(request.cache_dir or default_cache_dir())
-    started_env = environment(request.device)  # the code this run imports: its commit before any work
+    started = git_state()  # the code this run imports: its commit before any work
     ctx = RunContext(suite, cache=cache, acct=acct, seed=request.seed, device=request.device, executor=executor)
     try:
         output = task.run(method, ctx)
@@ -246,7 +254,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
             raise
         failed = RunRecord(**common, status="failed", metrics={}, per_example={},
                            cost={"phases": [to_jsonable(p) for p in acct.phases], "device": request.device},
-                           env=environment(request.device), created_at=_now(),
+                           env=environment(request.device, started=started), created_at=_now(),
                            error={"kind": type(exc).__name__, "message": str(exc).strip()[:500]})
         raise CellFailed(failed, write_record(request.results_dir, failed)) from exc
 
@@ -259,12 +267,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         "peak_bytes": max((p.peak_bytes for p in acct.phases), default=None),
         "device": request.device,
     }
-    env = environment(request.device)
-    # the commit the run started from; a commit made while it ran marks it dirty (modules import lazily)
-    moved = env["git_commit"] != started_env["git_commit"]
-    env = {**env, "git_commit": started_env["git_commit"],
-           "git_dirty": None if started_env["git_dirty"] is None else bool(started_env["git_dirty"] or moved),
-           "code_versions": code_versions(type(method), type(task))}
+    env = {**environment(request.device, started=started), "code_versions": code_versions(type(method), type(task))}
     record = RunRecord(
         **common, status="ok", metrics={k: to_jsonable(v) for k, v in output.metrics.items()},
         per_example=output.per_example, cost=cost, env=env, created_at=_now(),

@@ -16,7 +16,6 @@ from bench.api import (
     MethodConfig,
     Role,
     RunContext,
-    example_ids,
     register_method,
 )
 
@@ -65,7 +64,6 @@ class DSIR(Method):
         super().__init__(config)
         self._dsir = None
         self._log_raw: np.ndarray | None = None
-        self._pool: tuple[tuple[str, ...], Features] | None = None  # the fitted pool's ids and counts
 
     def _estimator(self, cache_dir: str | None = None):
         if self._dsir is None:
@@ -95,16 +93,15 @@ class DSIR(Method):
         counts = self._counts(examples)
         total = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
         self._log_raw = np.log(total / max(total.sum(), 1.0) + _SMOOTH)
-        self._pool = (example_ids(examples), counts)
+        self.keep_pool_rows(examples, counts)
 
     def featurize(self, examples: Examples, role: Role) -> Features:
         """Train: bucket counts, CSR int32 [n, buckets]. Test: log p_z - log p_raw, float32 [n, buckets]."""
         if self._log_raw is None:
             raise RuntimeError("dsir: fit(pool) must run before featurize")
         if role == "train":
-            if self._pool is not None and example_ids(examples) == self._pool[0]:
-                return self._pool[1]
-            return self._counts(examples)
+            kept = self.kept_pool_rows(examples)
+            return kept if kept is not None else self._counts(examples)
         dense = self._counts(examples).toarray().astype(np.float64)
         p_test = dense / np.maximum(dense.sum(axis=1, keepdims=True), 1.0)
         return (np.log(p_test + _SMOOTH) - self._log_raw[None, :]).astype(np.float32)

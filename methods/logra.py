@@ -21,7 +21,6 @@ from bench.api import (
     Role,
     RunContext,
     attention_group_score,
-    example_ids,
     feature_nbytes,
     load_pretrained_lm,
     progress,
@@ -92,7 +91,6 @@ class LogixMethod(Method):
         self._run = None
         self._scratch: Scratch | None = None
         self._info: dict[str, Any] = {}
-        self._pool: tuple[tuple[str, ...], np.ndarray] | None = None  # the fitted pool's ids and train rows
 
     @classmethod
     def smoke_config(cls) -> LogixConfig:
@@ -117,16 +115,15 @@ class LogixMethod(Method):
         """Fit the projection (PCA) and the Hessian statistics on the training pool; keep its gradients."""
         if self._base is None:
             raise RuntimeError(f"{self.name}: setup(ctx) must run before fit")
-        self._pool = (example_ids(examples), self._fit(examples))
+        self.keep_pool_rows(examples, self._fit(examples))
 
     def featurize(self, examples: Examples, role: Role) -> Features:
         """Train: the projected gradients; test: the projected gradients preconditioned with the Hessian."""
         if self._run is None:
             raise RuntimeError(f"{self.name}: fit(pool) must run before featurize")
         if role == "train":
-            if self._pool is not None and example_ids(examples) == self._pool[0]:
-                return self._pool[1]
-            return self._query(examples, "train")
+            kept = self.kept_pool_rows(examples)
+            return kept if kept is not None else self._query(examples, "train")
         return self._query(examples, "test")
 
     def _fit(self, examples: Examples) -> np.ndarray:

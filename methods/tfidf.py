@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sklearn.feature_extraction.text import TfidfVectorizer  # at import, not inside the timed index phase
 
-from bench.api import ConfigError, Examples, Features, Method, MethodConfig, Role, example_ids, register_method
+from bench.api import ConfigError, Examples, Features, Method, MethodConfig, Role, register_method
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +47,6 @@ class TfIdf(Method):
     def __init__(self, config: TfIdfConfig | None = None) -> None:
         super().__init__(config)
         self._vectorizer = None
-        self._pool: tuple[tuple[str, ...], Features] | None = None  # the fitted pool's ids and rows
 
     def fit(self, examples: Examples) -> None:
         """Fit the vocabulary and IDF weights on the training pool."""
@@ -55,12 +54,13 @@ class TfIdf(Method):
         self._vectorizer = TfidfVectorizer(ngram_range=(1, c.ngram_max), sublinear_tf=c.sublinear_tf,
                                            min_df=c.min_df, max_features=c.max_features, norm="l2",
                                            token_pattern=c.token_pattern)
-        self._pool = (example_ids(examples), self._vectorizer.fit_transform([e.text() for e in examples]).tocsr())
+        self.keep_pool_rows(examples, self._vectorizer.fit_transform([e.text() for e in examples]).tocsr())
 
     def featurize(self, examples: Examples, role: Role) -> Features:
         """Sparse TF-IDF rows, float64 CSR [n, vocabulary]."""
         if self._vectorizer is None:
             raise RuntimeError("tfidf: fit(pool) must run before featurize")
-        if self._pool is not None and example_ids(examples) == self._pool[0]:
-            return self._pool[1]
+        kept = self.kept_pool_rows(examples)  # train and test rows are the same transform
+        if kept is not None:
+            return kept
         return self._vectorizer.transform([e.text() for e in examples]).tocsr()

@@ -18,6 +18,7 @@ from bench.api import (
     bootstrap_mean,
     lds,
     lds_replicates,
+    main_label_kind,
     noise_ceiling,
     percentile_interval,
     register_task,
@@ -25,9 +26,6 @@ from bench.api import (
     resample_indices,
     split_half_reliability,
 )
-
-# the label kind whose per-label LDS the record keeps, in this order of preference
-PER_LABEL_KINDS = ("task", "source", "stance", "safety")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +102,7 @@ class LDS(Task):
                     n=int(both.sum()), note="mean LDS / mean ceiling over the same test examples")
                 values.update(ceiling=ceiling.tolist(), reliability=reliability.tolist())
                 extra["seeds_per_subset"] = int(gt.seed_losses.shape[0])
-            kind = next((k for k in PER_LABEL_KINDS if all(k in e.labels for e in ctx.suite.split("test"))), None)
+            kind = main_label_kind(ctx.suite.split("test"))  # the label kind whose per-label LDS is kept
             if kind is not None:
                 labels = np.array([e.labels[kind] for e in ctx.suite.split("test")])
                 extra["per_label"] = {"kind": kind, "values": {

@@ -20,6 +20,7 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    main_label_kind,
     percentile_interval,
     register_task,
     replicate_means,
@@ -47,7 +48,6 @@ class LOOConfig(TaskConfig):
             raise ConfigError(f"loo.bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
 
 
-LABEL_KINDS = ("task", "source", "stance")
 
 
 def _digest(value: object) -> str:
@@ -127,7 +127,7 @@ class LOO(Task):
         """Measure (or read) the removals' loss changes, score the removed examples, correlate."""
         cfg = self.config
         pool, test = ctx.suite.split("train"), ctx.suite.split("test")
-        kind = next((k for k in LABEL_KINDS if all(k in e.labels for e in test)), None)
+        kind = main_label_kind(test)
         labels = [e.labels[kind] if kind else "all" for e in test]
         chosen = pick_tests(labels, cfg.n_test, cfg.seed)
         removed = reference_removals([e.text() for e in pool], [test[i].text() for i in chosen], cfg.k_top,

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from bench.api import (
+    MAIN_LABEL_KINDS,
     ConfigError,
     DataError,
     Example,
@@ -24,6 +25,7 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    main_label_kind,
     percentile_interval,
     register_task,
 )
@@ -37,7 +39,7 @@ class MislabelConfig(TaskConfig):
         "help": "Share of the pool whose response is replaced (dattri: 10%)."})
     seed: int = field(default=0, metadata={"help": "Seed of which examples are corrupted and by which donor (fixed)."})
     label_kind: str | None = field(default=None, metadata={
-        "help": "The label a donor must differ in (default: task, source or stance, the first all carry)."})
+        "help": "The label a donor must differ in (default: task, source, stance or safety, the first all carry)."})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% CIs."})
 
     def __post_init__(self) -> None:
@@ -45,9 +47,6 @@ class MislabelConfig(TaskConfig):
             raise ConfigError(f"mislabel.fraction must be in (0, 0.5), got {self.fraction}")
         if self.bootstrap_resamples < 100:
             raise ConfigError(f"mislabel.bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
-
-
-LABEL_KINDS = ("task", "source", "stance")
 
 
 def corrupt(pool: list[Example], fraction: float, seed: int, kind: str) -> tuple[list[Example], np.ndarray]:
@@ -64,11 +63,11 @@ def corrupt(pool: list[Example], fraction: float, seed: int, kind: str) -> tuple
     rng = np.random.default_rng([seed, n])
     chosen = np.sort(rng.choice(n, size=max(1, round(fraction * n)), replace=False))
     labels = np.array([e.labels[kind] for e in pool])
+    responses = np.array([e.response for e in pool], dtype=object)
     out = list(pool)
     mask = np.zeros(n, dtype=bool)
     for i in chosen:
-        donors = np.flatnonzero((labels != labels[i]) &
-                                np.array([e.response != pool[i].response for e in pool]))
+        donors = np.flatnonzero((labels != labels[i]) & (responses != responses[i]))
         if donors.size == 0:
             raise DataError(f"mislabel: no example of another '{kind}' label to take a response from")
         out[i] = replace(pool[i], response=pool[int(rng.choice(donors))].response)
@@ -164,9 +163,9 @@ class Mislabel(Task):
         """Corrupt, featurise the corrupted pool as train and as test, take the diagonal, rank."""
         cfg = self.config
         pool = ctx.suite.split("train")
-        kind = cfg.label_kind or next((k for k in LABEL_KINDS if all(k in e.labels for e in pool)), None)
+        kind = cfg.label_kind or main_label_kind(pool)
         if kind is None or not all(kind in e.labels for e in pool):
-            raise DataError(f"suite '{ctx.suite.name}' has no label kind ({', '.join(LABEL_KINDS)}) on every "
+            raise DataError(f"suite '{ctx.suite.name}' has no label kind ({', '.join(MAIN_LABEL_KINDS)}) on every "
                             f"pool example to draw donors of another label from; set --task-set label_kind=...")
         corrupted, positive = corrupt(pool, cfg.fraction, cfg.seed, kind)
         ctx.setup(method)

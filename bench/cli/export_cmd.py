@@ -51,22 +51,21 @@ def _report(out: Path, written: dict[str, int]) -> None:
 
 def run_examples(args: argparse.Namespace) -> int:
     """Write the two files."""
-    from bench.export import check_out_dir, export_examples
+    from bench.export import export_examples
 
-    out = check_out_dir(args.out)
-    _report(out, export_examples(_suite(args), out))
+    _report(args.out, export_examples(_suite(args), args.out))
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
     """Write the splits, the ground truth, the suite file and the README."""
     from bench.cache import Cache, default_cache_dir
-    from bench.export import check_out_dir, export_suite
+    from bench.export import export_suite
     from bench.runner import check_device
 
     suite = _suite(args)
     check_device(args.device)
-    out = check_out_dir(args.out)
+    out = Path(args.out)
     written = export_suite(suite, out, Cache(args.cache_dir or default_cache_dir()), device=args.device)
     _report(out, written)
     print(f"{out / 'suite.toml'}: reads the export back (bench run --method M --task lds --suite {out / 'suite.toml'})")
