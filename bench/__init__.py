@@ -135,4 +135,8 @@ def evaluate(scores: Any, suite: str | Suite = "small", task: str = "lds", *, na
         s.require(split)
     ctx = RunContext(s, cache=_cache(cache_dir), seed=seed)
     out = task_obj.run(method, ctx)
-    return Evaluation(out.metrics, out.per_example, out.extra)
+    from bench.api import Metric
+    from bench.runner import record_metrics
+
+    # as a record keeps them (replicates rounded), so that `evaluate` and `bench run` agree to the digit
+    return Evaluation({k: Metric(**v) for k, v in record_metrics(out).items()}, out.per_example, out.extra)

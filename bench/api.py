@@ -34,23 +34,18 @@ from bench.errors import BenchError, ConfigError, DataError
 from bench.executors import Executor, LocalExecutor
 from bench.metrics import (
     Interval,
-    bootstrap_mean,
     lds,
     lds_replicates,
     noise_ceiling,
-    paired_difference,
-    percentile_interval,
-    replicate_means,
-    resample_indices,
+    replicate_macro_means,
     spearman_rows,
     split_half_reliability,
-    stratified_bootstrap_macro_mean,
-    stratified_replicates,
     unigram_f1,
 )
 from bench.progress import progress
 from bench.registry import Registry
 from bench.scoring import attention_group_score, attention_pool
+from bench.stats import replicate_means
 from bench.suites import Split, Suite
 
 if TYPE_CHECKING:
@@ -59,16 +54,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
-    "bootstrap_mean", "build", "code_versions",
-    "check_model", "config_dict", "ConfigError", "CostProfile", "crossover", "Crossover", "DataError",
-    "encode_texts", "Example", "example_ids", "Examples", "feature_nbytes", "Features", "format_count",
-    "MAIN_LABEL_KINDS", "main_label_kind",
-    "format_seconds",
-    "Interval", "lds", "lds_replicates", "load_encoder", "load_pretrained_lm", "make_config", "mean_pool", "Method",
-    "method_cost_s", "MethodConfig", "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "paired_difference",
-    "per_example_loss", "percentile_interval", "progress", "register_method", "register_task", "replicate_means",
-    "resample_indices", "Role", "RunContext", "spearman_rows", "split_half_reliability",
-    "stratified_bootstrap_macro_mean", "stratified_replicates", "Task", "TaskConfig", "TaskOutput", "tasks",
+    "build", "check_model", "cluster_ids", "code_versions", "config_dict", "ConfigError", "CostProfile", "crossover",
+    "Crossover", "DataError", "encode_texts", "Example", "example_ids", "Examples", "feature_nbytes", "Features",
+    "format_count", "format_seconds", "Interval", "lds", "lds_replicates", "load_encoder", "load_pretrained_lm",
+    "MAIN_LABEL_KINDS", "main_label_kind", "make_config", "mean_pool", "Method", "method_cost_s", "MethodConfig",
+    "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of",
+    "progress", "register_method", "register_task", "replicate_macro_means", "replicate_means", "Role",
+    "RunContext", "spearman_rows", "split_half_reliability", "Task", "TaskConfig", "TaskOutput", "tasks",
     "unigram_f1",
 ]
 
@@ -133,6 +125,22 @@ MAIN_LABEL_KINDS = ("task", "source", "stance", "safety")
 def main_label_kind(examples: Examples) -> str | None:
     """The first of `MAIN_LABEL_KINDS` that every example carries, or None."""
     return next((k for k in MAIN_LABEL_KINDS if all(k in e.labels for e in examples)), None)
+
+
+def cluster_ids(kind: str | None, examples: Examples) -> dict[str, Any] | None:
+    """{"kind", "ids"}: each example's cluster under a suite's `clusters` declaration, or None when undeclared.
+
+    Raises:
+        DataError: an example lacks the declared label kind.
+    """
+    if kind is None:
+        return None
+    if kind == "prompt":
+        return {"kind": kind, "ids": [e.prompt for e in examples]}
+    missing = next((e for e in examples if kind not in e.labels), None)
+    if missing is not None:
+        raise DataError(f"the suite clusters examples by '{kind}', which example '{missing.id}' does not carry")
+    return {"kind": kind, "ids": [str(e.labels[kind]) for e in examples]}
 
 
 def example_ids(examples: Examples) -> tuple[str, ...]:
@@ -252,7 +260,12 @@ class Method(ABC):
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric value with its 95% CI and whether higher is better."""
+    """A metric value with its 95% CI, whether higher is better, and how two records' values are compared.
+
+    `test` is the paired test that applies (`bench.stats`): `bootstrap` (the record keeps `replicates` under
+    the suite's shared draws, which `draws` describes), `mcnemar` (0/1 per-example outcomes, kept in
+    `TaskOutput.per_example` under the metric's name) or `none` (an interval that does not pair).
+    """
 
     value: float
     ci_low: float
@@ -260,24 +273,61 @@ class Metric:
     higher_is_better: bool = True
     n: int | None = None
     note: str = ""
+    test: str = "none"
+    replicates: Any = None  # float [n_resamples] (list or array); rounded by the harness when it is written
+    draws: str = ""
+
+    def __post_init__(self) -> None:
+        from bench.stats import BOOTSTRAP, TESTS
+
+        if self.test not in TESTS:
+            raise ValueError(f"Metric.test must be one of {TESTS}, got {self.test!r}")
+        if self.test == BOOTSTRAP and self.replicates is None:
+            raise ValueError("a metric judged by the paired bootstrap needs its replicates")
 
     @classmethod
     def from_interval(cls, interval: Interval, **kwargs: Any) -> Metric:
         """Build from a `bootstrap_mean` interval."""
         return cls(interval.mean, interval.low, interval.high, **kwargs)
 
+    @classmethod
+    def from_replicates(cls, value: float, replicates: Any, *, draws: str, test: str = "bootstrap",
+                        **kwargs: Any) -> Metric:
+        """`value` with the percentile 95% CI of its bootstrap `replicates`, kept for paired tests."""
+        low, high = percentile_interval_of(replicates)
+        return cls(float(value), low, high, test=test, replicates=replicates, draws=draws, **kwargs)
+
+
+def percentile_interval_of(replicates: Any) -> tuple[float, float]:
+    """The 2.5 / 97.5 percentiles of bootstrap replicates (NaN dropped); (NaN, NaN) when none is finite."""
+    from bench.stats import percentile_interval as interval
+
+    return interval([float(v) for v in np.asarray(replicates, dtype=np.float64).ravel()])
+
 
 @dataclass
 class TaskOutput:
-    """What a task returns: metrics (the first is the headline), per-example values, extra JSON, files.
+    """What a task returns: metrics, per-example values, extra JSON, files, and how the record pairs.
 
-    `artifacts` (e.g. a PNG figure) are written by the runner next to the record as `<record stem>.<name>`.
+    `headline`: the metric the record is ranked by (default the first). `pairing`: JSON inputs that decide
+    the draws and the evaluated examples (e.g. a hash of the ground truth, the resample count); the harness
+    builds the record's pairing key from them with the task, the run seed and `clusters`. `clusters`: the
+    cluster id of each evaluated example (`RunContext.clusters`), aligned with the per-example values, or
+    None. `artifacts` (e.g. a PNG figure) are written by the runner next to the record as
+    `<record stem>.<name>`.
     """
 
     metrics: dict[str, Metric]
     per_example: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes, saved beside the record
+    headline: str | None = None
+    pairing: dict[str, Any] | None = None
+    clusters: dict[str, Any] | None = None  # {"kind": str, "ids": [...]}, from RunContext.clusters
+
+    def __post_init__(self) -> None:
+        if self.headline is not None and self.headline not in self.metrics:
+            raise ValueError(f"headline '{self.headline}' is not among the metrics {sorted(self.metrics)}")
 
 
 class Task(ABC):
@@ -359,6 +409,24 @@ class RunContext:
     def rng(self, *keys: int) -> np.random.Generator:
         """A generator seeded from the run seed and `keys`."""
         return np.random.default_rng([self.seed, *keys])
+
+    def clusters(self, examples: Examples) -> dict[str, Any] | None:
+        """The suite's clusters of `examples` (`SuiteSpec.clusters`): {"kind", "ids"}, or None if undeclared.
+
+        A label kind gives each example its label; `prompt` groups examples that share a prompt.
+        """
+        return cluster_ids(self.suite.spec.clusters, examples)
+
+    def draws(self, n: int, *keys: int, n_resamples: int, clusters: dict[str, Any] | None = None) -> np.ndarray:
+        """Bootstrap draws of `n` examples as counts [n_resamples, n] (`bench.stats.draw_weights`).
+
+        Seeded from the run seed and `keys`, so every method of the suite gets the same draws (they pair);
+        with `clusters`, clusters are drawn first and examples within them.
+        """
+        from bench.stats import draw_weights
+
+        return draw_weights(n, rng=self.rng(*keys), n_resamples=n_resamples,
+                            clusters=None if clusters is None else clusters["ids"])
 
     # -- harness artefacts (never charged to a method) --------------------------------------------------
     def warmup_lm(self) -> TargetLM:

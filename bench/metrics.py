@@ -106,112 +106,56 @@ def noise_ceiling(seed_losses: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(rel, 0.0, 1.0))
 
 
-def bootstrap_mean(values: np.ndarray, *, rng: np.random.Generator, n_resamples: int = 2000) -> Interval:
-    """Mean with a percentile-bootstrap 95% CI (scipy.stats.bootstrap), NaNs excluded.
+def lds_replicates(group_scores: np.ndarray, test_losses: np.ndarray, *, row_weights: np.ndarray,
+                   subset_draws: np.ndarray) -> np.ndarray:
+    """Two-way bootstrap of the mean LDS: test examples (or clusters of them) and retrained subsets together.
 
-    Raises:
-        ValueError: no finite value.
-    """
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        raise ValueError("no finite values to average")
-    mean = float(finite.mean())
-    if finite.size == 1 or np.all(finite == finite[0]):
-        return Interval(mean, mean, mean)
-    res = stats.bootstrap((finite,), np.mean, n_resamples=n_resamples, confidence_level=0.95,
-                          method="percentile", rng=rng)
-    return Interval(mean, float(res.confidence_interval.low), float(res.confidence_interval.high))
-
-
-def resample_indices(n: int, *, rng: np.random.Generator, n_resamples: int) -> np.ndarray:
-    """Bootstrap draws of `n` positions with replacement, int [n_resamples, n].
-
-    Drawn from `rng` alone, so every method evaluated with the same generator state on the same suite gets
-    the same draws: their replicates are paired.
-    """
-    return rng.integers(0, n, size=(n_resamples, n))
-
-
-def replicate_means(values: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """Mean of `values` (NaN excluded) under each bootstrap draw of positions, float [n_resamples]."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values)
-    clean = np.where(finite, values, 0.0)
-    counts = np.stack([np.bincount(d, minlength=len(values)) for d in draws]).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (counts @ clean) / (counts @ finite.astype(np.float64))
-
-
-def lds_replicates(group_scores: np.ndarray, test_losses: np.ndarray, *, rng: np.random.Generator,
-                   n_resamples: int = 1000) -> np.ndarray:
-    """Two-way bootstrap of the mean LDS: test examples and retrained subsets resampled together.
-
-    Each replicate draws n_test test examples and M subsets with replacement, recomputes every drawn
-    example's Spearman over the drawn subsets (a subset drawn twice counts twice, tied in the ranks) and
-    averages over the drawn examples (NaN excluded). The subsets are a sample too: a method's LDS on
-    another draw of M subsets would differ, and a CI over test examples alone leaves that out.
+    Replicate b weighs test example i by `row_weights[b, i]` (how often `bench.stats.draw_weights` drew it),
+    recomputes every example's Spearman over the subsets `subset_draws[b]` (a subset drawn twice counts
+    twice, tied in the ranks) and takes the weighted mean (NaN excluded). The subsets are a sample too: a
+    method's LDS on another draw of M subsets would differ, and a CI over test examples alone leaves that out.
 
     Args:
         group_scores: float [n_test, M].
         test_losses: float [M, n_test].
-        rng: the resampling generator (test draws first, then subset draws, so that methods pair).
-        n_resamples: replicates.
+        row_weights: float [B, n_test].
+        subset_draws: int [B, M], subsets drawn with replacement.
 
     Returns:
-        float [n_resamples], the replicates' mean LDS.
+        float [B], the replicates' mean LDS.
     """
-    n_test, m = group_scores.shape
-    rows = resample_indices(n_test, rng=rng, n_resamples=n_resamples)
-    cols = resample_indices(m, rng=rng, n_resamples=n_resamples)
     target = -np.asarray(test_losses, dtype=np.float64).T  # [n_test, M]
     scores = np.asarray(group_scores, dtype=np.float64)
-    out = np.empty(n_resamples)
-    for b in range(n_resamples):
-        rho = spearman_rows(scores[:, cols[b]], target[:, cols[b]])
-        w = np.bincount(rows[b], minlength=n_test).astype(np.float64)
-        ok = np.isfinite(rho)
-        out[b] = (w[ok] * rho[ok]).sum() / w[ok].sum() if w[ok].sum() else np.nan
+    out = np.empty(len(row_weights))
+    for b, (w, cols) in enumerate(zip(row_weights, subset_draws, strict=True)):
+        rho = spearman_rows(scores[:, cols], target[:, cols])
+        ok = np.isfinite(rho) & (w > 0)
+        out[b] = (w[ok] * rho[ok]).sum() / w[ok].sum() if ok.any() else np.nan
     return out
 
 
-def percentile_interval(point: float, replicates: np.ndarray) -> Interval:
-    """`point` with the 2.5 / 97.5 percentiles of its bootstrap replicates (NaN replicates dropped)."""
-    reps = np.asarray(replicates, dtype=np.float64)
-    reps = reps[np.isfinite(reps)]
-    if reps.size == 0:
-        return Interval(point, point, point)
-    return Interval(point, float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5)))
+def replicate_macro_means(values: np.ndarray, groups: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean over groups of the within-group weighted mean, under each bootstrap draw, float [B].
 
-
-def paired_difference(a: np.ndarray, b: np.ndarray, a_replicates: np.ndarray, b_replicates: np.ndarray) -> dict:
-    """Method a minus method b on the same examples: mean difference, its paired bootstrap CI, Wilcoxon p.
-
-    Args:
-        a: float [n], per-example values of method a (NaN where undefined; dropped pairwise).
-        b: float [n], method b's on the same examples.
-        a_replicates: float [B], a's bootstrap replicates.
-        b_replicates: float [B], b's under the same draws.
-
-    Returns:
-        `{"mean", "ci_low", "ci_high", "p_wilcoxon", "p_bootstrap", "n"}`: the CI from the replicate
-        differences and the two-sided p-value they give (every source the replicates resample: on LDS,
-        test examples and subsets), and the two-sided Wilcoxon signed-rank p-value (scipy) of the
-        per-example differences, which holds the subsets fixed (conditional on this draw of subsets).
+    A group's weight in the mean is how many times it was drawn (its total weight over its size: each drawn
+    copy of a cluster draws as many examples as it has, `bench.stats.draw_weights`); a group with no draw is
+    left out of that replicate.
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or np.shape(a_replicates) != np.shape(b_replicates):
-        raise ValueError("paired_difference needs values of the same examples and replicates of the same draws")
-    ok = np.isfinite(a) & np.isfinite(b)
-    diff = a[ok] - b[ok]
-    interval = percentile_interval(float(np.nanmean(a) - np.nanmean(b)),
-                                   np.asarray(a_replicates) - np.asarray(b_replicates))
-    p = float(stats.wilcoxon(diff).pvalue) if diff.size and np.any(diff != 0) else 1.0
-    reps = np.asarray(a_replicates, dtype=np.float64) - np.asarray(b_replicates, dtype=np.float64)
-    reps = reps[np.isfinite(reps)]
-    p_boot = float(min(1.0, 2 * min(np.mean(reps <= 0), np.mean(reps >= 0)))) if reps.size else 1.0
-    return {"mean": interval.mean, "ci_low": interval.low, "ci_high": interval.high, "p_wilcoxon": p,
-            "p_bootstrap": p_boot, "n": int(ok.sum())}
+    values = np.asarray(values, dtype=np.float64)
+    out = np.zeros(len(weights))
+    total = np.zeros(len(weights))
+    for g in sorted(set(groups.tolist())):
+        inside = groups == g
+        w = weights[:, inside]
+        mass = w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (w @ values[inside]) / mass
+        copies = mass / inside.sum()
+        drawn = mass > 0
+        out[drawn] += copies[drawn] * mean[drawn]
+        total[drawn] += copies[drawn]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return out / total
 
 
 def unigram_f1(prediction: str, reference: str) -> float:
@@ -229,35 +173,3 @@ def unigram_f1(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = overlap / len(pred), overlap / len(ref)
     return 2 * precision * recall / (precision + recall)
-
-
-def stratified_bootstrap_macro_mean(values: np.ndarray, groups: np.ndarray, *, rng: np.random.Generator,
-                                    n_resamples: int = 2000) -> Interval:
-    """Mean over groups of the within-group mean, with a 95% CI resampling examples within each group.
-
-    Args:
-        values: float [n], one value per example.
-        groups: [n] group label of each example.
-        rng: the resampling generator.
-        n_resamples: bootstrap resamples.
-    """
-    point, boot = stratified_replicates(values, groups, rng=rng, n_resamples=n_resamples)
-    return Interval(point, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
-
-
-def stratified_replicates(values: np.ndarray, groups: np.ndarray, *, rng: np.random.Generator,
-                          n_resamples: int = 2000) -> tuple[float, np.ndarray]:
-    """The macro mean over groups and its bootstrap replicates, examples resampled within each group.
-
-    The draws depend only on the group sizes and `rng`, so methods evaluated on the same examples pair.
-
-    Returns:
-        (point estimate, float [n_resamples] replicates).
-    """
-    labels = sorted(set(groups.tolist()))
-    members = [values[groups == g] for g in labels]
-    point = float(np.mean([m.mean() for m in members]))
-    boot = np.zeros(n_resamples)
-    for m in members:
-        boot += m[rng.integers(0, len(m), size=(n_resamples, len(m)))].mean(axis=1)
-    return point, boot / len(members)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,26 @@ class RunRecord:
         suite / suite_version / task / method: what ran.
         method_family: gradient, representation, learned or baseline.
         method_config / task_config: the full configs, JSON.
-        fingerprint: sha256 of {suite, task, method, configs, schema} - the file name.
+        fingerprint: sha256 of {suite, task, method, configs, seed, code versions and code hash} - the file name.
         status: "ok" or "failed".
-        metrics: name -> {"value", "ci_low", "ci_high", "higher_is_better", ...}.
-        per_example: name -> list of per-test-example values (NaN stored as null).
+        headline: the metric the record is ranked by (the task names it).
+        metrics: name -> {"value", "ci_low", "ci_high", "higher_is_better", "n", "note", "test", "replicates",
+            "draws"}: `test` is the paired test that applies (`bench.stats`: bootstrap, mcnemar, none),
+            `replicates` the bootstrap replicates under the suite's shared draws, `draws` what they resample.
+        per_example: name -> list of per-example values (NaN stored as null).
+        pairing: the key two records must share for their replicates and per-example values to pair (the
+            harness builds it from the task's pairing inputs, the run seed and the clusters).
+        clusters: {"kind", "ids"}: the cluster of each evaluated example (the suite's `clusters`), or None.
+        label: a named variant's row name (`--label`), or None for the method's own row.
+        options: the options given on the command line: {"method", "task", "suite"} -> {key: value}.
+        data: the suite's data fingerprint.
         cost: {"phases": [...], "storage_bytes", "storage_bytes_per_example", "dim", ...}.
-        env: package version, git commit, python / torch versions, device, hostname.
+        env: package version, git commit and dirty flag, code versions and hashes, python / torch versions,
+            libraries, device, CPU.
         seed: the run's seed.
         started_at / created_at: ISO-8601 UTC timestamps.
         error: {"kind", "message"} when status is "failed".
+        extra: the task's own JSON (per-label values, chance levels, profiles): read by its bespoke table.
     """
 
     suite: str
@@ -54,7 +65,18 @@ class RunRecord:
     created_at: str
     error: dict[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    headline: str | None = None
+    pairing: str | None = None
+    clusters: dict[str, Any] | None = None
+    label: str | None = None
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: str | None = None
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def row(self) -> str:
+        """The leaderboard row of the record: the method, or the label of a named variant."""
+        return self.label or self.method
 
     def to_json(self) -> str:
         """Serialise with NaN/inf as null and sorted keys (stable diffs)."""
@@ -109,11 +131,62 @@ def write_record(results_dir: Path, record: RunRecord) -> Path:
     return path
 
 
+def _binary(values: list[Any] | None) -> bool:
+    return bool(values) and all(v in (0, 1, 0.0, 1.0) for v in values)  # type: ignore[union-attr]
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: the keys the leaderboard and the CLI read move out of `extra` into typed fields.
+
+    `extra.headline`, `label`, `options` (older: `suite_options`), `data` and `pairing` become fields; each
+    metric takes its replicates from `extra.bootstrap` and declares its test: `mcnemar` where its
+    per-example values are 0/1 (classification's hits), `bootstrap` where it has replicates, else `none`.
+    No value, interval or replicate changes; clusters are unknown (None) until `bench migrate` reads them
+    from the suite.
+    """
+    out = dict(raw)
+    extra = dict(raw.get("extra") or {})
+    metrics = {k: dict(v) for k, v in (raw.get("metrics") or {}).items()}
+    bootstrap = extra.pop("bootstrap", None) or {}
+    per_example = raw.get("per_example") or {}
+    for name, m in metrics.items():
+        reps = bootstrap.get(name)
+        m["replicates"] = reps
+        m["test"] = MCNEMAR_TEST if _binary(per_example.get(name)) else BOOTSTRAP_TEST if reps else "none"
+        m.setdefault("draws", _V1_DRAWS.get(raw.get("task", ""), "") if reps else "")
+    out["metrics"] = metrics
+    # what the schema-1 leaderboard ranked a record without a headline by: top-1 of the task label first
+    out["headline"] = extra.pop("headline", None) or min(
+        metrics, key=lambda n: (not n.startswith("top1_task"), not n.startswith("top1_"), n), default=None)
+    out["label"] = extra.pop("label", None)
+    options = extra.pop("options", None)
+    suite_options = extra.pop("suite_options", None)
+    out["options"] = options if options is not None else {"suite": suite_options or {}}
+    out["data"] = extra.pop("data", None)
+    out["pairing"] = extra.pop("pairing", None)
+    out["clusters"] = None
+    out["extra"] = extra
+    out["schema_version"] = 2
+    return out
+
+
+MCNEMAR_TEST, BOOTSTRAP_TEST = "mcnemar", "bootstrap"  # bench.stats's names (not imported: stdlib only here)
+# what schema-1 replicates resampled, per task (their draws were not recorded)
+_V1_DRAWS = {"lds": "test examples (independent) x subsets", "classification": "test examples (independent)",
+             "selection": "test examples within tasks", "mislabel": "corrupted and clean examples",
+             "loo": "test examples (independent)"}
+MIGRATIONS = {1: _v1_to_v2}  # version -> the step to version + 1
+
+
 def migrate(raw: dict[str, Any]) -> dict[str, Any]:
     """Bring a record dict of any known schema version to the current one (one step per version)."""
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"unknown result schema version {version!r} (this build reads {SCHEMA_VERSION})")
+    while version != SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)  # type: ignore[arg-type]
+        if step is None:
+            raise ValueError(f"unknown result schema version {version!r} (this build reads up to {SCHEMA_VERSION})")
+        raw = step(raw)
+        version = raw["schema_version"]
     return raw
 
 
@@ -133,10 +206,7 @@ def is_default(record: RunRecord) -> bool:
 
     Default: no --set, --task-set or --suite-set options, no --label, seed 0.
     """
-    options = record.extra.get("options")
-    if options is None:  # older records: only --suite-set was kept
-        options = {"suite": record.extra.get("suite_options") or {}}
-    return not any(options.values()) and not record.extra.get("label") and record.seed == 0
+    return not any(record.options.values()) and not record.label and record.seed == 0
 
 
 def default_records(results_dir: Path) -> dict[tuple[str, str, str], RunRecord]:
@@ -146,24 +216,3 @@ def default_records(results_dir: Path) -> dict[tuple[str, str, str], RunRecord]:
         if r.status == "ok" and is_default(r):
             out[(r.suite, r.task, r.method)] = r
     return out
-
-
-def comparable(a: RunRecord, b: RunRecord, metric: str, *, values: bool = True) -> str | None:
-    """Why two records cannot be paired on `metric` (None if they can): other examples or other draws.
-
-    Pairing needs both records' bootstrap replicates of `metric` under the same draws, and with `values` their
-    per-example values too (a test on the differences).
-    """
-    for r in (a, b):
-        if metric not in (r.extra.get("bootstrap") or {}) or values and metric not in r.per_example:
-            kept = "per-example values and replicates" if values else "replicates"
-            return f"the {r.method} record keeps no {kept} of '{metric}'"
-    if (a.suite, a.suite_version, a.task) != (b.suite, b.suite_version, b.task):
-        return "they are of different suites, suite versions or tasks"
-    if a.extra.get("data") != b.extra.get("data") or a.extra.get("pairing") != b.extra.get("pairing"):
-        return "their data or ground truth differ (another suite option or version)"
-    if values and len(a.per_example[metric]) != len(b.per_example[metric]):
-        return "they hold different numbers of examples"
-    if len(a.extra["bootstrap"][metric]) != len(b.extra["bootstrap"][metric]):
-        return "they hold different numbers of replicates"
-    return None

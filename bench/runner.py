@@ -21,6 +21,7 @@ from bench.cache import Cache, atomic_path, default_cache_dir
 from bench.config import fingerprint, to_jsonable
 from bench.errors import BenchError, ConfigError
 from bench.executors import ShardIncomplete, get_executor
+from bench.provenance import code_hashes
 from bench.results import SCHEMA_VERSION, RunRecord, record_path, write_record
 from bench.suites import load_suite
 
@@ -183,11 +184,15 @@ def _prepare(request: RunRequest) -> _Prepared:
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
                 "schema_version": SCHEMA_VERSION, "code_versions": code_versions(method_cls, task_cls),
+                "code_hashes": code_hashes(method_cls, task_cls),
                 **({"label": label} if label else {}),
                 **({"method_identity": method_identity} if method_identity else {})}
+    options = {"method": to_jsonable(dict(request.method_options)), "task": to_jsonable(dict(request.task_options)),
+               "suite": to_jsonable(dict(request.suite_options))}
     common = dict(started_at=_now(), suite=suite.name, suite_version=suite.spec.version, task=request.task,
                   method=request.method, method_family=method_cls.family, method_config=config_dict(method_config),
-                  task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed)
+                  task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed,
+                  label=label, options=options, data=suite.data_fingerprint)
     return _Prepared(method, task, suite, executor, common, label)
 
 
@@ -196,6 +201,30 @@ def code_versions(method_cls: Any, task_cls: Any) -> dict[str, Any]:
     from bench import versions
 
     return {"harness": versions.harness(), "method": method_cls.code_version, "task": task_cls.code_version}
+
+
+def record_metrics(output: Any) -> dict[str, Any]:
+    """The task's metrics as the record keeps them: JSON, replicates rounded (`bench.stats.rounded`)."""
+    from bench.stats import rounded
+
+    out = {}
+    for name, metric in output.metrics.items():
+        m = to_jsonable(metric)
+        m["replicates"] = None if metric.replicates is None else rounded(list(metric.replicates))
+        out[name] = m
+    return out
+
+
+def pairing_key(task: str, output: Any, seed: int) -> str | None:
+    """The key two records must share to pair: the task, its pairing inputs, the run seed and the clusters.
+
+    Built here, for every task alike, from what the task declares (`TaskOutput.pairing`): the examples and
+    draws it evaluated on. None when the task declares nothing (its records never pair).
+    """
+    if output.pairing is None:
+        return None
+    return fingerprint({"task": task, "inputs": to_jsonable(output.pairing), "seed": seed,
+                        "clusters": output.clusters})[:16]
 
 
 def existing_record(request: RunRequest) -> tuple[RunRecord, Path] | None:
@@ -267,17 +296,13 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         "peak_bytes": max((p.peak_bytes for p in acct.phases), default=None),
         "device": request.device,
     }
-    env = {**environment(request.device, started=started), "code_versions": code_versions(type(method), type(task))}
+    env = {**environment(request.device, started=started), "code_versions": code_versions(type(method), type(task)),
+           "code_hashes": code_hashes(type(method), type(task))}
     record = RunRecord(
-        **common, status="ok", metrics={k: to_jsonable(v) for k, v in output.metrics.items()},
-        per_example=output.per_example, cost=cost, env=env, created_at=_now(),
-        extra={**to_jsonable(output.extra), "headline": next(iter(output.metrics), None),
-               "hygiene": suite.hygiene(loaded_only=True),
-               "suite_options": to_jsonable(dict(request.suite_options)),
-               "options": {"method": to_jsonable(dict(request.method_options)),
-                           "task": to_jsonable(dict(request.task_options)),
-                           "suite": to_jsonable(dict(request.suite_options))},
-               "label": prepared.label, "data": suite.data_fingerprint,
+        **common, status="ok", metrics=record_metrics(output), per_example=output.per_example, cost=cost, env=env,
+        created_at=_now(), headline=output.headline or next(iter(output.metrics), None),
+        pairing=pairing_key(request.task, output, request.seed), clusters=output.clusters,
+        extra={**to_jsonable(output.extra), "hygiene": suite.hygiene(loaded_only=True),
                "method_info": to_jsonable(method.info()),
                **({"artifacts": sorted(output.artifacts)} if output.artifacts else {})},
     )

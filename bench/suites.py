@@ -197,6 +197,13 @@ class SuiteSpec:
     lm: LMSpec = field(default_factory=LMSpec)
     ground_truth: GroundTruthSpec = field(default_factory=GroundTruthSpec)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> option defaults here
+    clusters: str | None = field(default=None, metadata={
+        "help": "How test examples cluster, for the bootstrap (`bench.stats.draw_weights`): a label kind (task, "
+                "source) or `prompt` (examples sharing a prompt). Clusters are resampled, then examples in them."})
+
+    def __post_init__(self) -> None:
+        if self.clusters is not None and not self.clusters:
+            raise ConfigError("clusters must name a label kind or `prompt` (or be left out)")
 
 
 class Suite:

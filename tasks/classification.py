@@ -15,10 +15,8 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
-    percentile_interval,
     register_task,
     replicate_means,
-    resample_indices,
 )
 
 
@@ -79,8 +77,11 @@ class Classification(Task):
     For every label kind the suite's examples carry (task and family on the embedded suites; source on
     Tulu; safety on SafeRLHF), the share of test examples whose highest-scored training example has the same
     label, and the share whose top k contain one, each with a bootstrap 95% CI over test examples and the
-    chance level of a random ranking next to it.
+    chance level of a random ranking next to it. Two methods are compared with McNemar's test on the test
+    examples where they disagree (clustered where the suite declares clusters, `bench.stats`).
     """
+
+    code_version = "2"  # 2: clustered draws, McNemar declared in the record, pairing by the harness
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Score the test split against the pool and check labels of the top-ranked training examples."""
@@ -100,10 +101,13 @@ class Classification(Task):
         metrics: dict[str, Metric] = {}
         per_example: dict[str, list[float]] = {}
         chance: dict[str, dict[str, float]] = {}
-        replicates: dict[str, list[float]] = {}
         k = self.config.k
+        clusters = ctx.clusters(test)
+        unit = f"{clusters['kind']} clusters > test examples" if clusters else "test examples"
         with ctx.acct.phase("eval"):
             top = top_k(scores, k)
+            # the same draws of test examples for every metric and method of the suite: paired
+            draws = ctx.draws(len(test), 2, n_resamples=self.config.bootstrap_resamples, clusters=clusters)
             for kind in kinds:
                 tl = np.array([e.labels[kind] for e in train])
                 zl = np.array([e.labels[kind] for e in test])
@@ -112,14 +116,15 @@ class Classification(Task):
                 chance[kind] = {"top1": c1, f"top{k}": ck}
                 for name, values, level in ((f"top1_{kind}", hits[:, 0], c1), (f"top{k}_{kind}", hits.any(1), ck)):
                     values = values.astype(np.float64)
-                    # the same draws of test examples for every metric and method of the suite: paired
-                    reps = replicate_means(values, resample_indices(len(values), rng=ctx.rng(2),
-                                                                    n_resamples=self.config.bootstrap_resamples))
-                    metrics[name] = Metric.from_interval(percentile_interval(float(values.mean()), reps),
-                                                         n=len(values), note=f"chance {level:.3f}")
+                    # a 0/1 outcome per example: two methods are compared by McNemar's test on the examples
+                    # where they disagree (`bench.stats`); the replicates give the interval
+                    metrics[name] = Metric.from_replicates(float(values.mean()), replicate_means(values, draws),
+                                                           test="mcnemar", draws=unit, n=len(values),
+                                                           note=f"chance {level:.3f}")
                     per_example[name] = values.tolist()
-                    replicates[name] = [round(float(v), 6) for v in reps]
-        return TaskOutput(metrics=metrics, per_example=per_example,
-                          extra={"label_kinds": list(kinds), "k": k, "chance": chance, "bootstrap": replicates,
-                                 "pairing": f"{len(test)}/{ctx.seed}/{self.config.bootstrap_resamples}",
+        return TaskOutput(metrics=metrics, per_example=per_example, headline=f"top1_{kinds[0]}",
+                          pairing={"n_test": len(test), "n_resamples": self.config.bootstrap_resamples,
+                                   "k": k},
+                          clusters=clusters,
+                          extra={"label_kinds": list(kinds), "k": k, "chance": chance,
                                  "dim": method.dim(train_features), "n_train": len(train), "n_test": len(test)})

@@ -21,10 +21,8 @@ from bench.api import (
     TaskConfig,
     TaskOutput,
     main_label_kind,
-    percentile_interval,
     register_task,
     replicate_means,
-    resample_indices,
     spearman_rows,
 )
 
@@ -121,7 +119,7 @@ class LOO(Task):
     """
 
     needs_features = False  # pair scores are enough: a score file of the suite works too
-    code_version = "2"  # 2: the pairing names the removals; the record keeps the loss increases
+    code_version = "3"  # 2: the pairing names the removals, the record keeps the increases; 3: clustered draws
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Measure (or read) the removals' loss changes, score the removed examples, correlate."""
@@ -145,17 +143,17 @@ class LOO(Task):
             ok = np.isfinite(per_example)
             if not ok.any():
                 raise DataError(f"loo: every test example's scores or loss changes are constant on '{ctx.suite.name}'")
-            draws = resample_indices(len(per_example), rng=ctx.rng(12), n_resamples=cfg.bootstrap_resamples)
-            reps = replicate_means(per_example, draws)
-            value = float(np.nanmean(per_example))
-            metrics = {"loo": Metric.from_interval(percentile_interval(value, reps), n=int(ok.sum()),
-                                                   note=f"{int((~ok).sum())} constant test examples excluded; CI "
-                                                        f"over test examples (the removals fixed)")}
+            clusters = ctx.clusters([test[i] for i in chosen])
+            unit = f"{clusters['kind']} clusters > test examples" if clusters else "test examples"
+            draws = ctx.draws(len(per_example), 12, n_resamples=cfg.bootstrap_resamples, clusters=clusters)
+            metrics = {"loo": Metric.from_replicates(
+                float(np.nanmean(per_example)), replicate_means(per_example, draws), draws=unit, n=int(ok.sum()),
+                note=f"{int((~ok).sum())} constant test examples excluded; the removals fixed")}
         return TaskOutput(
             metrics=metrics, per_example={"loo": per_example.tolist()},
             extra={"test_rows": chosen, "removed": removed, "n_removed": len(removed),
                    "label_kind": kind, "increase_abs_mean": float(np.abs(increase).mean()),
                    "increase": increase.tolist(),  # [removed, test rows]: each removal's loss change
-                   "bootstrap": {"loo": reps.tolist()},
-                   "pairing": f"{_digest([chosen, removed])}/{cfg.seed}/{ctx.seed}/{cfg.bootstrap_resamples}",
-                   "dim": method.dim(train_features), "n_train": len(pool)})
+                   "dim": method.dim(train_features), "n_train": len(pool)},
+            headline="loo", clusters=clusters,
+            pairing={"removals": _digest([chosen, removed]), "seed": cfg.seed, "n_resamples": cfg.bootstrap_resamples})

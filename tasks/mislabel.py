@@ -26,7 +26,6 @@ from bench.api import (
     TaskConfig,
     TaskOutput,
     main_label_kind,
-    percentile_interval,
     register_task,
 )
 
@@ -156,7 +155,7 @@ class Mislabel(Task):
     """
 
     needs_features = True  # a score file holds no scores of the pool against itself
-    code_version = "3"  # 2: self-scores equal to float32 rounding are constant; 3: relative only, pairing
+    code_version = "4"  # 2: float32-constant self-scores; 3: relative only; 4: pairing by the harness
     requires = ("train",)
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
@@ -186,13 +185,11 @@ class Mislabel(Task):
             draws = [np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
                      for _ in range(cfg.bootstrap_resamples)]
             metrics: dict[str, Metric] = {}
-            bootstrap: dict[str, list[float]] = {}
             if not constant:
                 value = auc(self_scores, positive)
                 reps = np.array([auc(self_scores[d], positive[d]) for d in draws])
-                metrics["auc"] = Metric.from_interval(percentile_interval(value, reps), n=len(pool),
-                                                      note="bootstrap over corrupted and clean examples")
-                bootstrap["auc"] = reps.tolist()
+                metrics["auc"] = Metric.from_replicates(value, reps, n=len(pool),
+                                                        draws="corrupted and clean examples, each independently")
                 for share in (0.1, 0.2):  # a top-k share does not bootstrap (resampled copies crowd the top)
                     value = found_in_top(self_scores, positive, share)
                     hits = round(value * positive.sum())
@@ -205,12 +202,11 @@ class Mislabel(Task):
                  **({"summary": ["self-scores constant (up to rounding): the method ranks nothing, no AUC"]}
                     if constant else {}), "label_kind": kind, "n_corrupted": int(positive.sum()),
                  "corrupted": [e.id for e, p in zip(pool, positive, strict=True) if p],
-                 "bootstrap": bootstrap,
-                 "pairing": f"{hashlib.sha256(positive.tobytes()).hexdigest()[:16]}/{kind}/{ctx.seed}/"
-                            f"{cfg.bootstrap_resamples}",
                  "dim": method.dim(train), "n_train": len(pool)}
         figure = _figure(method.name, ctx.suite.name, x, y, metrics["auc"].value if "auc" in metrics else None)
-        return TaskOutput(metrics=metrics,
+        return TaskOutput(metrics=metrics, headline="auc" if "auc" in metrics else None,
+                          pairing={"corrupted": hashlib.sha256(positive.tobytes()).hexdigest()[:16],
+                                   "label_kind": kind, "n_resamples": cfg.bootstrap_resamples},
                           per_example={"self_score": self_scores.tolist(),
                                        "corrupted": positive.astype(float).tolist()},
                           extra=extra, artifacts={"detection.png": figure})

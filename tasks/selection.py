@@ -17,9 +17,8 @@ from bench.api import (
     TaskConfig,
     TaskOutput,
     method_cost_s,
-    percentile_interval,
     register_task,
-    stratified_replicates,
+    replicate_macro_means,
     unigram_f1,
 )
 
@@ -77,7 +76,10 @@ class Selection(Task):
     test examples; unigram F1 against the references, averaged over tasks. Compared with `random_seeds`
     random selections of k and with fine-tuning on the whole pool. The selection cost is the method's time
     to score the pool (setup + featurisation + scoring), reported beside the F1 as in the paper's figure.
+    The CI resamples the suite's clusters (tasks) and the test examples in them.
     """
+
+    code_version = "2"  # 2: clustered draws of tasks and examples, pairing by the harness
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Select, fine-tune, generate, score; the same for the random and full-pool references."""
@@ -121,20 +123,17 @@ class Selection(Task):
             for (kind, row, test_ids), outputs in zip(where, answers, strict=True):
                 f1[kind][row, test_ids] = [unigram_f1(o, refs[i]) for o, i in zip(outputs, test_ids, strict=True)]
         method_f1, random_f1, full_f1 = f1["method"][0], f1["random"], f1["full"][0]
-        replicates: dict[str, list[float]] = {}
+        clusters = ctx.clusters(test)
+        unit = f"{clusters['kind']} clusters > test examples" if clusters else "test examples"
+        draws = ctx.draws(len(test), 4, n_resamples=cfg.bootstrap_resamples, clusters=clusters)
 
-        def macro(name: str, values: np.ndarray, key: int) -> Metric:
-            point, reps = stratified_replicates(values, labels, rng=ctx.rng(4, key),
-                                                n_resamples=cfg.bootstrap_resamples)
-            replicates[name] = [round(float(v), 6) for v in reps]
-            return Metric.from_interval(percentile_interval(point, reps), n=len(values))
+        def macro(values: np.ndarray) -> Metric:
+            # the macro mean over tasks under the same draws for every method and reference: paired
+            return Metric.from_replicates(float(np.mean([values[labels == t].mean() for t in tasks])),
+                                          replicate_macro_means(values, labels, draws), draws=unit, n=len(values))
 
         random_mean = random_f1.mean(axis=0)
-        metrics = {
-            "f1": macro("f1", method_f1, 0),
-            "f1_random": macro("f1_random", random_mean, 1),
-            "f1_full": macro("f1_full", full_f1, 2),
-        }
+        metrics = {"f1": macro(method_f1), "f1_random": macro(random_mean), "f1_full": macro(full_f1)}
         per_task = {task: {"method": float(method_f1[labels == task].mean()),
                            "random": float(random_mean[labels == task].mean()),
                            "full": float(full_f1[labels == task].mean())} for task in tasks}
@@ -145,6 +144,7 @@ class Selection(Task):
                    "random_seed_means": [float(np.mean([random_f1[r, labels == t].mean() for t in tasks]))
                                          for r in range(cfg.random_seeds)],
                    "selection_cost_s": selection_cost, "dim": method.dim(train_features), "selected": selected,
-                   "finetune_s": produced_s, "bootstrap": replicates,
-                   "pairing": f"{len(test)}/{k}/{ctx.seed}/{cfg.bootstrap_resamples}"},
+                   "finetune_s": produced_s},
+            headline="f1", pairing={"n_test": len(test), "k": k, "n_resamples": cfg.bootstrap_resamples},
+            clusters=clusters,
         )

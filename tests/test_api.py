@@ -48,7 +48,7 @@ def test_evaluate_equals_the_cli_and_writes_a_record_when_asked(run_cli, tmp_pat
     record = json.loads(next(results.rglob(f"tiny/{task}/scores/*.json")).read_text())
     assert record["metrics"] == {k: dataclasses.asdict(m) for k, m in in_memory.metrics.items()}
     assert record["per_example"] == in_memory.per_example
-    assert record["extra"]["bootstrap"] == in_memory.extra["bootstrap"]
+    assert all(record["metrics"][k]["replicates"] for k in record["metrics"] if k.startswith(("lds", "top")))
     if task != "classification":
         return
     written = bench.evaluate(scores, suite="tiny", task="classification", cache_dir=tiny_cache,
@@ -61,7 +61,7 @@ def test_evaluate_equals_the_cli_and_writes_a_record_when_asked(run_cli, tmp_pat
                        results_dir=tmp_path / "res2", name="bad")
     assert not (tmp_path / "res2").exists()
     assert written.record_path.is_file() and written.metrics["top1_task"].value == in_memory["top1_task"]
-    assert json.loads(written.record_path.read_text())["extra"]["label"] == "noise (external)"
+    assert json.loads(written.record_path.read_text())["label"] == "noise (external)"
 
 
 def test_evaluate_rejects_a_bad_matrix_and_a_feature_task(tiny_cache):

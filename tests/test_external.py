@@ -35,7 +35,7 @@ def test_a_score_file_gives_the_plugins_numbers_to_the_last_digit(run_cli, tfidf
     ours = json.loads(next(results.rglob(f"tiny/{task}/scores/*.json")).read_text())
     assert ours["metrics"] == plugin["metrics"]
     assert ours["per_example"] == plugin["per_example"]
-    assert ours["extra"]["label"] == "mine (external)" and ours["method_family"] == "external"
+    assert ours["label"] == "mine (external)" and ours["method_family"] == "external"
     info = ours["extra"]["method_info"]
     assert info["sha256"] == __import__("hashlib").sha256(tfidf_file.read_bytes()).hexdigest()
     assert info["shape"] == [64, 400]
@@ -49,8 +49,8 @@ def test_another_file_is_another_record_and_row(run_cli, tfidf_file, tmp_path):
                                         f"name={name}", "--task", "lds", "--suite", "tiny")
         assert code == 0, err
     records = [json.loads(p.read_text()) for p in results.rglob("tiny/lds/scores/*.json")]
-    assert sorted(r["extra"]["label"] for r in records) == ["a (external)", "b (external)"]
-    lds = {r["extra"]["label"]: r["metrics"]["lds"]["value"] for r in records}
+    assert sorted(r["label"] for r in records) == ["a (external)", "b (external)"]
+    lds = {r["label"]: r["metrics"]["lds"]["value"] for r in records}
     assert lds["a (external)"] == pytest.approx(-lds["b (external)"])  # negated scores, mirrored ranks
     from leaderboard.render import render
 
@@ -76,7 +76,7 @@ def test_the_columns_follow_the_exported_train_order(run_cli, tfidf_file, tmp_pa
         assert code == 0, err
     for p in results.rglob("tiny/lds/scores/*.json"):
         r = json.loads(p.read_text())
-        values[r["extra"]["label"]] = r["metrics"]["lds"]["value"]
+        values[r["label"]] = r["metrics"]["lds"]["value"]
     assert values["back (external)"] == values["tfidf (external)"]
     assert abs(values["shuffled (external)"]) < 0.5 * values["tfidf (external)"]
 
@@ -90,7 +90,7 @@ def test_safetensors_is_read_like_npy(run_cli, tfidf_file, tmp_path):
         code, _, err, results = run_cli("run", "--method", "scores", "--set", f"path={path}", "--set", "name=x",
                                         "--task", "lds", "--suite", "tiny", "--label", path.suffix)
         assert code == 0, err
-    values = {json.loads(p.read_text())["extra"]["label"]: json.loads(p.read_text())["metrics"]["lds"]["value"]
+    values = {json.loads(p.read_text())["label"]: json.loads(p.read_text())["metrics"]["lds"]["value"]
               for p in results.rglob("tiny/lds/scores/*.json")}
     assert values[".npy"] == values[".safetensors"]
 

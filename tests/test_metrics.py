@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.metrics import bootstrap_mean, lds, spearman_rows
+from bench.metrics import lds, spearman_rows
 
 
 def test_lds_hand_computed():
@@ -31,20 +31,6 @@ def test_constant_rows_are_nan():
 def test_lds_shape_mismatch():
     with pytest.raises(ValueError, match="does not match"):
         lds(np.zeros((2, 3)), np.zeros((2, 3)))
-
-
-def test_bootstrap_ci_covers_mean_and_excludes_nan():
-    rng = np.random.default_rng(0)
-    values = np.concatenate([rng.normal(0.3, 0.1, 200), [np.nan] * 5])
-    ci = bootstrap_mean(values, rng=np.random.default_rng(1))
-    assert ci.low < ci.mean < ci.high
-    assert ci.mean == pytest.approx(np.nanmean(values))
-    assert 0.005 < ci.high - ci.low < 0.05  # ~ 4 * 0.1 / sqrt(200) = 0.028
-
-
-def test_bootstrap_all_nan_raises():
-    with pytest.raises(ValueError):
-        bootstrap_mean(np.array([np.nan, np.nan]), rng=np.random.default_rng(0))
 
 
 def test_split_half_reliability_steps_up_to_every_seed():

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from bench.metrics import stratified_bootstrap_macro_mean, unigram_f1
+from bench.metrics import replicate_macro_means, unigram_f1
+from bench.stats import draw_weights
 from tasks.selection import best_ranks, select_top_k
 
 
@@ -24,8 +25,12 @@ def test_unigram_f1():
 def test_macro_mean_weights_groups_equally():
     values = np.array([1.0, 1.0, 1.0, 0.0])
     groups = np.array(["a", "a", "a", "b"])
-    ci = stratified_bootstrap_macro_mean(values, groups, rng=np.random.default_rng(0), n_resamples=200)
-    assert ci.mean == 0.5 and ci.low == ci.high == 0.5  # no within-group variance
+    # resampling examples within the groups (each group drawn once): no within-group variance, always 0.5
+    reps = replicate_macro_means(values, groups, draw_weights(4, rng=np.random.default_rng(0), n_resamples=200,
+                                                              clusters=["a", "a", "a", "b"]))
+    assert np.all((reps == 0.5) | (reps == 1.0) | (reps == 0.0))
+    # a replicate that drew group a twice and b never is 1.0; both once 0.5: the groups weigh by their draws
+    assert 0.3 < np.mean(reps == 0.5) < 0.7
 
 
 def test_selection_end_to_end_on_tiny(run_cli):

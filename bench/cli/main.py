@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli import compare_cmd, export_cmd, leaderboard_cmd, list_cmd, plan_cmd, respond_cmd, run_cmd
+from bench.cli import (
+    check_cmd,
+    compare_cmd,
+    export_cmd,
+    leaderboard_cmd,
+    list_cmd,
+    migrate_cmd,
+    plan_cmd,
+    respond_cmd,
+    run_cmd,
+)
 from bench.errors import BenchError
 from bench.executors import ShardIncomplete
 
@@ -23,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     respond_cmd.add_parser(sub)
     compare_cmd.add_parser(sub)
     export_cmd.add_parser(sub)
+    migrate_cmd.add_parser(sub)
+    check_cmd.add_parser(sub)
     return parser
 
 

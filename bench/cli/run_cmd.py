@@ -163,7 +163,7 @@ def _warn_overlap(record) -> None:  # RunRecord
 
 def headline(record) -> str:  # RunRecord
     """The record's headline metric with its CI, one line."""
-    name = record.extra.get("headline") or next(iter(record.metrics), None)  # JSON keys come back sorted
+    name = record.headline or next(iter(record.metrics), None)  # JSON keys come back sorted
     if name is None:  # a task may have no metric to give (e.g. a method whose self-scores are constant)
         return "; ".join(record.extra.get("summary") or ["no metric"])
     m = record.metrics[name]

@@ -1,0 +1,309 @@
+"""The one statistics layer: bootstrap draws (plain and clustered), intervals, paired tests, Holm, `compare`.
+
+Every interval, significance test and rank in the harness comes from here: tasks draw their bootstrap
+replicates with `draw_weights` / `replicate_means`, and the leaderboard and `bench compare` judge pairs of
+records with `compare` and a column of records with `column`. Nothing else implements a test.
+
+The comparison half (`compare`, `column`, `holm`, the McNemar tests, intervals from stored replicates) is pure
+Python, so that the leaderboard, which imports it, runs without numpy or torch; the resampling half imports
+numpy when called.
+
+Which test applies to a metric is declared by the task in the record (`Metric.test`):
+- `bootstrap`: the paired bootstrap. Two records of one suite and pairing key hold replicates under the same
+  draws (test examples, or clusters of them and the examples inside, and on LDS the retrained subsets); the
+  difference's replicates give its percentile CI, and its two-sided p-value comes from their standard error
+  (normal approximation: 1,000 replicates cannot resolve a p-value below 0.002, and Holm's correction over a
+  column of k methods needs p-values down to 0.05 / (k (k - 1) / 2)).
+- `mcnemar`: 0/1 outcomes per example (classification hits). The same paired bootstrap, and the exact
+  two-sided McNemar test on the discordant examples; the larger p-value counts. A bootstrap of a few
+  discordant pairs is anti-conservative (4 of 320 examples, all one way, give a bootstrap p near 0.05 and a
+  McNemar p of 0.125); McNemar alone treats clustered examples as independent.
+- `none`: an interval that does not pair (e.g. a Wilson interval); no test, no rank.
+
+Ranks and bold over a column (one suite, one metric) use Holm's step-down correction over every pair of the
+column's methods at `ALPHA`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bench.results import RunRecord
+
+ALPHA = 0.05  # two-sided level of every test, familywise over a column after Holm
+ROUND_DIGITS = 6  # replicates kept in records: far below their spread, and keeps the JSON small
+
+BOOTSTRAP, MCNEMAR, NO_TEST = "bootstrap", "mcnemar", "none"
+TESTS = (BOOTSTRAP, MCNEMAR, NO_TEST)
+
+
+# -- resampling (numpy, imported when called) ---------------------------------------------------------------
+
+def draw_weights(n: int, *, rng: np.random.Generator, n_resamples: int,
+                 clusters: Sequence[Any] | None = None) -> np.ndarray:
+    """Bootstrap draws of `n` examples as counts: float [n_resamples, n], how often each example is drawn.
+
+    Without `clusters`, the examples are drawn independently with replacement (`n` per replicate). With
+    `clusters` (one id per example), a two-stage bootstrap: the clusters are drawn with replacement, then
+    within each drawn cluster its examples with replacement (Davison & Hinkley 1997, section 3.8); a replicate
+    then holds about `n` examples. Examples of one cluster (a task, a source, a shared context) are not
+    independent, and an interval that treats them as such is too narrow. The two-stage scheme slightly
+    overstates the variance, the conservative side.
+
+    The draws depend only on `n`, the cluster layout and `rng`: every method evaluated on the same examples
+    with the same generator state gets the same draws, so their replicates pair.
+    """
+    import numpy as np
+
+    if clusters is None:
+        draws = rng.integers(0, n, size=(n_resamples, n))
+        return np.stack([np.bincount(d, minlength=n) for d in draws]).astype(np.float64)
+    if len(clusters) != n:
+        raise ValueError(f"{len(clusters)} cluster ids for {n} examples")
+    ids = sorted(set(clusters), key=str)
+    members = [np.flatnonzero(np.array([c == g for c in clusters])) for g in ids]
+    out = np.zeros((n_resamples, n))
+    picks = rng.integers(0, len(ids), size=(n_resamples, len(ids)))
+    for b in range(n_resamples):
+        for g in picks[b]:
+            inside = members[g]
+            np.add.at(out[b], inside[rng.integers(0, len(inside), size=len(inside))], 1.0)
+    return out
+
+
+def replicate_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean of `values` (NaN excluded) under each draw of `draw_weights`, float [n_resamples]."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    clean = np.where(finite, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ clean) / (weights @ finite.astype(np.float64))
+
+
+def rounded(replicates: Sequence[float] | np.ndarray) -> list[float | None]:
+    """Replicates as the record keeps them: `ROUND_DIGITS` decimals, NaN as None."""
+    return [None if v is None or not math.isfinite(float(v)) else round(float(v), ROUND_DIGITS) for v in replicates]
+
+
+# -- intervals and tests (pure Python) ----------------------------------------------------------------------
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) with linear interpolation (numpy's default)."""
+    xs = sorted(values)
+    if not xs:
+        return math.nan
+    pos = (len(xs) - 1) * q / 100
+    lo = math.floor(pos)
+    return xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (pos - lo)
+
+
+def percentile_interval(replicates: Sequence[float | None]) -> tuple[float, float]:
+    """The 2.5 / 97.5 percentiles of bootstrap replicates (None and NaN dropped); NaNs if none is left."""
+    reps = [float(v) for v in replicates if v is not None and math.isfinite(float(v))]
+    return (percentile(reps, 2.5), percentile(reps, 97.5)) if reps else (math.nan, math.nan)
+
+
+def bootstrap_p(point: float, replicates: Sequence[float]) -> float:
+    """Two-sided p-value that a paired difference is 0, from its bootstrap replicates' standard error.
+
+    z = |point| / sd(replicates), p = erfc(z / sqrt 2). A difference with no spread is significant unless
+    it is 0.
+    """
+    reps = [float(v) for v in replicates if v is not None and math.isfinite(float(v))]
+    if len(reps) < 2:
+        return 1.0
+    mean = sum(reps) / len(reps)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in reps) / (len(reps) - 1))
+    if sd == 0:
+        return 1.0 if point == 0 else 0.0
+    return math.erfc(abs(point) / sd / math.sqrt(2))
+
+
+def mcnemar_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Exact two-sided McNemar p-value of paired 0/1 outcomes: 2 P(X >= max(a only, b only)), X ~ Bin(n, 1/2)."""
+    a_only = sum(1 for x, y in zip(a, b, strict=True) if x > y)
+    b_only = sum(1 for x, y in zip(a, b, strict=True) if y > x)
+    n = a_only + b_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(max(a_only, b_only), n + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def holm(pvalues: Mapping[Any, float]) -> dict[Any, float]:
+    """Holm's step-down adjusted p-values (familywise error over the family given)."""
+    order = sorted(pvalues, key=lambda k: (pvalues[k], str(k)))
+    m = len(order)
+    out: dict[Any, float] = {}
+    running = 0.0
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (m - i) * pvalues[key]))
+        out[key] = running
+    return out
+
+
+def wilcoxon_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of per-example differences (scipy), NaN pairs dropped.
+
+    It holds fixed what the per-example values do not resample (on LDS, the subsets): conditional.
+    """
+    import numpy as np
+    from scipy import stats
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    diff = x[ok] - y[ok]
+    return float(stats.wilcoxon(diff).pvalue) if diff.size and np.any(diff != 0) else 1.0
+
+
+# -- records ------------------------------------------------------------------------------------------------
+
+class NotComparable(ValueError):
+    """Two records cannot be paired on a metric; the message says why."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Record a's metric against record b's, paired: the difference a - b, its CI and p-value.
+
+    `p` is the two-sided p-value of the metric's own test (`test`) for this pair alone; `column` adds the
+    Holm-adjusted one of a whole column.
+    """
+
+    metric: str
+    test: str
+    value_a: float
+    value_b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p: float
+    n: int
+    n_replicates: int
+    higher_is_better: bool = True
+
+    @property
+    def significant(self) -> bool:
+        """Whether this pair alone differs at `ALPHA` (no correction for other pairs)."""
+        return self.p < ALPHA
+
+
+def _values(record: RunRecord, metric: str) -> list[float]:
+    return [math.nan if v is None else float(v) for v in record.per_example.get(metric, [])]
+
+
+def why_not_comparable(a: RunRecord, b: RunRecord, metric: str) -> str | None:
+    """Why two records cannot be paired on `metric` (None if they can)."""
+    for r in (a, b):
+        if r.status != "ok" or metric not in r.metrics:
+            return f"the {r.method} record has no '{metric}'"
+    test = a.metrics[metric].get("test", NO_TEST)
+    if test != b.metrics[metric].get("test", NO_TEST):
+        return f"their '{metric}' are judged by different tests"
+    if test == NO_TEST:
+        return f"'{metric}' declares no paired test"
+    if (a.suite, a.suite_version, a.task) != (b.suite, b.suite_version, b.task):
+        return "they are of different suites, suite versions or tasks"
+    if a.data != b.data or a.pairing != b.pairing:
+        return "their data, ground truth or draws differ (another suite option, version or pairing)"
+    if test == MCNEMAR:
+        va, vb = _values(a, metric), _values(b, metric)
+        if not va or len(va) != len(vb):
+            return "they do not hold the per-example outcomes of the same examples"
+        if bool(a.metrics[metric].get("replicates")) != bool(b.metrics[metric].get("replicates")):
+            return "one keeps replicates of it and the other does not"
+        return None
+    ra, rb = a.metrics[metric].get("replicates"), b.metrics[metric].get("replicates")
+    if not ra or not rb:
+        return f"the {(a if not ra else b).method} record keeps no replicates of '{metric}'"
+    if len(ra) != len(rb):
+        return "they hold different numbers of replicates"
+    return None
+
+
+def compare(a: RunRecord, b: RunRecord, metric: str) -> Comparison:
+    """Pair record a with record b on `metric` with the metric's declared test.
+
+    Raises:
+        NotComparable: other suites, data, draws, or no paired statistics (the message says which).
+    """
+    problem = why_not_comparable(a, b, metric)
+    if problem is not None:
+        raise NotComparable(problem)
+    ma, mb = a.metrics[metric], b.metrics[metric]
+    diff = float(ma["value"]) - float(mb["value"])
+    higher = bool(ma.get("higher_is_better", True))
+    reps_a, reps_b = ma.get("replicates"), mb.get("replicates")
+    d = [x - y for x, y in zip(reps_a or [], reps_b or [], strict=True) if x is not None and y is not None]
+    low, high = percentile_interval(d)
+    p = bootstrap_p(diff, d) if d else 1.0
+    n = ma.get("n") or len(a.per_example.get(metric, []))
+    if ma["test"] == MCNEMAR:  # the bootstrap of a few discordant pairs is anti-conservative: McNemar guards it
+        exact = mcnemar_p(_values(a, metric), _values(b, metric))
+        p = max(p, exact) if d else exact  # records without replicates (older ones): McNemar alone
+    return Comparison(metric, ma["test"], float(ma["value"]), float(mb["value"]), diff, low, high, p, int(n or 0),
+                      len(d), higher)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of rows (one suite, one metric) judged together: Holm-adjusted pairs, bold and ranks.
+
+    `adjusted[(a, b)]` (a < b by name) is the pair's Holm-adjusted p-value over every pair of the column.
+    `rank`: 1 + the rows significantly better; `bold`: rank 1 (no row significantly better). When some pair
+    cannot be compared, no rank is claimed and bold marks the rows not significantly worse than the best.
+    """
+
+    metric: str
+    comparisons: dict[tuple[str, str], Comparison]
+    adjusted: dict[tuple[str, str], float]
+    bold: dict[str, bool]
+    rank: dict[str, int]
+    best: str | None
+
+
+def better(column: Column, a: str, b: str) -> bool:
+    """Whether row a is significantly better than row b in the column (Holm-adjusted)."""
+    key = (a, b) if a < b else (b, a)
+    if key not in column.adjusted or column.adjusted[key] >= ALPHA:
+        return False
+    c = column.comparisons[key]
+    sign = 1 if key[0] == a else -1
+    return sign * c.diff * (1 if c.higher_is_better else -1) > 0
+
+
+def column(records: Mapping[str, RunRecord], metric: str) -> Column:
+    """Judge every pair of `records` (row name -> record) on `metric`; Holm over the column's pairs."""
+    ok = {m: r for m, r in records.items() if r.status == "ok" and metric in r.metrics}
+    if not ok:
+        return Column(metric, {}, {}, {}, {}, None)
+    higher = bool(next(iter(ok.values())).metrics[metric].get("higher_is_better", True))
+    best = max(ok, key=lambda m: ((1 if higher else -1) * float(ok[m].metrics[metric]["value"]), m))
+    comparisons: dict[tuple[str, str], Comparison] = {}
+    complete = True
+    names = sorted(ok)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            try:
+                comparisons[(a, b)] = compare(ok[a], ok[b], metric)
+            except NotComparable:
+                complete = False
+    adjusted = holm({k: c.p for k, c in comparisons.items()})
+    result = Column(metric, comparisons, adjusted, {}, {}, best)
+    if complete:
+        for m in ok:
+            result.rank[m] = 1 + sum(better(result, other, m) for other in ok if other != m)
+            result.bold[m] = result.rank[m] == 1
+    else:  # some pair cannot be compared: bold only what is not below the best, no ranks
+        for m in ok:
+            key = (m, best) if m < best else (best, m)
+            result.bold[m] = m == best or key in comparisons and not better(result, best, m)
+    return result

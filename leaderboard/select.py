@@ -1,0 +1,43 @@
+"""Which records the leaderboard shows: the newest default or labelled record of each (suite, task, row)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bench.results import RunRecord, is_default
+
+Cells = dict[tuple[str, str, str], RunRecord]  # (suite, task, row) -> record
+
+
+def latest(records: Iterable[RunRecord]) -> Cells:
+    """The newest shown record of each (suite, task, row), ties broken by fingerprint.
+
+    Shown: a method's default configuration (`bench.results.is_default`) and named variants (`--label`).
+    A run with ad-hoc options and no label, or with another seed, never replaces a default row; a failed
+    record shows only where no successful one exists.
+    """
+    out: Cells = {}
+    for r in sorted(records, key=lambda r: (r.status == "ok", r.created_at, r.fingerprint)):
+        if r.label or is_default(r) or r.status != "ok" and r.seed == 0:
+            out[(r.suite, r.task, r.row)] = r
+    return out
+
+
+def seed_groups(records: Iterable[RunRecord]) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
+    """(suite, task, row) -> seed -> the newest successful record, for rows run with several seeds."""
+    out: dict[tuple[str, str, str], dict[int, RunRecord]] = {}
+    for r in sorted(records, key=lambda r: (r.created_at, r.fingerprint)):
+        if r.status == "ok" and not any(r.options.values()):
+            out.setdefault((r.suite, r.task, r.row), {})[r.seed] = r
+    return {k: v for k, v in out.items() if len(v) > 1}
+
+
+def of_task(cells: Cells, task: str) -> Cells:
+    """The cells of one task."""
+    return {k: r for k, r in cells.items() if k[1] == task}
+
+
+def by_suite(cells: Cells, suite_key) -> dict[str, dict[str, RunRecord]]:
+    """Suite -> row -> record, suites in the layout's order."""
+    suites = sorted({k[0] for k in cells}, key=suite_key)
+    return {s: {k[2]: r for k, r in cells.items() if k[0] == s} for s in suites}

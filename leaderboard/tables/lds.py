@@ -1,0 +1,174 @@
+"""LDS (the metric of the AirRep paper's Table 1) per suite, the ceiling, and the tables that explain it."""
+
+from __future__ import annotations
+
+import math
+
+from bench.costmodel import HARNESS_PHASES, METHOD_PHASES, gpu_hours
+from bench.results import RunRecord
+from leaderboard.fmt import (
+    bytes_text,
+    fmt,
+    footnote_lines,
+    hours,
+    judged_cells,
+    metric_cell,
+    provenance,
+    setup_s,
+    stats_caption,
+    suite_key,
+    table,
+    throughput,
+)
+from leaderboard.select import Cells, by_suite, of_task
+
+REFERENCE = "airrep"  # the method the Dim column's relative storage is stated against (the paper's)
+
+
+def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]]) -> list[str]:
+    """LDS per suite with the ceiling and the average, then its share of the ceiling, per label, NaNs, seeds, cost."""
+    lds = of_task(cells, "lds")
+    if not lds:
+        return []
+    columns = by_suite(lds, suite_key)
+    suites = list(columns)
+    rows_names = sorted({k[2] for k in lds})
+    in_order = sorted(lds.items(), key=lambda kv: (suite_key(kv[0][0]), kv[0]))  # the default suite's first
+    storage = {m: next((r.cost.get("storage_bytes_per_example") for (_, _, mm), r in in_order
+                        if mm == m and r.status == "ok"), None) for m in rows_names}
+    ref = storage.get(REFERENCE)
+    footnotes: dict[str, int] = {}
+    judged = {s: judged_cells(columns[s], "lds", footnotes) for s in suites}
+
+    def value(s: str, m: str, metric: str = "lds") -> float | None:
+        r = columns[s].get(m)
+        return r.metrics[metric]["value"] if r is not None and r.status == "ok" and metric in r.metrics else None
+
+    def average(m: str, metric: str = "lds") -> float | None:
+        values = [value(s, m, metric) for s in suites]
+        return sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[misc]
+
+    order = sorted(rows_names, key=lambda m: (average(m) is None, -(average(m) or 0.0), m))
+    rows = []
+    for m in order:
+        any_record = next(r for (_, _, mm), r in in_order if mm == m)
+        dim = next((r.cost.get("dim") for (_, _, mm), r in in_order if mm == m and r.status == "ok"), None)
+        rel = f" ({storage[m] / ref:.2g}×)" if ref and storage[m] else ""
+        rows.append([m, any_record.method_family, f"{dim if dim is not None else ''}{rel}",
+                     *[judged[s].get(m, "") for s in suites], fmt(average(m))])
+    ceilings = {s: next((r for r in columns[s].values() if r.status == "ok" and "ceiling" in r.metrics), None)
+                for s in suites}
+    if any(ceilings.values()):
+        values = [c.metrics["ceiling"]["value"] if c else None for c in ceilings.values()]
+        rows.insert(0, ["*ceiling*", "", "", *[metric_cell(c, "ceiling", footnotes) if c else "" for c in
+                                               ceilings.values()],
+                        fmt(sum(values) / len(values)) if all(v is not None for v in values) else ""])  # type: ignore
+    headers = ["Method", "Family", f"Dim (storage vs {REFERENCE})" if ref else "Dim", *[f"LDS {s}" for s in suites],
+               "Average"]
+    records = list(lds.values())
+    out = ["## LDS (the metric of the AirRep paper's Table 1)", "",
+           "Mean over test examples of the Spearman correlation between the method's group score and minus "
+           "the loss of the LM retrained on each subset. " + stats_caption(records, "lds") + " Method seed 0 "
+           "(other seeds below). *ceiling*: the LDS a perfect attribution could reach against this ground truth "
+           "(square root of the Spearman-Brown reliability between the seeds' mean losses; its ± resamples test "
+           "examples only). Rows sorted by the average over suites.", "",
+           table(rows, headers), "", provenance(records), ""]
+    out += footnote_lines(footnotes)
+    if any(ceilings.values()):  # LDS as a share of what the ground truth allows
+        share_rows = [[m, *[metric_cell(columns[s].get(m), "lds_of_ceiling", {}) for s in suites],
+                       fmt(average(m, "lds_of_ceiling"))] for m in order]
+        out += ["### LDS as a share of the ceiling", "",
+                "Mean LDS over mean ceiling on the same test examples (bootstrap 95% CI over test examples).", "",
+                table(share_rows, ["Method", *suites, "Average"]), ""]
+    out += _per_label(columns[suites[0]], suites[0], order)
+    out += _nan_table(columns, suites, order)
+    out += _seed_table(seeds, "lds", "lds")
+    out += _cost_table(in_order)
+    return out
+
+
+def _cost_table(in_order: list) -> list[str]:
+    rows = []
+    for (s, _, m), r in in_order:
+        if r.status != "ok":
+            continue
+        thr = throughput(r)
+        setup = setup_s(r)
+        phases = r.cost.get("phases", [])
+        method_h, harness_h = gpu_hours(phases, METHOD_PHASES), gpu_hours(phases, HARNESS_PHASES)
+        rows.append([m, s, fmt(setup, 1) if setup is not None else "", f"{thr:,.0f}" if thr else "",
+                     bytes_text(r.cost.get("storage_bytes_per_example")), bytes_text(r.cost.get("peak_bytes")),
+                     hours(method_h), hours(harness_h), str(r.cost.get("device", ""))])
+    return ["## Cost", "",
+            "Setup: the method's one-time cost in seconds (its original cost when loaded from the cache; "
+            "the shared warm-up and ground truth are not charged). Throughput: training examples featurised "
+            "per second. GPU-h (runs on a CUDA device only): the method's phases (setup, featurisation, "
+            "scoring) and the suite's shared harness work (warm-up, retraining ground truth, summed over jobs), "
+            "each at what producing it cost.", "",
+            table(rows, ["Method", "Suite", "Setup (s)", "Index (ex/s)", "Storage / example", "Peak memory",
+                         "Method GPU-h", "Harness GPU-h", "Device"]), ""]
+
+
+def _per_label(records: dict[str, RunRecord], suite: str, order: list[str]) -> list[str]:
+    """Mean LDS per task / source / stance on one suite: where each method wins."""
+    ok = {m: r for m, r in records.items() if r.status == "ok" and r.extra.get("per_label")}
+    if not ok:
+        return []
+    kind = next(iter(ok.values())).extra["per_label"]["kind"]
+    labels = sorted({v for r in ok.values() for v in r.extra["per_label"]["values"]})
+    best = {v: max(r.extra["per_label"]["values"].get(v, {}).get("lds", -2.0) for r in ok.values()) for v in labels}
+    rows = []
+    for m in [m for m in order if m in ok]:
+        values = ok[m].extra["per_label"]["values"]
+        rows.append([m, *[(lambda x: f"**{fmt(x)}**" if x == best[v] else fmt(x))(values.get(v, {}).get("lds"))
+                          for v in labels]])
+    n = next(iter(ok.values())).extra["per_label"]["values"]
+    sizes = ", ".join(f"{v} {n[v]['n']}" for v in labels if v in n)
+    return [f"### LDS per {kind} on {suite}", "",
+            f"Mean LDS over the test examples of each {kind} (test examples: {sizes}); bold: the highest of "
+            f"each column (no test of significance).", "", table(rows, ["Method", *labels]), ""]
+
+
+def _nan_table(columns: dict[str, dict[str, RunRecord]], suites: list[str], order: list[str]) -> list[str]:
+    """Test examples without an LDS (constant scores or losses), and the LDS counting them as 0."""
+    rows = []
+    for m in order:
+        records = [columns[s].get(m) for s in suites]
+        excluded = [int(r.extra.get("n_constant_excluded", 0)) if r is not None and r.status == "ok" else None
+                    for r in records]
+        if not any(excluded):
+            continue
+        cells = []
+        for r, n in zip(records, excluded, strict=True):
+            zero = r.metrics.get("lds_nan_as_zero") if r is not None and n is not None else None
+            cells.append("" if n is None else f"{n}" + (f" / {fmt(zero['value'])}" if zero else ""))
+        rows.append([m, *cells])
+    if not rows:
+        return []
+    return ["### Test examples without an LDS", "",
+            "Test examples a method leaves without an LDS (its group scores are constant over subsets; they are "
+            "left out of its mean) / its LDS when they count as 0 (the AirRep authors' convention).", "",
+            table(rows, ["Method", *suites]), ""]
+
+
+def _seed_table(seeds: dict[tuple[str, str, str], dict[int, RunRecord]], task: str, metric: str) -> list[str]:
+    """Rows run with several method seeds (`--seeds`): mean ± sd of the headline over seeds."""
+    rows = []
+    for (suite, t, row), by_seed in sorted(seeds.items(), key=lambda kv: (suite_key(kv[0][0]), kv[0])):
+        if t != task:
+            continue
+        values = [r.metrics[metric]["value"] for _, r in sorted(by_seed.items()) if metric in r.metrics]
+        if len(values) < 2:
+            continue
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        rows.append([row, suite, ", ".join(str(k) for k in sorted(by_seed)), f"{fmt(mean)} ± {fmt(sd)}",
+                     ", ".join(fmt(v) for v in values)])
+    if not rows:
+        return []
+    return ["### Method seeds", "",
+            "The same method with other seeds of its own randomness (`bench run --seeds ...`: sampling and "
+            "initialisation, random projections); the ground truth stays the same. Mean ± sample sd over seeds.", "",
+            table(rows, ["Method", "Suite", "Seeds", f"{metric.upper()} mean ± sd", "Per seed"]), ""]
+
+
