@@ -34,6 +34,7 @@ from bench.errors import BenchError, ConfigError, DataError
 from bench.executors import Executor, LocalExecutor
 from bench.metrics import (
     Interval,
+    ceiling_subset_variance,
     lds,
     lds_replicates,
     noise_ceiling,
@@ -54,14 +55,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
-    "build", "check_model", "cluster_ids", "code_versions", "config_dict", "ConfigError", "CostProfile", "crossover",
-    "Crossover", "DataError", "encode_texts", "Example", "example_ids", "Examples", "feature_nbytes", "Features",
-    "format_count", "format_seconds", "Interval", "lds", "lds_replicates", "load_encoder", "load_pretrained_lm",
-    "MAIN_LABEL_KINDS", "main_label_kind", "make_config", "mean_pool", "Method", "method_cost_s", "MethodConfig",
-    "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of",
-    "progress", "register_method", "register_task", "replicate_macro_means", "replicate_means", "Role",
-    "RunContext", "spearman_rows", "split_half_reliability", "Task", "TaskConfig", "TaskOutput", "tasks",
-    "unigram_f1",
+    "build", "ceiling_subset_variance", "check_model", "cluster_ids", "code_versions", "config_dict", "ConfigError",
+    "CostProfile", "crossover", "Crossover", "DataError", "encode_texts", "Example", "example_ids", "Examples",
+    "feature_nbytes", "Features", "format_count", "format_seconds", "Interval", "lds", "lds_replicates",
+    "load_encoder", "load_pretrained_lm", "MAIN_LABEL_KINDS", "main_label_kind", "make_config", "mean_pool",
+    "Method", "method_cost_s", "MethodConfig", "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT",
+    "per_example_loss", "percentile_interval_of", "progress", "register_method", "register_task",
+    "replicate_macro_means", "replicate_means", "Role", "RunContext", "spearman_rows", "split_half_reliability",
+    "Task", "TaskConfig", "TaskOutput", "tasks", "unigram_f1",
 ]
 
 Role = Literal["train", "test"]

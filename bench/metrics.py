@@ -106,6 +106,24 @@ def noise_ceiling(seed_losses: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(rel, 0.0, 1.0))
 
 
+def ceiling_subset_variance(seed_losses: np.ndarray) -> float:
+    """Delete-one jackknife variance, over the retrained subsets, of the mean noise ceiling.
+
+    The ceiling is estimated from these M subsets; another draw of subsets would give another estimate. The
+    jackknife (leave each subset out, recompute the mean over examples of `noise_ceiling`) measures that,
+    without the ties a bootstrap of subsets would put into the rank correlations.
+
+    Args:
+        seed_losses: float [S, M, n].
+
+    Returns:
+        (M - 1) / M * sum_j (theta_-j - mean theta)^2.
+    """
+    m = seed_losses.shape[1]
+    theta = np.array([np.nanmean(noise_ceiling(np.delete(seed_losses, j, axis=1))) for j in range(m)])
+    return float((m - 1) / m * ((theta - theta.mean()) ** 2).sum())
+
+
 def lds_replicates(group_scores: np.ndarray, test_losses: np.ndarray, *, row_weights: np.ndarray,
                    subset_draws: np.ndarray) -> np.ndarray:
     """Two-way bootstrap of the mean LDS: test examples (or clusters of them) and retrained subsets together.

@@ -9,6 +9,7 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -215,16 +216,19 @@ def record_metrics(output: Any) -> dict[str, Any]:
     return out
 
 
-def pairing_key(task: str, output: Any, seed: int) -> str | None:
-    """The key two records must share to pair: the task, its pairing inputs, the run seed and the clusters.
+def pairing_key(task: Any, output: Any, seed: int) -> str | None:
+    """The key two records must share to pair (their replicates and per-example values line up).
 
-    Built here, for every task alike, from what the task declares (`TaskOutput.pairing`): the examples and
-    draws it evaluated on. None when the task declares nothing (its records never pair).
+    It holds the task and its code version, the task's pairing inputs, the run seed, the clusters and the
+    version of how draws are made (`bench.versions.STATS`). Built here, for every task alike, from what the
+    task declares (`TaskOutput.pairing`). None when the task declares nothing (its records never pair).
     """
+    from bench import versions
+
     if output.pairing is None:
         return None
-    return fingerprint({"task": task, "inputs": to_jsonable(output.pairing), "seed": seed,
-                        "clusters": output.clusters})[:16]
+    return fingerprint({"task": task.name, "task_code": task.code_version, "stats": versions.STATS,
+                        "inputs": to_jsonable(output.pairing), "seed": seed, "clusters": output.clusters})[:16]
 
 
 def existing_record(request: RunRequest) -> tuple[RunRecord, Path] | None:
@@ -301,7 +305,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
     record = RunRecord(
         **common, status="ok", metrics=record_metrics(output), per_example=output.per_example, cost=cost, env=env,
         created_at=_now(), headline=output.headline or next(iter(output.metrics), None),
-        pairing=pairing_key(request.task, output, request.seed), clusters=output.clusters,
+        pairing=pairing_key(task, output, request.seed), clusters=output.clusters,
         extra={**to_jsonable(output.extra), "hygiene": suite.hygiene(loaded_only=True),
                "method_info": to_jsonable(method.info()),
                **({"artifacts": sorted(output.artifacts)} if output.artifacts else {})},
@@ -368,12 +372,15 @@ def run_grid(request: RunRequest, method_names: list[str], task_names: list[str]
                 out.append(found)
                 bar.update(1)
                 continue
-            proc = subprocess.run(cell_argv(cell), capture_output=True, text=True)
-            paths = [line[len("record: "):] for line in proc.stdout.splitlines() if line.startswith("record: ")]
+            with tempfile.TemporaryDirectory() as tmp:  # the cell writes its outcome here as JSON
+                result = Path(tmp) / "result.json"
+                proc = subprocess.run([*cell_argv(cell), "--result-json", str(result)], capture_output=True,
+                                      text=True)
+                outcome = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else None
             if proc.returncode == 2:
                 raise BenchError(f"{m} / {t}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
-            if paths:
-                out.append((read_record(Path(paths[-1])), Path(paths[-1])))
+            if outcome is not None:
+                out.append((read_record(Path(outcome["record"])), Path(outcome["record"])))
             else:  # died before writing anything (signal, out of memory)
                 tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
                 out.append(failed_record(cell, "ProcessDied", tail))

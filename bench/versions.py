@@ -12,11 +12,13 @@ RETRAIN = "3"  # bench.groundtruth: retraining jobs (3: trained in groups)
 BATCHED = "1"  # bench.batched: K target LMs trained at once
 GENERATOR = "2"  # bench.generator: the embedded suites' generated data (2: splits disjoint by item)
 METRICS = "1"  # bench.metrics: LDS, bootstrap intervals, F1
+STATS = "1"  # bench.stats: how bootstrap draws are made (part of every pairing key: other draws never pair)
 
 
 def harness() -> dict[str, str]:
     """Every harness component's code version, by name."""
-    return {"lm": LM, "retrain": RETRAIN, "batched": BATCHED, "generator": GENERATOR, "metrics": METRICS}
+    return {"lm": LM, "retrain": RETRAIN, "batched": BATCHED, "generator": GENERATOR, "metrics": METRICS,
+            "stats": STATS}
 
 
 def of(*names: str) -> dict[str, str]:

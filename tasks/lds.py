@@ -14,6 +14,7 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    ceiling_subset_variance,
     lds,
     lds_replicates,
     main_label_kind,
@@ -58,7 +59,7 @@ class LDS(Task):
     or stance) shows where a method wins.
     """
 
-    code_version = "2"  # 2: clustered draws of test examples (the suite's `clusters`), pairing by the harness
+    code_version = "2"  # 2: cluster bootstrap of test examples, pairing by the harness, the ceiling's CI with subsets
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Featurise the pool and the test split, group-score the subsets, correlate with the ground truth."""
@@ -96,9 +97,13 @@ class LDS(Task):
                 ceiling = noise_ceiling(gt.seed_losses)
                 reliability = split_half_reliability(gt.seed_losses)
                 both = np.isfinite(ceiling) & np.isfinite(per_example)
-                low, high = percentile_interval_of(replicate_means(ceiling, rows))
+                # its own estimation error: the test examples (bootstrap) and the subsets (jackknife), together
+                value = float(np.nanmean(ceiling))
+                half = 1.96 * float(np.sqrt(np.nanvar(replicate_means(ceiling, rows), ddof=1)
+                                            + ceiling_subset_variance(gt.seed_losses)))
                 metrics["ceiling"] = Metric(
-                    float(np.nanmean(ceiling)), low, high, n=int(np.isfinite(ceiling).sum()), draws=unit,
+                    value, value - half, value + half, n=int(np.isfinite(ceiling).sum()),
+                    draws=f"{unit} (bootstrap) and subsets (delete-one jackknife), normal interval",
                     note=f"sqrt of the Spearman-Brown reliability of the {gt.seed_losses.shape[0]}-seed mean")
                 ratio = replicate_means(np.where(both, per_example, np.nan), rows) / \
                     replicate_means(np.where(both, ceiling, np.nan), rows)

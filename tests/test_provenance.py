@@ -61,7 +61,8 @@ def test_migrate_rewrites_v1_records_once(tmp_path, capsys):
     assert main(["migrate", str(tmp_path), "--check"]) == 1
     assert main(["migrate", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "r.json").read_text())
-    assert record["schema_version"] == 2 and record["clusters"]["kind"] == "task"  # from the small suite
-    assert len(record["clusters"]["ids"]) == len(record["per_example"]["lds"])
+    # the draws it was made with stay declared: not clustered, so no caption can claim they were
+    assert record["schema_version"] == 2 and record["clusters"] is None
+    assert record["metrics"]["lds"]["draws"] == "test examples (independent) x subsets"
     assert main(["migrate", str(tmp_path), "--check"]) == 0  # current: nothing to do
     assert "would change 0 of 1" in capsys.readouterr().out.splitlines()[-1]

@@ -46,14 +46,24 @@ def test_draw_weights_iid_and_clustered():
     assert w.shape == (50, 10) and np.all(w.sum(axis=1) == 10)
     clusters = ["a"] * 6 + ["b"] * 3 + ["c"]
     w = stats.draw_weights(10, rng=np.random.default_rng(1), n_resamples=400, clusters=clusters)
-    # each drawn copy of a cluster draws as many examples as it has: per-cluster mass is a multiple of its size
-    for members, size in ((slice(0, 6), 6), (slice(6, 9), 3), (slice(9, 10), 1)):
-        mass = w[:, members].sum(axis=1)
-        assert np.all(mass % size == 0)
-    assert np.any(w[:, 0:6].sum(axis=1) == 0)  # a whole cluster is sometimes left out
+    # the cluster bootstrap: a drawn cluster brings all its examples, each as often as the cluster was drawn
+    for members in (slice(0, 6), slice(6, 9), slice(9, 10)):
+        assert np.all(w[:, members] == w[:, members][:, :1])
+    assert np.all(w[:, [0, 6, 9]].sum(axis=1) == 3)  # 3 clusters drawn per replicate
+    assert np.any(w[:, 0] == 0)  # a whole cluster is sometimes left out
     # the same generator state gives the same draws (what makes methods' replicates pair)
     again = stats.draw_weights(10, rng=np.random.default_rng(1), n_resamples=400, clusters=clusters)
     np.testing.assert_array_equal(w, again)
+    assert stats.units(clusters, 10) == 3 and stats.units(None, 10) == 10
+
+
+def test_t_reference_matches_scipy_and_is_wider_than_the_normal():
+    from scipy import stats as sps
+
+    for t, df in ((2.0, 15), (3.5, 7), (0.1, 300), (5.0, 1)):
+        assert stats.t_two_sided_p(t, df) == pytest.approx(2 * sps.t.sf(t, df), rel=1e-9)
+    reps = list(np.random.default_rng(0).normal(0.1, 0.025, 1000))  # t about 4
+    assert stats.bootstrap_p(0.1, reps, df=7) > 10 * stats.bootstrap_p(0.1, reps)  # 8 clusters: far less sure
 
 
 def test_clustered_interval_is_wider_when_clusters_differ():
@@ -65,16 +75,17 @@ def test_clustered_interval_is_wider_when_clusters_differ():
     clu = stats.replicate_means(values, stats.draw_weights(300, rng=np.random.default_rng(1), n_resamples=1000,
                                                            clusters=clusters.tolist()))
     assert np.std(clu) > 3 * np.std(iid)
-    # the clustered SE is close to the between-cluster one: sd(cluster means) / sqrt(10)
+    # the cluster bootstrap's SE is the between-cluster one, sd(cluster means) / sqrt(10), less (G - 1) / G
     cluster_means = np.array([values[clusters == g].mean() for g in range(10)])
-    assert np.std(clu) == pytest.approx(cluster_means.std(ddof=1) / math.sqrt(10), rel=0.35)
+    assert np.std(clu) == pytest.approx(cluster_means.std(ddof=1) / math.sqrt(10), rel=0.15)
 
 
 def _record(method: str, value: float, reps: list[float], per_example: list[float] | None = None,
             test: str = "bootstrap") -> RunRecord:
     return RunRecord(suite="s", suite_version="1", task="t", method=method, method_family="baseline",
                      method_config={}, task_config={}, fingerprint=method * 4, status="ok",
-                     metrics={"m": {"value": value, "ci_low": 0, "ci_high": 1, "higher_is_better": True, "n": 4,
+                     metrics={"m": {"value": value, "ci_low": 0, "ci_high": 1, "higher_is_better": True,
+                                    "n": len(per_example) if per_example else 1000,
                                     "test": test, "replicates": reps}},
                      per_example={"m": per_example or []}, cost={}, env={}, seed=0, started_at="", created_at="",
                      headline="m", pairing="k", data="d")
@@ -85,12 +96,13 @@ def test_column_ranks_with_holm():
     base = rng.normal(size=1000)
     rows = {"hi": _record("hi", 0.5, list(0.5 + 0.01 * base)),
             "hi2": _record("hi2", 0.49, list(0.49 + 0.01 * base + 0.002 * rng.normal(size=1000))),
+
             "lo": _record("lo", 0.2, list(0.2 + 0.01 * base))}
     col = stats.column(rows, "m")
-    assert col.rank == {"hi": 1, "hi2": 2, "lo": 3} or col.rank == {"hi": 1, "hi2": 1, "lo": 3}
+    assert col.rank == {"hi": 1, "hi2": 2, "lo": 3}  # hi2 is below hi by 0.01 with an SE of 0.002
     assert col.bold["hi"] and not col.bold["lo"]
     c = stats.compare(rows["hi"], rows["lo"], "m")
-    assert c.diff == pytest.approx(0.3) and c.p == 0.0 and c.ci_low == pytest.approx(0.3)
+    assert c.diff == pytest.approx(0.3) and c.p < 1e-10 and c.ci_low == pytest.approx(0.3)
     other = _record("x", 0.3, [0.3] * 10)
     with pytest.raises(stats.NotComparable, match="replicates"):
         stats.compare(rows["hi"], other, "m")
@@ -140,43 +152,52 @@ def test_compare_verdicts_are_the_leaderboards_bold_and_ranks():
                 pvalues[(a, b)] = stats.compare(ok[a], ok[b], metric).p  # raises if unpaired: a test failure
         adjusted = stats.holm(pvalues)
         cells = judged_cells(ok, metric, {})
-        for m in names:
+        running = 1
+        for m in sorted(names, key=lambda m: (-ok[m].metrics[metric]["value"], m)):  # ranks monotone in value
             above = sum(1 for o in names if o != m and adjusted[tuple(sorted((m, o)))] < stats.ALPHA
                         and ok[o].metrics[metric]["value"] > ok[m].metrics[metric]["value"])
-            assert cells[m].endswith(f"({1 + above})"), (m, metric, cells[m])
-            assert cells[m].startswith("**") == (above == 0)
-            if cells[m].split(" (")[0] and metric in ("lds", "f1"):
+            running = max(running, 1 + above)
+            assert cells[m].endswith(f"({running})"), (m, metric, cells[m])
+            assert cells[m].startswith("**") == (running == 1)
+            if metric in ("lds", "f1", "auc", "loo"):
                 assert cells[m] in text  # the committed LEADERBOARD.md shows exactly this cell
             checked += 1
     assert checked > 50
 
 
-@pytest.mark.parametrize("noise", [0.3, 0.8])
-def test_ceiling_against_a_simulated_oracle(noise):
-    """A perfect predictor of the expected loss reaches the reported ceiling; a noisy one stays clearly below.
+@pytest.mark.parametrize(("noise", "min_inside"), [(0.3, 0), (0.8, 7), (1.5, 7)])
+def test_ceiling_against_a_simulated_oracle(noise, min_inside):
+    """A perfect predictor of the expected loss reaches the reported ceiling within its CI; a noisy one does not.
 
     Simulated ground truth: 64 subsets, 300 test examples, 2 training seeds; each seed's loss is the subset's
-    expected loss plus seed noise (reliability of the 2-seed mean 0.96 and 0.76, `small` has 0.73). The
-    oracle's group score is minus the expected loss. Measured: the oracle lands within 0.01 of the ceiling
-    (the ceiling is 0.002-0.007 high: Spearman-Brown applied to Spearman correlations), while the ceiling's
-    reported CI, which resamples test examples only, is narrower than that (0.002-0.005 wide): it leaves out
-    the ceiling's own estimation error.
+    expected loss plus seed noise (split-half reliability 0.95 at noise 0.3, as on `qa` and `stereoset`;
+    0.73 at 0.8, as on `small`; 0.44 at 1.5). The oracle's group score is minus the expected loss; the
+    ceiling's CI is the LDS task's (test examples by bootstrap, subsets by jackknife). Measured over 8 seeds:
+    the oracle is inside the CI 7 of 8 times at reliability 0.73 and 0.44; at 0.95 the ceiling is 0.0027 too
+    high (sd 0.0005: Spearman-Brown applied to Spearman correlations), more than its CI's half-width
+    (0.0014), so it is never inside there, and the test pins that bias below 0.005 instead. A predictor with
+    an error of the signal's size is below the CI every time.
     """
-    from bench.metrics import lds, noise_ceiling
+    from bench.metrics import ceiling_subset_variance, lds, noise_ceiling
 
-    for seed in range(3):
+    inside, gaps = 0, []
+    for seed in range(8):
         rng = np.random.default_rng(seed)
         m, n = 64, 300
         expected = rng.normal(size=(m, n))
         seed_losses = expected[None] + rng.normal(scale=noise, size=(2, m, n))
         losses = seed_losses.mean(axis=0)
         ceiling = noise_ceiling(seed_losses)
-        oracle = lds(-expected.T, losses)  # group scores [n, M]
-        assert abs(float(oracle.mean() - ceiling.mean())) < 0.01
+        w = stats.draw_weights(n, rng=np.random.default_rng(1), n_resamples=500)
+        half = 1.96 * math.sqrt(np.var(stats.replicate_means(ceiling, w), ddof=1)
+                                + ceiling_subset_variance(seed_losses))
+        oracle = float(lds(-expected.T, losses).mean())  # group scores [n, M]
+        inside += abs(oracle - float(ceiling.mean())) <= half
+        gaps.append(float(ceiling.mean()) - oracle)
         noisy = lds(-(expected + rng.normal(scale=1.0, size=(m, n))).T, losses)
-        w = stats.draw_weights(n, rng=np.random.default_rng(1), n_resamples=1000)
-        low, _ = stats.percentile_interval(list(stats.replicate_means(ceiling, w)))
-        assert float(noisy.mean()) < low - 0.05  # a predictor with its own error is far below the ceiling
+        assert float(noisy.mean()) < float(ceiling.mean()) - half
+    assert inside >= min_inside
+    assert abs(float(np.mean(gaps))) < (0.005 if noise < 0.5 else 0.02)
     assert noise_ceiling(np.stack([expected, expected])) == pytest.approx(np.ones(n))  # no seed noise: 1
 
 

@@ -3,7 +3,8 @@
 The sentinel CI step: a cheap cell (the `tiny` suite's TF-IDF LDS) is committed as a record; CI reruns it
 with the code under test, in a fresh results folder, and fails when the metrics (values, CIs, replicates) or
 the per-example values differ. On the CPU model the record names, the comparison is exact; on another CPU,
-floating-point differences in the retrained ground truth are allowed up to `--tolerance` (default 0.01), so
+(or thread count) floating-point differences in the retrained ground truth are allowed up to `--tolerance`
+(default 0.01), so
 that only a change of what the code computes fails. A changed fingerprint (the code's hash, a code version)
 with identical numbers is reported, not failed.
 """
@@ -11,6 +12,7 @@ with identical numbers is reported, not failed.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -43,15 +45,18 @@ def _numbers(record: Any) -> dict[str, float | None]:
 
 
 def _differs(a: float | None, b: float | None, tolerance: float) -> bool:
-    if a is None or b is None or (isinstance(a, float) and math.isnan(a)):
-        return (a is None) != (b is None)
+    """Whether two numbers differ by more than `tolerance`; None and NaN (a missing value) equal only each other."""
+    a_missing = a is None or math.isnan(float(a))
+    b_missing = b is None or math.isnan(float(b))
+    if a_missing or b_missing:
+        return a_missing != b_missing
     return abs(float(a) - float(b)) > tolerance
 
 
 def run(args: argparse.Namespace) -> int:
     """Rerun and compare."""
     from bench.errors import DataError
-    from bench.results import read_record
+    from bench.results import RunRecord, read_record
     from bench.runner import RunRequest, cpu_model
     from bench.runner import run as run_request
 
@@ -69,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
             method_options=tuple((opts.get("method") or {}).items()),
             task_options=tuple((opts.get("task") or {}).items()), label=old.label, cache_dir=args.cache_dir,
             results_dir=Path(tmp)))
-    same_cpu = old.env.get("cpu") == cpu_model()
+        new = RunRecord(**json.loads(new.to_json()))  # as written: NaN becomes null, as in the committed one
+    same_cpu = old.env.get("cpu") == cpu_model() and old.env.get("torch_threads") == new.env.get("torch_threads")
     tolerance = 0.0 if same_cpu else args.tolerance
     a, b = _numbers(old), _numbers(new)
     missing = sorted(set(a) ^ set(b))

@@ -53,6 +53,8 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
                         "otherwise; a run with --set options and no label is kept but not shown)")
     p.add_argument("--force", action="store_true",
                    help="run even when an up-to-date record of the cell exists (same fingerprint and code versions)")
+    p.add_argument("--result-json", type=Path, default=None, metavar="PATH",
+                   help="also write {status, record} of a single cell as JSON to PATH (what the grid reads)")
     p.add_argument("--record-failures", action="store_true", help=argparse.SUPPRESS)  # used by the grid
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where records go (default ./results)")
     p.set_defaults(func=run)
@@ -137,6 +139,7 @@ def _run_seed(args: argparse.Namespace, request, method_options, task_options) -
         record, path = found
         print(f"up to date: {headline(record)}  (from {record.created_at}; --force to run again)")
         print(f"record: {path}")
+        _result_json(args, "up_to_date", path)
         return 0
     try:
         record, path = run_request(request)
@@ -145,11 +148,24 @@ def _run_seed(args: argparse.Namespace, request, method_options, task_options) -
         print(f"error: {args.method} on {args.task} failed ({error.get('kind')}: {error.get('message')})",
               file=sys.stderr)
         print(f"record: {failed.path}")
+        _result_json(args, "failed", failed.path)
         return 1
     print(summary(record))
     print(f"record: {path}")
+    _result_json(args, "ok", path)
     _warn_overlap(record)
     return 0
+
+
+def _result_json(args: argparse.Namespace, status: str, path: Path) -> None:
+    """The cell's outcome for a program (the grid): {"status", "record"}, written atomically."""
+    if args.result_json is None:
+        return
+    import json
+
+    from bench.cache import atomic_write_text
+
+    atomic_write_text(args.result_json, json.dumps({"status": status, "record": str(path)}) + "\n")
 
 
 def _warn_overlap(record) -> None:  # RunRecord

@@ -70,21 +70,29 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
            "Mean over test examples of the Spearman correlation between the method's group score and minus "
            "the loss of the LM retrained on each subset. " + stats_caption(records, "lds") + " Method seed 0 "
            "(other seeds below). *ceiling*: the LDS a perfect attribution could reach against this ground truth "
-           "(square root of the Spearman-Brown reliability between the seeds' mean losses; its ± resamples test "
-           "examples only). Rows sorted by the average over suites.", "",
+           f"(square root of the Spearman-Brown reliability between the seeds' mean losses; its ± resamples "
+           f"{_ceiling_draws(records)}). Rows sorted by the average over suites.", "",
            table(rows, headers), "", provenance(records), ""]
     out += footnote_lines(footnotes)
     if any(ceilings.values()):  # LDS as a share of what the ground truth allows
         share_rows = [[m, *[metric_cell(columns[s].get(m), "lds_of_ceiling", {}) for s in suites],
                        fmt(average(m, "lds_of_ceiling"))] for m in order]
         out += ["### LDS as a share of the ceiling", "",
-                "Mean LDS over mean ceiling on the same test examples (bootstrap 95% CI over test examples).", "",
+                f"Mean LDS over mean ceiling on the same test examples (bootstrap 95% CI resampling "
+                f"{_ceiling_draws(records, 'lds_of_ceiling')}).", "",
                 table(share_rows, ["Method", *suites, "Average"]), ""]
     out += _per_label(columns[suites[0]], suites[0], order)
     out += _nan_table(columns, suites, order)
     out += _seed_table(seeds, "lds", "lds")
     out += _cost_table(in_order)
     return out
+
+
+def _ceiling_draws(records: list[RunRecord], metric: str = "ceiling") -> str:
+    """What the records' ceiling intervals resample, from their own declarations."""
+    draws = sorted({r.metrics[metric].get("draws") or "test examples" for r in records
+                    if r.status == "ok" and metric in r.metrics})
+    return "; ".join(draws) or "test examples"
 
 
 def _cost_table(in_order: list) -> list[str]:
