@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
@@ -59,10 +58,10 @@ __all__ = [
     "CostProfile", "crossover", "Crossover", "DataError", "encode_texts", "Example", "example_ids", "Examples",
     "feature_nbytes", "Features", "format_count", "format_seconds", "Interval", "lds", "lds_replicates",
     "load_encoder", "load_pretrained_lm", "MAIN_LABEL_KINDS", "main_label_kind", "make_config", "mean_pool",
-    "Method", "method_cost_s", "MethodConfig", "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT",
-    "per_example_loss", "percentile_interval_of", "progress", "register_method", "register_task",
-    "replicate_macro_means", "replicate_means", "Role", "RunContext", "spearman_rows", "split_half_reliability",
-    "Task", "TaskConfig", "TaskOutput", "tasks", "unigram_f1",
+    "Method", "method_cost_s", "MethodConfig", "MethodContext", "methods", "Metric", "noise_ceiling",
+    "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of", "progress", "register_method",
+    "register_task", "replicate_macro_means", "replicate_means", "Role", "RunContext", "spearman_rows",
+    "split_half_reliability", "Task", "TaskConfig", "TaskOutput", "tasks", "unigram_f1",
 ]
 
 Role = Literal["train", "test"]
@@ -200,10 +199,12 @@ class Method(ABC):
         """
         return {}
 
-    def setup(self, ctx: RunContext) -> None:  # noqa: B027 - an optional hook
+    def setup(self, ctx: MethodContext) -> None:  # noqa: B027 - an optional hook
         """One-time work before featurisation (warm-up, training); timed as the `setup` phase.
 
-        The harness featurises the training pool before test examples, after `setup`.
+        `ctx` is what a method may use of the harness (`MethodContext`): the suite, the cache, the device,
+        the warm-up LM, retraining on splits other than the test split, timed `setup/...` sub-phases. The
+        harness featurises the training pool before test examples, after `setup`.
         """
 
     def fit(self, examples: Examples) -> None:  # noqa: B027 - an optional step
@@ -386,8 +387,94 @@ def config_dict(config: Any) -> dict[str, Any]:
     return to_jsonable(config) if dataclasses.is_dataclass(config) else {}
 
 
+class MethodContext:
+    """What a method sees of the harness (`Method.setup`).
+
+    The suite, seeded RNGs, the cache, the device, the warm-up and start LMs, retraining on splits other than
+    the test split, and timed sub-phases of its setup. The run context builds one for each method call
+    (`RunContext.method_context`). It holds no run context and nothing that a method is evaluated against:
+    the suite's ground truth, leave-one-out test losses and the selection task's fine-tunings are reachable
+    from the task-facing `RunContext` only.
+    """
+
+    def __init__(self, suite: Suite, *, cache: Cache, acct: Accountant, seed: int = 0, device: str = "cpu",
+                 executor: Executor | None = None) -> None:
+        self.suite = suite
+        self.cache = cache
+        self.seed = seed
+        self.device = device
+        self._acct = acct
+        self._executor = executor if executor is not None else LocalExecutor()
+
+    def rng(self, *keys: int) -> np.random.Generator:
+        """A generator seeded from the run seed and `keys`."""
+        return np.random.default_rng([self.seed, *keys])
+
+    def phase(self, name: str, count: int | None = None):
+        """Time a block of the method's setup as the sub-phase `name` ("setup/<part>"), with the accountant.
+
+        Yields a handle whose `count`, `cached`, `cached_count` and `original_wall_s` the method may set
+        (cached work at what producing it cost).
+        """
+        if not name.startswith("setup/"):
+            raise ValueError(f"a method's phases are parts of its setup, named 'setup/<part>', got '{name}'")
+        return self._acct.phase(name, count=count)
+
+    # -- harness artefacts (never charged to a method) --------------------------------------------------
+    def warmup_lm(self) -> TargetLM:
+        """The suite's warm-up target LM (trained and cached on first use)."""
+        from bench.groundtruth import warmup_built, warmup_lm
+
+        was_cached = warmup_built(self.suite, self.cache)
+        with self._acct.phase("warmup") as ph:
+            lm, meta = warmup_lm(self.suite, self.cache, self.device)
+            ph.cached, ph.original_wall_s = was_cached, meta["wall_s"]
+        return lm
+
+    def start_lm(self) -> TargetLM:
+        """The model fine-tuning starts from, as in the ground truth.
+
+        The warm-up LM, or the pretrained base (`lm.retrain_from = "base"`, the paper's recipe).
+        """
+        if self.suite.spec.lm.retrain_from == "warmup":
+            return self.warmup_lm()
+        from bench.groundtruth import start_lm
+
+        return start_lm(self.suite, self.cache, self.device)
+
+    def retrain(self, *, pool_split: Split, eval_split: Split, pool_ids: tuple[int, ...] | None = None,
+                eval_ids: tuple[int, ...] | None = None, num_subsets: int, fraction: float, seed: int,
+                desc: str = "retraining") -> tuple[GroundTruth, int]:
+        """Fine-tune the warm-up LM on random subsets of a pool and record an eval set's losses.
+
+        The mechanism behind the LDS ground truth, for methods that learn from such data (AirRep, on the
+        `airrep_train` split). Jobs are cached one by one and run by the run's executor; not timed here
+        (callers time it).
+
+        Returns:
+            The table (masks over the pool's positions in `pool_ids`) and how many jobs ran now.
+
+        Raises:
+            ValueError: `eval_split` is the test split, whose losses a method is evaluated against.
+        """
+        from bench.groundtruth import RetrainSpec, retrain_table
+
+        if eval_split == "test":
+            raise ValueError("a method may not measure losses on the test split (what it is evaluated "
+                             "against); retrain on another split, e.g. airrep_train")
+        spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
+                           suite_overrides=self.suite.overrides_json,
+                           pool_split=pool_split, eval_split=eval_split, pool_ids=pool_ids, eval_ids=eval_ids,
+                           device=self.device)
+        return retrain_table(spec, self.suite, self.cache, num_subsets=num_subsets, fraction=fraction, seed=seed,
+                             executor=self._executor, desc=desc)
+
+
 class RunContext:
-    """What a task sees of the harness: the suite, seeded RNGs, the cache and the timed plugin calls."""
+    """What a task sees of the harness: the suite, seeded RNGs, the cache, the ground truth, the timed plugin calls.
+
+    A method sees a `MethodContext`, which this builds for each of its calls (`method_context`).
+    """
 
     def __init__(self, suite: Suite, *, cache: Cache, acct: Accountant | None = None, seed: int = 0,
                  device: str = "cpu", executor: Executor | None = None) -> None:
@@ -397,15 +484,16 @@ class RunContext:
         self.seed = seed
         self.device = device
         self.executor = executor if executor is not None else LocalExecutor()
-        self._in_method = 0  # > 0 while a method's own code runs: it may not read the ground truth
 
-    @contextmanager
-    def _method_call(self):
-        self._in_method += 1
-        try:
-            yield
-        finally:
-            self._in_method -= 1
+    def method_context(self) -> MethodContext:
+        """The method-facing context of this run: the same suite, cache, accountant, seed, device, executor."""
+        return MethodContext(self.suite, cache=self.cache, acct=self.acct, seed=self.seed, device=self.device,
+                             executor=self.executor)
+
+    def with_accountant(self, acct: Accountant) -> RunContext:
+        """This run's context with its own accountant (a measurement whose phases are not the run's)."""
+        return RunContext(self.suite, cache=self.cache, acct=acct, seed=self.seed, device=self.device,
+                          executor=self.executor)
 
     def rng(self, *keys: int) -> np.random.Generator:
         """A generator seeded from the run seed and `keys`."""
@@ -431,45 +519,12 @@ class RunContext:
 
     # -- harness artefacts (never charged to a method) --------------------------------------------------
     def warmup_lm(self) -> TargetLM:
-        """The suite's warm-up target LM (trained and cached on first use)."""
-        from bench.groundtruth import warmup_built, warmup_lm
-
-        was_cached = warmup_built(self.suite, self.cache)
-        with self.acct.phase("warmup") as ph:
-            lm, meta = warmup_lm(self.suite, self.cache, self.device)
-            ph.cached, ph.original_wall_s = was_cached, meta["wall_s"]
-        return lm
+        """The suite's warm-up target LM (`MethodContext.warmup_lm`)."""
+        return self.method_context().warmup_lm()
 
     def start_lm(self) -> TargetLM:
-        """The model fine-tuning starts from, as in the ground truth.
-
-        The warm-up LM, or the pretrained base (`lm.retrain_from = "base"`, the paper's recipe).
-        """
-        if self.suite.spec.lm.retrain_from == "warmup":
-            return self.warmup_lm()
-        from bench.groundtruth import start_lm
-
-        return start_lm(self.suite, self.cache, self.device)
-
-    def retrain(self, *, pool_split: Split, eval_split: Split, pool_ids: tuple[int, ...] | None = None,
-                eval_ids: tuple[int, ...] | None = None, num_subsets: int, fraction: float, seed: int,
-                desc: str = "retraining") -> tuple[GroundTruth, int]:
-        """Fine-tune the warm-up LM on random subsets of a pool and record an eval set's losses.
-
-        The mechanism behind the LDS ground truth, for methods that learn from such data (AirRep).
-        Jobs are cached one by one and run by the run's executor; not timed here (callers time it).
-
-        Returns:
-            The table (masks over the pool's positions in `pool_ids`) and how many jobs ran now.
-        """
-        from bench.groundtruth import RetrainSpec, retrain_table
-
-        spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
-                           suite_overrides=self.suite.overrides_json,
-                           pool_split=pool_split, eval_split=eval_split, pool_ids=pool_ids, eval_ids=eval_ids,
-                           device=self.device)
-        return retrain_table(spec, self.suite, self.cache, num_subsets=num_subsets, fraction=fraction, seed=seed,
-                             executor=self.executor, desc=desc)
+        """The model fine-tuning starts from, as in the ground truth (`MethodContext.start_lm`)."""
+        return self.method_context().start_lm()
 
     def leave_one_out(self, removed: list[int], *, eval_ids: tuple[int, ...], seed: int,
                       desc: str = "leave-one-out") -> tuple[np.ndarray, np.ndarray, float, int]:
@@ -485,8 +540,6 @@ class RunContext:
         """
         from bench.groundtruth import RetrainSpec, loo_table
 
-        if self._in_method:
-            raise RuntimeError("a method may not read leave-one-out test losses (what it is evaluated against)")
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            suite_overrides=self.suite.overrides_json, eval_ids=tuple(eval_ids), device=self.device)
         return loo_table(spec, self.suite, self.cache, removed, seed=seed, executor=self.executor, desc=desc)
@@ -510,17 +563,12 @@ class RunContext:
                              executor=self.executor, desc=desc)
 
     def ground_truth(self) -> GroundTruth:
-        """The suite's retraining ground truth of the train pool against the test split (tasks only).
+        """The suite's retraining ground truth of the train pool against the test split.
 
-        Raises:
-            RuntimeError: called from a method's own code (setup, fit, featurize, score): the test
-                losses are what a method is evaluated against, never an input.
+        Tasks only: a method's `MethodContext` has no way to it.
         """
         from bench.groundtruth import RetrainSpec, retrain_table
 
-        if self._in_method:
-            raise RuntimeError("a method may not read the suite's ground truth (the test losses it is "
-                               "evaluated against); ctx.retrain builds training data from other splits")
         gt_spec = self.suite.spec.ground_truth
         if gt_spec.released is not None:
             from bench.released import load_released, resolve
@@ -547,9 +595,9 @@ class RunContext:
 
     # -- timed plugin calls -------------------------------------------------------------------------------
     def setup(self, method: Method) -> None:
-        """Run `method.setup` as the `setup` phase."""
-        with self.acct.phase("setup"), self._method_call():
-            method.setup(self)
+        """Run `method.setup` with this run's `MethodContext` as the `setup` phase."""
+        with self.acct.phase("setup"):
+            method.setup(self.method_context())
 
     def featurize(self, method: Method, examples: Examples, role: Role) -> Features:
         """Featurise as the `index` (train) or `query` (test) phase; train features set the storage cost.
@@ -558,7 +606,7 @@ class RunContext:
         """
         if not examples:
             raise DataError(f"cannot featurise an empty set of {role} examples")
-        with self.acct.phase("index" if role == "train" else "query", count=len(examples)), self._method_call():
+        with self.acct.phase("index" if role == "train" else "query", count=len(examples)):
             if role == "train":
                 method.fit(examples)
             features = method.featurize(examples, role)
@@ -582,7 +630,7 @@ class RunContext:
     def group_score(self, method: Method, test_features: Features, train_features: Features,
                     masks: np.ndarray) -> np.ndarray:
         """`method.group_score` as the `score` phase; checks the shape."""
-        with self.acct.phase("score", count=int(masks.shape[0])), self._method_call():
+        with self.acct.phase("score", count=int(masks.shape[0])):
             out = np.asarray(method.group_score(test_features, train_features, masks), dtype=np.float64)
         expected = (test_features.shape[0], masks.shape[0])
         if out.shape != expected:
@@ -591,5 +639,39 @@ class RunContext:
 
     def score(self, method: Method, test_features: Features, train_features: Features) -> np.ndarray:
         """`method.score` as the `score` phase."""
-        with self.acct.phase("score", count=int(test_features.shape[0])), self._method_call():
+        with self.acct.phase("score", count=int(test_features.shape[0])):
             return np.asarray(method.score(test_features, train_features), dtype=np.float64)
+
+    # -- cost profiles (`bench.profiling`) ----------------------------------------------------------------
+    def profile(self, method: Method, *, repeats: int, repeat_sample: int,
+                repeat_setup_s: float) -> dict[str, Any]:
+        """Measure `method`'s one-time and per-example costs on this suite (`bench.profiling.profile`).
+
+        Sets the method up, featurises the pool and the test split and scores them, as this run's phases;
+        then times the per-example work (featurising `repeat_sample` pool examples and scoring the test
+        split against them) `repeats` times, and a setup that cached nothing and took under
+        `repeat_setup_s` seconds `repeats` times. Returns the profile (JSON).
+        """
+        from bench.profiling import profile
+
+        return profile(self, method, repeats=repeats, repeat_sample=repeat_sample, repeat_setup_s=repeat_setup_s)
+
+    def reference_profile(self, name: str, *, repeats: int, repeat_sample: int,
+                          repeat_setup_s: float) -> dict[str, Any]:
+        """The profile of the registered method `name` (the suite's config of it) on this suite, cached.
+
+        Measured once per suite, configuration, code, device and machine (`bench.profiling.reference_profile`).
+        """
+        from bench.profiling import reference_profile
+
+        return reference_profile(self, name, repeats=repeats, repeat_sample=repeat_sample,
+                                 repeat_setup_s=repeat_setup_s)
+
+    def profile_at(self, method: Method, target_lm: str, *, sample: int, rank: int) -> dict[str, Any]:
+        """`method`'s per-example featurisation cost with the target LM `target_lm` on `sample` pool examples.
+
+        `bench.profiling.profile_at`; `target_lm` "suite" is the suite's own LM.
+        """
+        from bench.profiling import profile_at
+
+        return profile_at(self, method, target_lm, sample=sample, rank=rank)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.api import ConfigError, Examples, Features, Method, MethodConfig, Role, RunContext, register_method
+from bench.api import ConfigError, Examples, Features, Method, MethodConfig, MethodContext, Role, register_method
 from bench.suites import Suite
 
 SUFFIXES = (".npy", ".safetensors")
@@ -167,7 +167,7 @@ class Scores(Method):
         self._load()
         return {"sha256": self._sha256}
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: MethodContext) -> None:
         """Map the suite's example ids to the matrix's rows and columns."""
         self.check_suite(ctx.suite)
         for role in ("train", "test"):

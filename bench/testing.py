@@ -1,6 +1,6 @@
-"""Helpers for plugin authors' tests: a toy method, toy examples and a tiny run context.
+"""Helpers for plugin authors' tests: a toy method, toy examples and tiny run and method contexts.
 
-from bench.testing import ToyMethod, toy_examples, tiny_context
+from bench.testing import ToyMethod, toy_examples, tiny_context, tiny_method_context
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.api import Examples, Features, Method, MethodConfig, Role, RunContext
+from bench.api import Examples, Features, Method, MethodConfig, MethodContext, Role, RunContext
 from bench.cache import Cache
 from bench.data import Example
 from bench.suites import load_suite
@@ -46,8 +46,13 @@ def toy_examples(n: int = 8, split: str = "toy") -> list[Example]:
 
 
 def tiny_context(cache_dir: Path, seed: int = 0) -> RunContext:
-    """A run context on the `tiny` suite with its own cache directory."""
+    """A run context (what a task sees) on the `tiny` suite with its own cache directory."""
     return RunContext(load_suite("tiny"), cache=Cache(cache_dir), seed=seed)
+
+
+def tiny_method_context(cache_dir: Path, seed: int = 0) -> MethodContext:
+    """A method context (what `Method.setup` gets) on the `tiny` suite with its own cache directory."""
+    return tiny_context(cache_dir, seed).method_context()
 
 
 def _true_nbytes(features: Features) -> int:
@@ -67,8 +72,11 @@ def _dense(features: Features) -> np.ndarray:
     return np.asarray(features)
 
 
-def check_method_contract(make_method, ctx: RunContext, n_train: int = 24, n_test: int = 6) -> None:
+def check_method_contract(make_method, ctx: MethodContext | RunContext, n_train: int = 24,
+                          n_test: int = 6) -> None:
     """Assert the method contract on the first examples of the context's suite.
+
+    `ctx`: the method context its `setup` gets (a run context's own, `RunContext.method_context`, if given one).
 
     `make_method()` must return a fresh, not yet set-up instance. Checks: a method with a `fit` refuses to
     featurise before it; featurising only transforms (the pool's first rows featurised on their own, after
@@ -81,6 +89,8 @@ def check_method_contract(make_method, ctx: RunContext, n_train: int = 24, n_tes
 
     from bench.config import from_dict, to_jsonable
 
+    if isinstance(ctx, RunContext):
+        ctx = ctx.method_context()
     train = ctx.suite.split("train")[:n_train]
     test = ctx.suite.split("test")[:n_test]
 

@@ -14,8 +14,8 @@ from bench.api import (
     Features,
     Method,
     MethodConfig,
+    MethodContext,
     Role,
-    RunContext,
     register_method,
 )
 
@@ -75,7 +75,7 @@ class DSIR(Method):
                 tokenizer=self.config.tokenizer, min_example_length=0)
         return self._dsir
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: MethodContext) -> None:
         """Build the package's estimator (its scratch directory lives in the harness cache)."""
         directory = ctx.cache.root / "dsir-scratch"
         directory.mkdir(parents=True, exist_ok=True)

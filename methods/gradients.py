@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.api import ConfigError, MethodConfig, RunContext, per_example_loss
+from bench.api import ConfigError, MethodConfig, MethodContext, per_example_loss
 
 _LOGIX_LOGGER = "AnaLog"  # the name logix gives its stdout logger
 
@@ -171,7 +171,7 @@ def _remove_orphans(base: Path) -> None:
 class Scratch:
     """A private directory for one method instance (under the harness cache), removed with the instance."""
 
-    def __init__(self, owner: object, ctx: RunContext | None, prefix: str) -> None:
+    def __init__(self, owner: object, ctx: MethodContext | None, prefix: str) -> None:
         base = Path(ctx.cache.root) / "scratch" if ctx is not None else Path(tempfile.gettempdir())
         base.mkdir(parents=True, exist_ok=True)
         if ctx is not None:

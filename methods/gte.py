@@ -13,8 +13,8 @@ from bench.api import (
     Features,
     Method,
     MethodConfig,
+    MethodContext,
     Role,
-    RunContext,
     attention_group_score,
     check_model,
     encode_texts,
@@ -61,7 +61,7 @@ class GTE(Method):
         """Fail before any other work if the model cannot be found."""
         check_model(self.config.model)
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: MethodContext) -> None:
         """Load the encoder."""
         self._device = ctx.device
         self._encoder = load_encoder(self.config.model, ctx.device)

@@ -13,8 +13,8 @@ from bench.api import (
     Examples,
     Features,
     Method,
+    MethodContext,
     Role,
-    RunContext,
     atomic_path,
     build,
     code_versions,
@@ -101,7 +101,7 @@ class LESS(Method):
         check_logix()
 
     # -- setup: LoRA warm-up, cached ----------------------------------------------------------------------
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: MethodContext) -> None:
         """Add LoRA adapters to the warm-up LM; train them (or load the cached ones) with their Adam moments."""
         import torch
         from peft import LoraConfig, get_peft_model
@@ -142,7 +142,7 @@ class LESS(Method):
                 save_file(state, str(tmp))
             return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "final_loss": losses[-1]}
 
-        with ctx.acct.phase("setup/lora_warmup") as ph:
+        with ctx.phase("setup/lora_warmup") as ph:
             # keyed by the warm-up LM's code (it starts from that model) and LESS's own
             directory, meta, was_built = build(ctx.cache, "less", args, {**code_versions("lm"), "less": CODE_VERSION},
                                                produce)

@@ -18,8 +18,8 @@ from bench.api import (
     Examples,
     Features,
     Method,
+    MethodContext,
     Role,
-    RunContext,
     attention_group_score,
     feature_nbytes,
     load_pretrained_lm,
@@ -101,12 +101,12 @@ class LogixMethod(Method):
         """Logix must be installed."""
         check_logix()
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: MethodContext) -> None:
         """Load the suite's warm-up LM (final checkpoint only, as in the paper), or the `model` asked for."""
         if self.config.model == "suite":
             self._base = ctx.warmup_lm()
         else:
-            with ctx.acct.phase("setup/load_model"):
+            with ctx.phase("setup/load_model"):
                 self._base = load_pretrained_lm(self.config.model, device=ctx.device)
         self._scratch = Scratch(self, ctx, self.name)
 

@@ -10,8 +10,8 @@ from bench.api import (
     Features,
     Method,
     MethodConfig,
+    MethodContext,
     Role,
-    RunContext,
     mean_pool,
     register_method,
 )
@@ -44,7 +44,7 @@ class RDS(Method):
         super().__init__(config)
         self._lm = None
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: MethodContext) -> None:
         """Load (or train) the suite's warm-up LM."""
         self._lm = ctx.warmup_lm()
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
-import os
-import platform
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.api import (
-    Accountant,
     ConfigError,
     CostProfile,
     Method,
@@ -21,13 +16,9 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
-    build,
-    code_versions,
-    config_dict,
     crossover,
     format_count,
     format_seconds,
-    make_config,
     methods,
     register_task,
 )
@@ -60,100 +51,6 @@ class CrossoverConfig(TaskConfig):
             raise ConfigError("crossover.budgets_h must hold positive hours")
 
 
-def _setup_cost(phases: list) -> float:
-    """A setup's cost from its phases: the outer phase, its cached parts at what producing them cost."""
-    outer = [p for p in phases if p.name == "setup"][-1]
-    inner = [p for p in phases if p.name != "setup"]
-    produced = sum(p.original_wall_s if p.cached and p.original_wall_s is not None else p.wall_s for p in inner)
-    return produced + max(0.0, outer.wall_s - sum(p.wall_s for p in inner))
-
-
-def _spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def _profile(ctx: RunContext, method: Method, cfg: CrossoverConfig) -> dict[str, Any]:
-    """Set up, featurise the pool and the test split, score; then time the per-example work `cfg.repeats` times.
-
-    The per-example cost (featurising a training example and scoring it against the test split) is the
-    median over repeats of featurising the same sample of the pool and scoring the test split against it,
-    with the range of the repeats. A setup that cached nothing and took under `cfg.repeat_setup_s` is run
-    `cfg.repeats` times on fresh instances; a setup made of cached work (AirRep's training, LESS's LoRA, a
-    warm-up LM) counts what producing it cost, measured once when it ran.
-    """
-    start = len(ctx.acct.phases)
-    ctx.setup(method)
-    setup_phases = ctx.acct.phases[start:]
-    train_features = ctx.featurize(method, ctx.suite.split("train"), "train")
-    test_features = ctx.featurize(method, ctx.suite.split("test"), "test")
-    ctx.score(method, test_features, train_features)
-    phases = ctx.acct.phases[start:]
-    n_train, n_test = int(train_features.shape[0]), int(test_features.shape[0])
-    index = next(p for p in phases if p.name == "index")
-    query = next(p for p in phases if p.name == "query")
-    setup_s = _setup_cost(setup_phases)
-    setups = [setup_s]
-    if not any(p.cached for p in setup_phases) and setup_s < cfg.repeat_setup_s:
-        for _ in range(cfg.repeats - 1):
-            acct = Accountant(device=ctx.device)
-            RunContext(ctx.suite, cache=ctx.cache, acct=acct, seed=ctx.seed, device=ctx.device,
-                       executor=ctx.executor).setup(type(method)(method.config))
-            setups.append(_setup_cost(acct.phases))
-    # the per-example work, repeated on one sample of the pool (train features fit on the pool come first)
-    sample = ctx.suite.split("train")[: min(n_train, cfg.repeat_sample)]
-    per_example, featurize, score_pair = [], [], []
-    for _ in range(cfg.repeats):
-        acct = Accountant(device=ctx.device)
-        sub = RunContext(ctx.suite, cache=ctx.cache, acct=acct, seed=ctx.seed, device=ctx.device,
-                         executor=ctx.executor)
-        feats = sub.featurize(method, sample, "train")
-        # featurising train examples fits the method (a vocabulary, a projection), so the test side follows
-        sub.score(method, sub.featurize(method, ctx.suite.split("test"), "test"), feats)
-        f = next(p for p in acct.phases if p.name == "index").wall_s / len(sample)
-        sc = next(p for p in acct.phases if p.name == "score").wall_s / (len(sample) * n_test)
-        featurize.append(f)
-        score_pair.append(sc)
-        per_example.append(f + sc * n_test)
-    return {
-        "setup_s": statistics.median(setups), "setup": _spread(setups),
-        "setup_parts": {p.name: p.original_wall_s if p.cached and p.original_wall_s is not None else p.wall_s
-                        for p in setup_phases if p.name != "setup"},
-        "featurize_s_per_example": statistics.median(featurize), "featurize": _spread(featurize),
-        "pool_featurize_s_per_example": index.wall_s / n_train, "query_s_per_example": query.wall_s / n_test,
-        "score_s_per_pair": statistics.median(score_pair),
-        # attributing one more training example: featurise it and score it against the test set
-        "per_example_s": statistics.median(per_example), "per_example": _spread(per_example),
-        "repeat_sample": len(sample),
-        "storage_bytes_per_example": method.storage_bytes(train_features) / n_train,
-        "dim": method.dim(train_features), "n_train": n_train, "n_test": n_test,
-        "peak_bytes": max(p.peak_bytes for p in phases), "device": index.device,
-    }
-
-
-def _reference_profile(ctx: RunContext, cfg: CrossoverConfig) -> dict[str, Any]:
-    """The reference method's profile on this suite, measured once and cached for every record of the suite.
-
-    Keyed by the suite, the reference's configuration and code, the device and this machine (timings belong
-    to the machine): every method's N* is then against the same measurement, not a fresh one with its own
-    noise.
-    """
-    ref_cls = methods.get(cfg.reference)
-    ref_method = ref_cls(make_config(ref_cls.config_cls, ctx.suite.spec.methods.get(cfg.reference, {}),
-                                     where=cfg.reference))
-    args = {"suite": ctx.suite.name, "data": ctx.suite.data_fingerprint, "reference": cfg.reference,
-            "config": config_dict(ref_method.config), "code_version": ref_cls.code_version,
-            "repeats": cfg.repeats, "repeat_sample": cfg.repeat_sample, "device": ctx.device,
-            "machine": f"{platform.node()}/{platform.processor() or platform.machine()}/{os.cpu_count()}"}
-
-    def produce(directory):
-        sub = RunContext(ctx.suite, cache=ctx.cache, acct=Accountant(device=ctx.device), seed=ctx.seed,
-                         device=ctx.device, executor=ctx.executor)
-        return {"profile": _profile(sub, ref_method, cfg)}
-
-    _, meta, _ = build(ctx.cache, "crossover_reference", args, code_versions("lm", "retrain", "batched"), produce)
-    return meta["profile"]
-
-
 def within_noise(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two profiles' per-example costs overlap within the range of their repeats."""
     ra, rb = a.get("per_example"), b.get("per_example")
@@ -162,34 +59,11 @@ def within_noise(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return ra["min"] <= rb["max"] and rb["min"] <= ra["max"]
 
 
-def _size_probe(ctx: RunContext, method: Method, ref: str, cfg: CrossoverConfig) -> dict[str, Any]:
-    """Per-example featurisation cost of `method` with the target LM `ref`, on a sample of the pool."""
-    fields = {f.name for f in dataclasses.fields(method.config)}
-    options: dict[str, Any] = {str(method.target_lm_option): ref}
-    if "rank" in fields:
-        options["rank"] = cfg.size_rank
-    if "init" in fields:
-        # the PCA statistics are one-time work (and at 0.5B their SVDs alone take tens of minutes on a
-        # CPU); every attributed example costs the projected gradient pass, which random init measures
-        options["init"] = "random"
-    probe = type(method)(dataclasses.replace(method.config, **options))
-    acct = Accountant(device=ctx.device)
-    sub = RunContext(ctx.suite, cache=ctx.cache, acct=acct, seed=ctx.seed, device=ctx.device, executor=ctx.executor)
-    sub.setup(probe)
-    sample = ctx.suite.split("train")[: cfg.size_sample]
-    features = sub.featurize(probe, sample, "train")
-    index = next(p for p in acct.phases if p.name == "index")
-    return {"model": ref, "params": probe.info().get("model_params"), "dim": probe.dim(features),
-            "featurize_s_per_example": index.wall_s / len(sample),
-            "storage_bytes_per_example": probe.storage_bytes(features) / len(sample),
-            "peak_bytes": max(p.peak_bytes for p in acct.phases), "n": len(sample)}
-
-
 @register_task("crossover", config=CrossoverConfig)
 class Crossover(Task):
     """Cost crossover (paper Fig. 6): measured setup and per-example costs, pool size N* where AirRep wins.
 
-    Costs are measured on this device through the accountant (GPU-hours on a GPU): the method's one-time
+    Costs are measured on this device by the harness (`RunContext.profile`; GPU-hours on a GPU): the method's one-time
     setup (the warm-up LM it needs, its own training; cached work counts what producing it cost) and its
     per-example cost (featurising a training example plus scoring it against the test split), likewise
     for the reference method (AirRep). From these: N*, the examples attributable per budget, and a figure.
@@ -204,8 +78,9 @@ class Crossover(Task):
         cfg = self.config
         if cfg.reference not in methods.names():
             raise ConfigError(f"crossover.reference '{cfg.reference}' is not a registered method")
-        ours = _profile(ctx, method, cfg)
-        ref = _reference_profile(ctx, cfg)
+        repeats = {"repeats": cfg.repeats, "repeat_sample": cfg.repeat_sample, "repeat_setup_s": cfg.repeat_setup_s}
+        ours = ctx.profile(method, **repeats)
+        ref = ctx.reference_profile(cfg.reference, **repeats)
         a = CostProfile(ref["setup_s"], ref["per_example_s"])
         b = CostProfile(ours["setup_s"], ours["per_example_s"])
         noise = method.name != cfg.reference and within_noise(ref, ours)
@@ -254,7 +129,8 @@ class Crossover(Task):
         if method.target_lm_option is None:
             return [{"model": "any", "note": "independent of the target LM" if method.family != "gradient"
                      else "no target-LM option: not measured"}]
-        rows = [_size_probe(ctx, method, size, cfg) for size in ("suite", *cfg.sizes)]
+        rows = [ctx.profile_at(method, size, sample=cfg.size_sample, rank=cfg.size_rank)
+                for size in ("suite", *cfg.sizes)]
         for row in rows:
             ours_s = row.get("featurize_s_per_example")
             if ours_s:

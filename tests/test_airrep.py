@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bench.api import attention_group_score, methods
-from bench.testing import tiny_context, toy_examples
+from bench.testing import tiny_method_context, toy_examples
 from methods import airrep as ar
 
 
@@ -92,7 +92,7 @@ def test_loads_a_directory_laid_out_like_airrep_flan_small(tmp_path):
     save_file(state, str(d / "model.safetensors"))
     tok.save_pretrained(str(d))
     method = methods.get("airrep")(methods.get("airrep").config_cls(checkpoint=str(d)))
-    method.setup(tiny_context(tmp_path / "cache"))
+    method.setup(tiny_method_context(tmp_path / "cache"))
     feats = method.featurize(toy_examples(3), "train")
     assert feats.shape == (3, 384) and np.isfinite(feats).all()
 
@@ -115,7 +115,7 @@ def test_pool_larger_than_the_split_is_a_clear_error(run_cli):
 def test_interrupted_training_resumes_from_its_checkpoint_with_identical_results(tmp_path, monkeypatch):
     cls = methods.get("airrep")
     config = cls.config_cls(**{**ar.AirRep.smoke_config().__dict__, "steps": 6, "checkpoint_every": 2})
-    ctx = tiny_context(tmp_path / "a")
+    ctx = tiny_method_context(tmp_path / "a")
     calls = {"n": 0}
     real_loss = ar.ranking_loss
 
@@ -135,9 +135,9 @@ def test_interrupted_training_resumes_from_its_checkpoint_with_identical_results
     monkeypatch.setattr(training, "ranking_loss", real_loss)
 
     resumed = cls(config)
-    resumed.setup(tiny_context(tmp_path / "a"))
+    resumed.setup(tiny_method_context(tmp_path / "a"))
     fresh = cls(config)
-    fresh.setup(tiny_context(tmp_path / "b"))
+    fresh.setup(tiny_method_context(tmp_path / "b"))
     assert [h["step"] for h in resumed.training_history] == list(range(0, 7))
     assert resumed.training_history == fresh.training_history
     ex = toy_examples(4)

@@ -104,3 +104,15 @@ def test_realistic_target_lms_load_offline(monkeypatch):
     qwen = load_pretrained_lm("config:qwen2.5-0.5b")
     assert sum(p.numel() for p in qwen.model.parameters()) == 494_032_768  # Qwen2.5-0.5B's published size
     assert len([m for n, m in qwen.model.named_modules() if isinstance(m, torch.nn.Linear) and "mlp" in n]) == 72
+
+
+def test_the_harness_profiles_a_method_with_repeats(tiny_cache):
+    """`RunContext.profile` (bench.profiling): what the crossover task asks for, measured by the harness."""
+    from bench.testing import ToyMethod, tiny_context
+
+    ctx = tiny_context(tiny_cache)
+    prof = ctx.profile(ToyMethod(), repeats=3, repeat_sample=8, repeat_setup_s=60.0)
+    assert prof["per_example"]["n"] == 3 and prof["setup"]["n"] == 3  # a quick setup that cached nothing
+    assert prof["per_example"]["min"] <= prof["per_example_s"] <= prof["per_example"]["max"]
+    assert prof["repeat_sample"] == 8 and (prof["n_train"], prof["n_test"], prof["dim"]) == (400, 64, 8)
+    assert [p.name for p in ctx.acct.phases] == ["setup", "index", "query", "score"]  # the repeats are not the run's

@@ -50,7 +50,7 @@ def mlp_weight_names(model):
 def _fit(name, ctx, **options):
     cls = methods.get(name)
     method = cls(cls.config_cls(batch_size=4, **options))
-    method.setup(ctx)
+    method.setup(ctx.method_context())
     train, test = _data(ctx)
     method.fit(train)
     return method, np.asarray(method.featurize(train, "train"), dtype=np.float64), \
@@ -131,7 +131,7 @@ def test_logra_kfac_preconditioning_equals_the_kronecker_inverse(square_ctx):
 def test_less_train_rows_are_projected_adam_corrected_lora_gradients(square_ctx):
     cls = methods.get("less")
     less = cls(cls.config_cls(lora_rank=4, lora_alpha=16.0, epochs=1, lr=1e-3, dim=32, batch_size=4))
-    less.setup(square_ctx)
+    less.setup(square_ctx.method_context())
     train, test = _data(square_ctx)
     f_train = np.asarray(less.featurize(train, "train"), dtype=np.float64)
     f_test = np.asarray(less.featurize(test, "test"), dtype=np.float64)

@@ -65,13 +65,38 @@ def test_the_contract_catches_a_method_that_featurises_before_fit(tiny_cache):
 
 
 def test_a_method_cannot_read_the_ground_truth(tiny_cache):
-    """The test losses are what a method is evaluated against: setup, fit, featurize and score may not read them."""
+    """The test losses are what a method is evaluated against: its context has no way to them.
+
+    `Method.setup` gets a `MethodContext`, which holds neither the ground truth, the leave-one-out losses nor
+    the selection fine-tunings, nor the task-facing `RunContext` they live on; retraining measures no test loss.
+    """
+    from bench.api import MethodContext, RunContext
+
     ctx = tiny_context(tiny_cache)
+    seen = {}
 
     class Peeks(ToyMethod):
         def setup(self, ctx):
+            seen["ctx"] = ctx
             self.truth = ctx.ground_truth()
 
-    with pytest.raises(RuntimeError, match="may not read the suite's ground truth"):
+    with pytest.raises(AttributeError, match="ground_truth"):
         ctx.setup(Peeks())
+    mctx = seen["ctx"]
+    assert type(mctx) is MethodContext
+    for name in ("ground_truth", "leave_one_out", "finetune_answers", "featurize", "score", "group_score",
+                 "setup", "profile", "method_context"):
+        assert not hasattr(mctx, name), name
+
+    def reachable(obj, depth=0):  # every object the method context holds, a few levels down
+        yield obj
+        if depth < 3 and hasattr(obj, "__dict__") and not isinstance(obj, type):
+            for value in vars(obj).values():
+                yield from reachable(value, depth + 1)
+
+    assert not any(isinstance(o, RunContext) for o in reachable(mctx)), "the method context reaches a RunContext"
+    with pytest.raises(ValueError, match="test split"):
+        mctx.retrain(pool_split="train", eval_split="test", num_subsets=2, fraction=0.5, seed=0)
+    with pytest.raises(ValueError, match="setup/"):
+        mctx.phase("ground_truth")
     assert ctx.ground_truth().losses.shape == (16, 64)  # a task still can, after the method's call

@@ -87,7 +87,7 @@ def test_rds_is_the_mean_of_the_warmup_models_last_hidden_states(tiny_cache):
 
     ctx = tiny_context(tiny_cache)
     rds = methods.get("rds")()
-    rds.setup(ctx)
+    rds.setup(ctx.method_context())
     ex = ctx.suite.split("train")[:3]
     feats = rds.featurize(ex, "train")
     lm = ctx.warmup_lm()

@@ -49,8 +49,8 @@ from bench.api import (
     Examples,
     Features,
     Method,
+    MethodContext,
     Role,
-    RunContext,
     attention_group_score,
     attention_pool,
     build,
@@ -96,7 +96,7 @@ class AirRep(Method):
             check_model(self.config.encoder)
 
     # -- setup: data generation + optimisation, cached ----------------------------------------------------
-    def _cache_args(self, ctx: RunContext) -> dict[str, Any]:
+    def _cache_args(self, ctx: MethodContext) -> dict[str, Any]:
         cfg = {k: v for k, v in config_dict(self.config).items() if k not in INFERENCE_ONLY}
         return {"suite": ctx.suite.name, "data": ctx.suite.data_fingerprint, "lm": config_dict(ctx.suite.spec.lm),
                 "config": cfg}
@@ -105,16 +105,16 @@ class AirRep(Method):
         # the model depends on the retraining that made its data and on its own training code
         return {**code_versions("lm", "retrain", "batched"), "airrep": CODE_VERSION}
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: MethodContext) -> None:
         """Load a checkpoint, or the cached trained model, or generate data and train (resumable)."""
         self._device = ctx.device
         if self.config.checkpoint is not None:
-            with ctx.acct.phase("setup/load"):
+            with ctx.phase("setup/load"):
                 self._tokenizer, self._model = load_airrep(self.config.checkpoint, ctx.device)
             return
         def produce(directory: Path) -> dict[str, Any]:
             splits, datagen_s = generate(self.config, ctx)
-            with ctx.acct.phase("setup/train", count=self.config.steps) as ph:
+            with ctx.phase("setup/train", count=self.config.steps) as ph:
                 model, tokenizer, train_s, history, resumed = train(self.config, ctx, splits,
                                                                     directory / "checkpoints")
                 ph.cached_count = resumed
@@ -126,7 +126,7 @@ class AirRep(Method):
         self._model_dir = directory / "model"
         if was_built:  # the phases at what producing them cost
             for name in ("datagen", "train"):
-                with ctx.acct.phase(f"setup/{name}") as ph:
+                with ctx.phase(f"setup/{name}") as ph:
                     ph.cached, ph.original_wall_s = True, meta[f"{name}_s"]
         self._tokenizer, self._model = load_airrep(str(directory / "model"), ctx.device)
         self.training_history = meta["history"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.api import DataError, RunContext
+from bench.api import DataError, MethodContext
 
 
 @dataclass
@@ -41,7 +41,7 @@ def split_ids(config, n_available: int, s: int) -> tuple[np.ndarray, np.ndarray]
     return perm[config.dev_size: config.dev_size + config.pool_size], perm[: config.dev_size]
 
 
-def generate(config, ctx: RunContext) -> tuple[list[Split], float]:
+def generate(config, ctx: MethodContext) -> tuple[list[Split], float]:
     """Every split's retraining table through the harness (`ctx.retrain`, cached job by job), timed.
 
     Returns:
@@ -54,7 +54,7 @@ def generate(config, ctx: RunContext) -> tuple[list[Split], float]:
             f"airrep: suite '{ctx.suite.name}' has {n_available} airrep_train examples, fewer than pool_size + "
             f"dev_size = {c.pool_size + c.dev_size}; lower them (--set pool_size=... dev_size=...)")
     splits = []
-    with ctx.acct.phase("setup/datagen", count=c.n_splits * c.subsets_per_split) as ph:
+    with ctx.phase("setup/datagen", count=c.n_splits * c.subsets_per_split) as ph:
         compute_s, ran = 0.0, 0
         for s in range(c.n_splits):
             pool_ids, dev_ids = split_ids(c, n_available, s)

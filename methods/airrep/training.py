@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.api import ConfigError, RunContext, lds, load_encoder, progress
+from bench.api import ConfigError, MethodContext, lds, load_encoder, progress
 from methods.airrep.checkpoint import load_best, load_checkpoint, save_checkpoint, trainable_state
 from methods.airrep.config import AirRepConfig
 from methods.airrep.data import Split
@@ -36,7 +36,7 @@ def ranking_loss(pred, target, tau_min: float, tau_max: float):
     return (weight * F.softplus(-ds[keep])).mean()
 
 
-def train(c: AirRepConfig, ctx: RunContext, splits: list[Split], ckpt_dir: Path):
+def train(c: AirRepConfig, ctx: MethodContext, splits: list[Split], ckpt_dir: Path):
     """Optimise the encoder on the training splits (Eq. 9), resumable; keep the best held-out step.
 
     Returns:
