@@ -49,8 +49,8 @@ from bench.stats import replicate_means
 from bench.suites import Split, Suite
 
 if TYPE_CHECKING:
-    from bench.groundtruth import GroundTruth
     from bench.lm import TargetLM
+    from bench.retrain import GroundTruth
 
 __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
@@ -431,7 +431,7 @@ class RunContext:
     # -- harness artefacts (never charged to a method) --------------------------------------------------
     def warmup_lm(self) -> TargetLM:
         """The suite's warm-up target LM (trained and cached on first use)."""
-        from bench.groundtruth import warmup_built, warmup_lm
+        from bench.retrain import warmup_built, warmup_lm
 
         was_cached = warmup_built(self.suite, self.cache)
         with self.acct.phase("warmup") as ph:
@@ -446,7 +446,7 @@ class RunContext:
         """
         if self.suite.spec.lm.retrain_from == "warmup":
             return self.warmup_lm()
-        from bench.groundtruth import start_lm
+        from bench.retrain import start_lm
 
         return start_lm(self.suite, self.cache, self.device)
 
@@ -461,7 +461,7 @@ class RunContext:
         Returns:
             The table (masks over the pool's positions in `pool_ids`) and how many jobs ran now.
         """
-        from bench.groundtruth import RetrainSpec, retrain_table
+        from bench.retrain import RetrainSpec, retrain_table
 
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            suite_overrides=self.suite.overrides_json,
@@ -482,7 +482,7 @@ class RunContext:
             (test losses of the whole pool's run [n_eval], of each removal's [len(removed), n_eval], the
             seconds the jobs took when they ran, how many ran now).
         """
-        from bench.groundtruth import RetrainSpec, loo_table
+        from bench.retrain import RetrainSpec, loo_table
 
         if self._in_method:
             raise RuntimeError("a method may not read leave-one-out test losses (what it is evaluated against)")
@@ -501,7 +501,7 @@ class RunContext:
         Returns:
             (the answers of each request, in order; the seconds producing them took; how many ran now).
         """
-        from bench.groundtruth import RetrainSpec, generate_jobs
+        from bench.retrain import RetrainSpec, generate_jobs
 
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            suite_overrides=self.suite.overrides_json, device=self.device)
@@ -515,7 +515,7 @@ class RunContext:
             RuntimeError: called from a method's own code (setup, fit, featurize, score): the test
                 losses are what a method is evaluated against, never an input.
         """
-        from bench.groundtruth import RetrainSpec, retrain_table
+        from bench.retrain import RetrainSpec, retrain_table
 
         if self._in_method:
             raise RuntimeError("a method may not read the suite's ground truth (the test losses it is "
