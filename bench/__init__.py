@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from bench.groundtruth import GroundTruth
+    from bench.retrain import GroundTruth
     from bench.suites import Suite
 
 __all__ = ["Evaluation", "__version__", "evaluate", "ground_truth", "load_suite"]
@@ -55,7 +55,7 @@ def _suite(suite: str | Suite, options: dict[str, Any] | None) -> Suite:
 
 def ground_truth(suite: str | Suite = "small", *, suite_options: dict[str, Any] | None = None,
                  cache_dir: str | Path | None = None, device: str = "cpu") -> GroundTruth:
-    """The suite's LDS ground truth (`bench.groundtruth.GroundTruth`), retrained and cached if needed.
+    """The suite's LDS ground truth (`bench.retrain.GroundTruth`), retrained and cached if needed.
 
     `masks` bool [M, n_train], `losses` float [M, n_test] (the mean over seeds), `seed_losses` [S, M, n_test];
     cached in `cache_dir` (default: where `bench run` caches).

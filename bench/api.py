@@ -49,8 +49,8 @@ from bench.stats import replicate_means
 from bench.suites import Split, Suite
 
 if TYPE_CHECKING:
-    from bench.groundtruth import GroundTruth
     from bench.lm import TargetLM
+    from bench.retrain import GroundTruth
 
 __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
@@ -423,7 +423,7 @@ class MethodContext:
     # -- harness artefacts (never charged to a method) --------------------------------------------------
     def warmup_lm(self) -> TargetLM:
         """The suite's warm-up target LM (trained and cached on first use)."""
-        from bench.groundtruth import warmup_built, warmup_lm
+        from bench.retrain import warmup_built, warmup_lm
 
         was_cached = warmup_built(self.suite, self.cache)
         with self._acct.phase("warmup") as ph:
@@ -438,7 +438,7 @@ class MethodContext:
         """
         if self.suite.spec.lm.retrain_from == "warmup":
             return self.warmup_lm()
-        from bench.groundtruth import start_lm
+        from bench.retrain import start_lm
 
         return start_lm(self.suite, self.cache, self.device)
 
@@ -457,7 +457,7 @@ class MethodContext:
         Raises:
             ValueError: `eval_split` is the test split, whose losses a method is evaluated against.
         """
-        from bench.groundtruth import RetrainSpec, retrain_table
+        from bench.retrain import RetrainSpec, retrain_table
 
         if eval_split == "test":
             raise ValueError("a method may not measure losses on the test split (what it is evaluated "
@@ -530,7 +530,7 @@ class RunContext:
                       desc: str = "leave-one-out") -> tuple[np.ndarray, np.ndarray, float, int]:
         """Fine-tune on the whole training pool, and on it without each of `removed`, with one seed and batches.
 
-        `bench.groundtruth.loo_table`: the left-out example keeps its batch slot without loss, so every other
+        `bench.retrain.loo_table`: the left-out example keeps its batch slot without loss, so every other
         example is seen in the same batch at the same step (its batches' mean is then over the others).
         Jobs are cached one by one and trained in groups by the run's executor; not timed here.
 
@@ -538,7 +538,7 @@ class RunContext:
             (test losses of the whole pool's run [n_eval], of each removal's [len(removed), n_eval], the
             seconds the jobs took when they ran, how many ran now).
         """
-        from bench.groundtruth import RetrainSpec, loo_table
+        from bench.retrain import RetrainSpec, loo_table
 
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            suite_overrides=self.suite.overrides_json, eval_ids=tuple(eval_ids), device=self.device)
@@ -555,7 +555,7 @@ class RunContext:
         Returns:
             (the answers of each request, in order; the seconds producing them took; how many ran now).
         """
-        from bench.groundtruth import RetrainSpec, generate_jobs
+        from bench.retrain import RetrainSpec, generate_jobs
 
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            suite_overrides=self.suite.overrides_json, device=self.device)
@@ -567,7 +567,7 @@ class RunContext:
 
         Tasks only: a method's `MethodContext` has no way to it.
         """
-        from bench.groundtruth import RetrainSpec, retrain_table
+        from bench.retrain import RetrainSpec, retrain_table
 
         gt_spec = self.suite.spec.ground_truth
         if gt_spec.released is not None:

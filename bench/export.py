@@ -109,6 +109,8 @@ def released_suite_toml(suite: Suite, written: dict[str, int]) -> str:
     lines = [f"# Exported by tda-bench {bench.__version__} from suite '{suite.name}' v{suite.spec.version}.",
              f"name = {_toml_value(suite.name + '-export')}", f"version = {_toml_value(str(suite.spec.version))}",
              f"description = {_toml_value('Export of ' + suite.name + ': its splits and released ground truth.')}",
+             *([f"clusters = {_toml_value(suite.spec.clusters)}  # how test examples cluster, for the bootstrap"]
+               if suite.spec.clusters else []),
              ""]
     lines += _toml_table("data", data)
     for name in SPLITS:

@@ -29,14 +29,14 @@ def _finite_numbers(values: list) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
-def load_released(path: Path, n_train: int, n_test: int):  # -> bench.groundtruth.GroundTruth
+def load_released(path: Path, n_train: int, n_test: int):  # -> bench.retrain.GroundTruth
     """Read and validate an `lds.jsonl`; masks over the `n_train` pool rows, losses of the `n_test` test rows.
 
     Raises:
         DataError: one line naming the file and line: bad JSON, a missing key, an index out of range or
             repeated, a loss count that is not the test split's size, a non-finite loss, fewer than 2 subsets.
     """
-    from bench.groundtruth import GroundTruth
+    from bench.retrain import GroundTruth
 
     masks, losses, seed_losses = [], [], []
     for lineno, row in jsonl_rows(path):

@@ -8,7 +8,7 @@ the method's and the task's own `code_version`), so a bump rebuilds what depends
 from __future__ import annotations
 
 LM = "1"  # bench.lm: tokenisation, training and evaluation of the target LM
-RETRAIN = "3"  # bench.groundtruth: retraining jobs (3: trained in groups)
+RETRAIN = "3"  # bench.retrain: retraining jobs (3: trained in groups)
 BATCHED = "1"  # bench.batched: K target LMs trained at once
 GENERATOR = "2"  # bench.generator: the embedded suites' generated data (2: splits disjoint by item)
 METRICS = "1"  # bench.metrics: LDS, bootstrap intervals, F1

@@ -46,7 +46,7 @@ def _setup(suite_name: str, cache_dir: str | None):
     import numpy as np
 
     from bench.cache import Cache, default_cache_dir
-    from bench.groundtruth import group_size, subset_mask, warmup_lm
+    from bench.retrain import group_size, subset_mask, warmup_lm
     from bench.suites import load_suite
 
     suite = load_suite(suite_name)

@@ -42,7 +42,7 @@ def test_an_lds_run_on_cuda_records_the_device_and_gpu_hours(run_cli, tmp_path):
 
 def test_retraining_on_cuda_agrees_with_cpu(tmp_path):
     from bench.cache import Cache
-    from bench.groundtruth import RetrainSpec, retrain_table
+    from bench.retrain import RetrainSpec, retrain_table
     from bench.suites import load_suite
 
     tables = {}

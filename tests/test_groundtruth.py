@@ -3,7 +3,7 @@ import json
 import numpy as np
 
 from bench.cache import Cache
-from bench.groundtruth import RetrainSpec, retrain_table, subset_masks
+from bench.retrain import RetrainSpec, retrain_table, subset_masks
 from bench.suites import load_suite
 
 
@@ -72,3 +72,11 @@ def test_bfloat16_target_lm_trains_retrains_and_gives_finite_losses(tmp_path):
     table = ctx.ground_truth()
     assert table.losses.shape == (3, 64) and np.isfinite(table.losses).all()
     assert not np.array_equal(table.losses[0], table.losses[1])
+
+
+def test_bench_groundtruth_still_exports_the_retrain_packages_names():
+    import bench.groundtruth
+    import bench.retrain
+
+    assert bench.groundtruth.__all__ == bench.retrain.__all__
+    assert all(getattr(bench.groundtruth, n) is getattr(bench.retrain, n) for n in bench.retrain.__all__)

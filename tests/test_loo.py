@@ -63,8 +63,8 @@ def test_a_left_out_example_changes_nothing_but_its_own_batch_slot(tiny_cache):
     import torch
 
     from bench.cache import Cache
-    from bench.groundtruth import warmup_lm
     from bench.lm import Encoded, finetune_group
+    from bench.retrain import warmup_lm
     from bench.suites import load_suite
 
     suite = load_suite("tiny")

@@ -80,7 +80,7 @@ def test_a_pretrained_target_lm_warms_up_retrains_and_generates(run_cli, tmp_pat
     assert not np.array_equal(losses[0], losses[1])  # different subsets, different fine-tuned models
 
     from bench.cache import Cache
-    from bench.groundtruth import warmup_lm
+    from bench.retrain import warmup_lm
 
     suite = load_suite(str(FIXTURE / "flan.toml"), options)
     lm, meta = warmup_lm(suite, Cache(tmp_path / "cache"))

@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from bench.cache import Cache, default_cache_dir
     from bench.config import parse_override
     from bench.errors import DataError
-    from bench.groundtruth import RetrainSpec, plan_table
     from bench.results import read_records
+    from bench.retrain import RetrainSpec, plan_table
     from bench.suites import load_suite
 
     suite = load_suite(args.suite, [parse_override(o) for o in args.suite_options])

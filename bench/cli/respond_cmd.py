@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from bench.cache import Cache, atomic_write_text, default_cache_dir
     from bench.config import parse_override
     from bench.errors import ConfigError
-    from bench.groundtruth import pool_lm
     from bench.presets import alpaca_prompt, alpaca_seen_rows
     from bench.progress import progress
+    from bench.retrain import pool_lm
     from bench.runner import check_device
     from bench.suites import load_suite
 

@@ -1,0 +1,105 @@
+"""The target LMs that retraining starts from: the suite's warm-up LM, the pretrained base, the whole-pool LM.
+
+Each is a cache entry (`bench.cache.build`) keyed on the suite's data and LM recipe and the code versions that
+produced it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import versions
+from bench.cache import Cache, build, peek_built
+from bench.suites import Suite
+
+
+def lm_args(suite: Suite) -> dict:
+    """What determines the suite's target LM: its data and recipe (the code versions are added per artefact)."""
+    return {"suite": suite.name, "data": suite.data_fingerprint, "lm": suite.spec.lm}
+
+
+def warmup_built(suite: Suite, cache: Cache) -> bool:
+    """Whether the suite's warm-up model is in the cache (touches nothing)."""
+    return peek_built(cache, "warmup", lm_args(suite), versions.of("lm"))
+
+
+def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, meta dict)
+    """Return the suite's warm-up target LM and its metadata, training and caching it on first use.
+
+    The tokenizer is trained on the text of every split; the model is trained for `lm.warmup_steps` steps
+    on the `warmup` split (no steps when that split is empty).
+    """
+    from bench.lm import TargetLM, load_pretrained_lm
+
+    spec = suite.spec.lm
+
+    def produce(directory: Path) -> dict:
+        import time
+
+        t0 = time.perf_counter()
+        if spec.model is not None:  # a pretrained LM with its own tokenizer
+            lm = load_pretrained_lm(spec.model, device, spec=spec, seed=spec.init_seed)
+        else:
+            lm = TargetLM.create(suite.tokenizer_texts(), spec, device)
+        warm = suite.split("warmup")
+        losses: list[float] = []
+        if warm and spec.warmup_steps:
+            losses = lm.train(lm.encode(warm), lr=spec.warmup_lr, seed=spec.init_seed, steps=spec.warmup_steps,
+                              desc=f"warm-up {suite.name}")
+        _save_lm_dir(lm, directory)
+        return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_warmup": len(warm),
+                "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
+
+    directory, meta, _ = build(cache, "warmup", lm_args(suite), versions.of("lm"), produce)
+    return _load_lm_dir(spec, directory, device), meta  # as a later cache hit sees it, also the first time
+
+
+def _save_lm_dir(lm, directory: Path) -> None:
+    """Save a trained LM into a cache entry (`save_lm`, or `save_pretrained_lm` for a pretrained one)."""
+    from bench.lm import save_lm, save_pretrained_lm
+
+    (save_pretrained_lm if lm.spec.model is not None else save_lm)(lm, directory)
+
+
+def _load_lm_dir(spec, directory: Path, device: str):  # -> TargetLM
+    """Load what `_save_lm_dir` wrote into a cache entry."""
+    from bench.lm import load_lm, load_pretrained_lm
+
+    if spec.model is not None:
+        return load_pretrained_lm(str(directory / "model"), device, spec=spec)
+    return load_lm(directory, spec, device)
+
+
+def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, meta dict)
+    """The retraining start model fine-tuned on the whole pool as a retraining job is on a subset; cached.
+
+    What generates Alpaca's seen test responses (`bench respond`): the paper's "model trained on the full
+    training set".
+    """
+    spec, seed = suite.spec.lm, suite.spec.ground_truth.seed
+
+    def produce(directory: Path) -> dict:
+        import time
+
+        pool = suite.require("train")
+        lm = start_lm(suite, cache, device)
+        t0 = time.perf_counter()
+        losses = lm.train(lm.encode(pool), lr=spec.finetune_lr, seed=seed, epochs=spec.finetune_epochs,
+                          desc=f"fine-tune on the {suite.name} pool")
+        _save_lm_dir(lm, directory)
+        return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_pool": len(pool),
+                "final_loss": losses[-1] if losses else None}
+
+    directory, meta, _ = build(cache, "pool_lm", {**lm_args(suite), "seed": seed}, versions.of("lm", "retrain"),
+                               produce)
+    return _load_lm_dir(spec, directory, device), meta
+
+
+def start_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> TargetLM
+    """The model every retraining job starts from: the warm-up LM, or the pretrained base (`lm.retrain_from`)."""
+    lm_spec = suite.spec.lm
+    if lm_spec.retrain_from == "base":
+        from bench.lm import load_pretrained_lm
+
+        return load_pretrained_lm(str(lm_spec.model), device, spec=lm_spec, seed=lm_spec.init_seed)
+    return warmup_lm(suite, cache, device)[0]
