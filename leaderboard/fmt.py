@@ -90,13 +90,25 @@ def stats_caption(records: list[RunRecord], metric: str) -> str:
 
 
 def format_caption(template: str, records: list[RunRecord]) -> str:
-    """A caption template filled from the first successful record's task options ({option})."""
+    """A caption template filled from the first successful record's task options ({option} or {option:spec}).
+
+    An option the records do not hold (an older record) reads "(not recorded)", never a raw placeholder.
+    """
+    import re
+
     ok = [r for r in records if r.status == "ok"] or records
     values = ok[0].task_config if ok else {}
-    try:
-        return template.format(**values)
-    except (KeyError, IndexError, ValueError):
-        return template
+
+    def fill(match: re.Match[str]) -> str:
+        name, spec = match.group(1), match.group(2) or ""
+        if name not in values:
+            return "(not recorded)"
+        try:
+            return format(values[name], spec)
+        except (TypeError, ValueError):
+            return str(values[name])
+
+    return re.sub(r"\{(\w+)(?::([^{}]*))?\}", fill, template)
 
 
 def bytes_text(n: float | None) -> str:
