@@ -37,7 +37,6 @@ from bench.metrics import (
     lds,
     lds_replicates,
     noise_ceiling,
-    replicate_macro_means,
     spearman_rows,
     split_half_reliability,
     unigram_f1,
@@ -45,7 +44,7 @@ from bench.metrics import (
 from bench.progress import progress
 from bench.registry import Registry
 from bench.scoring import attention_group_score, attention_pool
-from bench.stats import replicate_means
+from bench.stats import draws_label, replicate_macro_means, replicate_means
 from bench.suites import Split, Suite
 
 if TYPE_CHECKING:
@@ -55,7 +54,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
     "build", "ceiling_subset_variance", "check_model", "cluster_ids", "code_versions", "config_dict", "ConfigError",
-    "CostProfile", "crossover", "Crossover", "DataError", "encode_texts", "Example", "example_ids", "Examples",
+    "CostProfile", "crossover", "Crossover", "DataError", "draws_label", "encode_texts", "Example", "example_ids",
+    "Examples",
     "feature_nbytes", "Features", "format_count", "format_seconds", "Interval", "lds", "lds_replicates",
     "load_encoder", "load_pretrained_lm", "MAIN_LABEL_KINDS", "main_label_kind", "make_config", "mean_pool",
     "Method", "method_cost_s", "MethodConfig", "MethodContext", "methods", "Metric", "noise_ceiling",
@@ -510,7 +510,7 @@ class RunContext:
         """Bootstrap draws of `n` examples as counts [n_resamples, n] (`bench.stats.draw_weights`).
 
         Seeded from the run seed and `keys`, so every method of the suite gets the same draws (they pair);
-        with `clusters`, clusters are drawn first and examples within them.
+        with `clusters`, whole clusters are drawn, each with all its examples.
         """
         from bench.stats import draw_weights
 

@@ -152,30 +152,6 @@ def lds_replicates(group_scores: np.ndarray, test_losses: np.ndarray, *, row_wei
     return out
 
 
-def replicate_macro_means(values: np.ndarray, groups: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Mean over groups of the within-group weighted mean, under each bootstrap draw, float [B].
-
-    A group's weight in the mean is how many times it was drawn (its total weight over its size: each drawn
-    copy of a cluster draws as many examples as it has, `bench.stats.draw_weights`); a group with no draw is
-    left out of that replicate.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    out = np.zeros(len(weights))
-    total = np.zeros(len(weights))
-    for g in sorted(set(groups.tolist())):
-        inside = groups == g
-        w = weights[:, inside]
-        mass = w.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (w @ values[inside]) / mass
-        copies = mass / inside.sum()
-        drawn = mass > 0
-        out[drawn] += copies[drawn] * mean[drawn]
-        total[drawn] += copies[drawn]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return out / total
-
-
 def unigram_f1(prediction: str, reference: str) -> float:
     """Unigram F1 between whitespace tokens (SQuAD-style: multiset overlap), lower-cased.
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.stats import BOOTSTRAP, MCNEMAR, NO_TEST
+
 SCHEMA_VERSION = 2
 
 
@@ -152,7 +154,7 @@ def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
     for name, m in metrics.items():
         reps = bootstrap.get(name)
         m["replicates"] = reps
-        m["test"] = MCNEMAR_TEST if _binary(per_example.get(name)) else BOOTSTRAP_TEST if reps else "none"
+        m["test"] = MCNEMAR if _binary(per_example.get(name)) else BOOTSTRAP if reps else NO_TEST
         m.setdefault("draws", _V1_DRAWS.get(raw.get("task", ""), "") if reps else "")
     out["metrics"] = metrics
     # what the schema-1 leaderboard ranked a record without a headline by: top-1 of the task label first
@@ -170,7 +172,6 @@ def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-MCNEMAR_TEST, BOOTSTRAP_TEST = "mcnemar", "bootstrap"  # bench.stats's names (not imported: stdlib only here)
 # what schema-1 replicates resampled, per task (their draws were not recorded)
 _V1_DRAWS = {"lds": "test examples (independent) x subsets", "classification": "test examples (independent)",
              "selection": "test examples within tasks", "mislabel": "corrupted and clean examples",

@@ -149,6 +149,7 @@ class _Prepared:
     executor: Any
     common: dict[str, Any]
     label: str | None = None
+    code_hashes: dict[str, str] | None = None  # computed once: the fingerprint's and the record's
 
 
 def _prepare(request: RunRequest) -> _Prepared:
@@ -181,11 +182,12 @@ def _prepare(request: RunRequest) -> _Prepared:
     # scores from a file are a row of their own, named by --set name= (or the file) and marked as external
     label = request.label or (f"{method_config.row_name} (external)" if method_cls.precomputed else None)
     method_identity = method.identity()
+    hashes = code_hashes(method_cls, task_cls)
     identity = {"suite": suite.ref, "suite_spec": to_jsonable(suite.spec), "data": suite.data_fingerprint,
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
                 "schema_version": SCHEMA_VERSION, "code_versions": code_versions(method_cls, task_cls),
-                "code_hashes": code_hashes(method_cls, task_cls),
+                "code_hashes": hashes,
                 **({"label": label} if label else {}),
                 **({"method_identity": method_identity} if method_identity else {})}
     options = {"method": to_jsonable(dict(request.method_options)), "task": to_jsonable(dict(request.task_options)),
@@ -194,7 +196,7 @@ def _prepare(request: RunRequest) -> _Prepared:
                   method=request.method, method_family=method_cls.family, method_config=config_dict(method_config),
                   task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed,
                   label=label, options=options, data=suite.data_fingerprint)
-    return _Prepared(method, task, suite, executor, common, label)
+    return _Prepared(method, task, suite, executor, common, label, hashes)
 
 
 def code_versions(method_cls: Any, task_cls: Any) -> dict[str, Any]:
@@ -301,7 +303,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         "device": request.device,
     }
     env = {**environment(request.device, started=started), "code_versions": code_versions(type(method), type(task)),
-           "code_hashes": code_hashes(type(method), type(task))}
+           "code_hashes": prepared.code_hashes}
     record = RunRecord(
         **common, status="ok", metrics=record_metrics(output), per_example=output.per_example, cost=cost, env=env,
         created_at=_now(), headline=output.headline or next(iter(output.metrics), None),

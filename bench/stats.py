@@ -10,7 +10,7 @@ numpy when called.
 
 Which test applies to a metric is declared by the task in the record (`Metric.test`):
 - `bootstrap`: the paired bootstrap. Two records of one suite and pairing key hold replicates under the same
-  draws (test examples, or clusters of them and the examples inside, and on LDS the retrained subsets); the
+  draws (test examples, or clusters of them each with all its examples, and on LDS the retrained subsets); the
   difference's replicates give its percentile CI, and its two-sided p-value comes from their standard error
   with a t reference (degrees of freedom: the independent units less one, clusters where the suite declares
   them): 1,000 replicates cannot resolve a p-value below 0.002, and Holm's correction over a column of k
@@ -92,6 +92,37 @@ def replicate_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     clean = np.where(finite, values, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (weights @ clean) / (weights @ finite.astype(np.float64))
+
+
+def replicate_macro_means(values: np.ndarray, groups: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean over groups of the within-group weighted mean, under each bootstrap draw, float [B].
+
+    A group's weight in the mean is how many times it was drawn (its total weight over its size: each drawn
+    copy of a cluster draws as many examples as it has, `bench.stats.draw_weights`); a group with no draw is
+    left out of that replicate.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    out = np.zeros(len(weights))
+    total = np.zeros(len(weights))
+    for g in sorted(set(groups.tolist())):
+        inside = groups == g
+        w = weights[:, inside]
+        mass = w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (w @ values[inside]) / mass
+        copies = mass / inside.sum()
+        drawn = mass > 0
+        out[drawn] += copies[drawn] * mean[drawn]
+        total[drawn] += copies[drawn]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return out / total
+
+
+def draws_label(clusters: dict[str, Any] | None) -> str:
+    """What `draw_weights` resamples, as a metric's `draws` says it: the clusters or the test examples."""
+    return f"{clusters['kind']} clusters > test examples" if clusters else "test examples"
 
 
 def rounded(replicates: Sequence[float] | np.ndarray) -> list[float | None]:

@@ -199,7 +199,7 @@ class SuiteSpec:
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> option defaults here
     clusters: str | None = field(default=None, metadata={
         "help": "How test examples cluster, for the bootstrap (`bench.stats.draw_weights`): a label kind (task, "
-                "source) or `prompt` (examples sharing a prompt). Clusters are resampled, then examples in them."})
+                "source) or `prompt` (examples sharing a prompt). Clusters are resampled, each with all its examples."})
 
     def __post_init__(self) -> None:
         if self.clusters is not None and not self.clusters:

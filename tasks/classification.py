@@ -15,6 +15,7 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    draws_label,
     register_task,
     replicate_means,
 )
@@ -103,7 +104,7 @@ class Classification(Task):
         chance: dict[str, dict[str, float]] = {}
         k = self.config.k
         clusters = ctx.clusters(test)
-        unit = f"{clusters['kind']} clusters > test examples" if clusters else "test examples"
+        unit = draws_label(clusters)
         with ctx.acct.phase("eval"):
             top = top_k(scores, k)
             # the same draws of test examples for every metric and method of the suite: paired

@@ -15,6 +15,7 @@ from bench.api import (
     TaskConfig,
     TaskOutput,
     ceiling_subset_variance,
+    draws_label,
     lds,
     lds_replicates,
     main_label_kind,
@@ -46,7 +47,7 @@ class LDS(Task):
     minus the loss of the target LM fine-tuned on that subset; the headline is the mean over test examples.
     Its 95% CI is a two-way bootstrap (`bench.metrics.lds_replicates`): test examples and subsets are
     resampled together, since both are samples; where the suite declares clusters (`clusters = "task"`),
-    the clusters are drawn first and the test examples inside them (`bench.stats.draw_weights`), since
+    whole clusters are drawn, each with all its test examples (`bench.stats.draw_weights`), since
     examples of one task are not independent. The replicates are kept in the record (`Metric.replicates`)
     and are paired across methods (every method of a suite gets the same draws), which is what paired
     comparisons (`bench compare`, the leaderboard's bold and ranks) use. A test example whose group scores or losses
@@ -79,7 +80,7 @@ class LDS(Task):
             rows = ctx.draws(len(per_example), 1, n_resamples=n_resamples, clusters=clusters)
             subsets = ctx.rng(1, 1).integers(0, gt.masks.shape[0], size=(n_resamples, gt.masks.shape[0]))
             replicates = lds_replicates(predicted, gt.losses, row_weights=rows, subset_draws=subsets)
-            unit = f"{clusters['kind']} clusters > test examples" if clusters else "test examples"
+            unit = draws_label(clusters)
             as_zero = np.nan_to_num(per_example, nan=0.0)
             metrics = {
                 "lds": Metric.from_replicates(

@@ -20,6 +20,7 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    draws_label,
     main_label_kind,
     register_task,
     replicate_means,
@@ -144,7 +145,7 @@ class LOO(Task):
             if not ok.any():
                 raise DataError(f"loo: every test example's scores or loss changes are constant on '{ctx.suite.name}'")
             clusters = ctx.clusters([test[i] for i in chosen])
-            unit = f"{clusters['kind']} clusters > test examples" if clusters else "test examples"
+            unit = draws_label(clusters)
             draws = ctx.draws(len(per_example), 12, n_resamples=cfg.bootstrap_resamples, clusters=clusters)
             metrics = {"loo": Metric.from_replicates(
                 float(np.nanmean(per_example)), replicate_means(per_example, draws), draws=unit, n=int(ok.sum()),

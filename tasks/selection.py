@@ -16,6 +16,7 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    draws_label,
     method_cost_s,
     register_task,
     replicate_macro_means,
@@ -124,7 +125,7 @@ class Selection(Task):
                 f1[kind][row, test_ids] = [unigram_f1(o, refs[i]) for o, i in zip(outputs, test_ids, strict=True)]
         method_f1, random_f1, full_f1 = f1["method"][0], f1["random"], f1["full"][0]
         clusters = ctx.clusters(test)
-        unit = f"{clusters['kind']} clusters > test examples" if clusters else "test examples"
+        unit = draws_label(clusters)
         draws = ctx.draws(len(test), 4, n_resamples=cfg.bootstrap_resamples, clusters=clusters)
 
         def macro(values: np.ndarray) -> Metric:

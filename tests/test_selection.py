@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from bench.metrics import replicate_macro_means, unigram_f1
-from bench.stats import draw_weights
+from bench.metrics import unigram_f1
+from bench.stats import draw_weights, replicate_macro_means
 from tasks.selection import best_ranks, select_top_k
 
 

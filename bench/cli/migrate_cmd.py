@@ -34,10 +34,9 @@ def run(args: argparse.Namespace) -> int:
     changed = 0
     paths = sorted(args.results_dir.rglob("*.json"))
     for path in paths:
-        original = json.loads(path.read_text(encoding="utf-8"))
-        raw = migrate(dict(original))
-        text = RunRecord(**raw).to_json()
-        if text == path.read_text(encoding="utf-8"):
+        before = path.read_text(encoding="utf-8")
+        text = RunRecord(**migrate(json.loads(before))).to_json()
+        if text == before:
             continue
         changed += 1
         if not args.check:
