@@ -27,7 +27,14 @@ by one: the model is GEMM-bound on padded tokens, and vmap batches the products 
 The gains come from the packing and the label-position trimming, which a generic model call cannot do.
 
 Supported: `LlamaForCausalLM` in float32 with the default rotary embedding, no biases, SiLU, no dropout
-(the embedded suites' built LMs). Other target LMs (pretrained, bf16, GPU-sized) train one by one.
+(the embedded suites' built LMs, and SmolLM2-135M). Other target LMs (Qwen2's biased attention, bf16) train
+one by one.
+
+A top-layers recipe (`lm.train_layers` = N) trains only the top N decoder layers and the final norm. Every
+job of a suite starts from the same frozen embeddings and lower layers, so their output on the pool and on
+the evaluated split is computed once per process (`shared_prefix`, a `Prefix` of each real token's hidden
+state) and each step runs the top layers alone from it, for K jobs at once; the frozen LM head is one
+tensor shared by the K copies. Measured on SmolLM2-135M, top 2 of 30 layers: `benchmarks/pretrained.py`.
 """
 
 from __future__ import annotations
@@ -117,6 +124,8 @@ class Packed:
         valid: bool [K, Q], the loss position exists (models with fewer are padded).
         row_of_query: long [K, Q], which of the b rows a loss position belongs to.
         rows: b.
+        hidden: float [K, T, H], the frozen layers' output at the packed tokens (a `Prefix`'s rows), or None
+            when the stack starts at the embeddings.
     """
 
     tokens: torch.Tensor
@@ -130,10 +139,91 @@ class Packed:
     valid: torch.Tensor
     row_of_query: torch.Tensor
     rows: int
+    hidden: torch.Tensor | None = None
 
 
-def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> Packed:
-    """Pack K right-padded batches `[K, b, L]` (the `TargetLM.encode` layout) for `StackedLlama`."""
+@dataclass
+class Prefix:
+    """The frozen lower layers' output at every real token of an `Encoded`, computed once.
+
+    What every job of a top-layers recipe (`lm.train_layers`) would otherwise recompute at each step.
+
+    Attributes:
+        hidden: float [sum of lengths, H], the input of decoder layer `first_layer` at each real token, rows
+            one after another.
+        offsets: long [n], where each row starts in `hidden`.
+        first_layer: the lowest trained layer.
+    """
+
+    hidden: torch.Tensor
+    offsets: torch.Tensor
+    first_layer: int
+
+
+class _Stop(Exception):
+    """Ends a forward pass once the first trained layer's input is known."""
+
+
+@torch.no_grad()
+def compute_prefix(model, data, first_layer: int, batch_size: int = 32) -> Prefix:
+    """Run `model` (a `transformers` decoder) up to decoder layer `first_layer` on every row of `data`.
+
+    The pass stops at that layer (a pre-hook catches its input): the layers above cost nothing. Rows are right
+    padded, so a real token's state does not depend on the padding after it.
+    """
+    layers = model.model.layers
+    captured: list[torch.Tensor] = []
+
+    def hook(module, args, kwargs):
+        captured.append((args[0] if args else kwargs["hidden_states"]).detach())
+        raise _Stop
+
+    handle = layers[first_layer].register_forward_pre_hook(hook, with_kwargs=True)
+    was_training = model.training
+    model.eval()
+    n = len(data.lengths)
+    parts = []
+    try:
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(start + batch_size, n))
+            batch = data.batch(idx)
+            captured.clear()
+            try:
+                model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            except _Stop:
+                pass
+            states = captured[0].float()
+            real = batch["attention_mask"].bool()
+            parts.append(states[real])  # row-major: each row's real tokens in order (right padding)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    offsets = torch.zeros(n, dtype=torch.long)
+    offsets[1:] = torch.cumsum(data.lengths, 0)[:-1]
+    return Prefix(torch.cat(parts) if parts else torch.zeros(0, model.config.hidden_size), offsets, first_layer)
+
+
+def shared_prefix(model, data, first_layer: int, start: dict[str, torch.Tensor]) -> Prefix:
+    """`compute_prefix` of `data` with `model` holding the weights `start`, computed once per (rows, weights).
+
+    Kept in `data.memo` under the identity of `start` (held there too, so the identity cannot be reused): the
+    retraining workers load the same start weights for every group, so the pool and the evaluated split are
+    run through the frozen layers once per process.
+    """
+    key = ("prefix", id(start), first_layer)
+    hit = data.memo.get(key)
+    if hit is None:
+        hit = data.memo[key] = (start, compute_prefix(model, data, first_layer))
+    return hit[1]
+
+
+def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+         rows: torch.Tensor | None = None, prefix: Prefix | None = None) -> Packed:
+    """Pack K right-padded batches `[K, b, L]` (the `TargetLM.encode` layout) for `StackedLlama`.
+
+    With a `prefix` (of the whole `Encoded`), `rows` [K, b] are the batch rows' indices in it, and the packed
+    tokens carry the frozen layers' output from it.
+    """
     k, b, width = input_ids.shape
     real = attention_mask.reshape(k, b * width).bool()
     n_real = real.sum(1)
@@ -157,12 +247,21 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Te
     causal = torch.tril(torch.ones(width, width, dtype=torch.bool))
     allowed = causal[None] & attention_mask.reshape(k * b, width).bool()[:, None, :]
     model = torch.arange(k)[:, None]
+    hidden = None
+    if prefix is not None:
+        if rows is None:
+            raise ValueError("pack: a prefix needs the batch rows' indices")
+        # padding slots (past a shorter model's real tokens) read row 0's first token: never a query or a key
+        at = prefix.offsets[rows.reshape(k, b).gather(1, order // width)] + positions
+        at = torch.where(slot < n_real[:, None], at, 0)
+        hidden = prefix.hidden.index_select(0, at.reshape(-1)).view(k, t, -1)
     return Packed(
         tokens=tokens, positions=positions,
         unpack=(unpack + model * t).reshape(-1), pack=(order + model * (b * width)).reshape(-1),
         allowed=allowed[:, None], query_padded=(qorder + model * (b * width)).reshape(-1),
         query_packed=(unpack.gather(1, qorder) + model * t).reshape(-1),
-        targets=torch.where(valid, nxt.gather(1, qorder), 0), valid=valid, row_of_query=qorder // width, rows=b)
+        targets=torch.where(valid, nxt.gather(1, qorder), 0), valid=valid, row_of_query=qorder // width, rows=b,
+        hidden=hidden)
 
 
 class _SwiGLU(torch.autograd.Function):
@@ -191,12 +290,20 @@ class _SwiGLU(torch.autograd.Function):
 
 
 class StackedLlama:
-    """K copies of a `LlamaForCausalLM`'s weights as stacked leaf tensors, with a batched forward pass."""
+    """K copies of a `LlamaForCausalLM`'s weights as stacked leaf tensors, with a batched forward pass.
 
-    def __init__(self, model, k: int) -> None:
+    With `first_layer` > 0 (a top-layers recipe) only decoder layers `first_layer`.. and the final norm are
+    stacked and trained; the forward pass starts from a `Prefix` (the frozen layers' output), and the frozen
+    LM head is one tensor shared by the K copies.
+    """
+
+    def __init__(self, model, k: int, first_layer: int = 0) -> None:
         if not supports(model):
             raise ValueError(f"StackedLlama cannot train {type(model).__name__} (see bench.batched.supports)")
         cfg = model.config
+        if not 0 <= first_layer < cfg.num_hidden_layers:
+            raise ValueError(f"first_layer {first_layer} is not a decoder layer of this model")
+        self.first = first_layer
         self.k = k
         self.hidden = cfg.hidden_size
         self.heads = cfg.num_attention_heads
@@ -215,16 +322,19 @@ class StackedLlama:
         half = self.head_dim // 2
         self._interleave = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).reshape(-1)
         self.params: dict[str, torch.Tensor] = {}
+        self.head: torch.Tensor | None = None  # the frozen, shared LM head of a top-layers stack
         self.load(model)
 
     # -- weights --------------------------------------------------------------------------------------------
     def fuse(self, named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Tensors under `LlamaForCausalLM`'s parameter names -> this class's fused layout (one model's)."""
         sd = named
-        out = {"embed": sd["model.embed_tokens.weight"], "norm": sd["model.norm.weight"]}
-        if not self.tied:
-            out["lm_head"] = sd["lm_head.weight"]
-        for i in range(self.layers):
+        out = {"norm": sd["model.norm.weight"]}
+        if self.first == 0:
+            out["embed"] = sd["model.embed_tokens.weight"]
+            if not self.tied:
+                out["lm_head"] = sd["lm_head.weight"]
+        for i in range(self.first, self.layers):
             pre = f"model.layers.{i}."
             out[f"{i}.ln1"] = sd[pre + "input_layernorm.weight"]
             out[f"{i}.ln2"] = sd[pre + "post_attention_layernorm.weight"]
@@ -240,18 +350,25 @@ class StackedLlama:
         named = {n: p.detach() for n, p in model.named_parameters()}
         self.params = {n: w.unsqueeze(0).repeat(self.k, *([1] * w.dim())).contiguous().requires_grad_(True)
                        for n, w in self.fuse(named).items()}
+        if self.first > 0:
+            self.head = named["model.embed_tokens.weight" if self.tied else "lm_head.weight"].clone()
 
     def parameters(self) -> list[torch.Tensor]:
         """The stacked leaf tensors, [K, ...] each."""
         return list(self.params.values())
 
     def state_dict(self, index: int) -> dict[str, torch.Tensor]:
-        """Copy `index`'s weights under `LlamaForCausalLM`'s names (tied LM head included, as state_dict has it)."""
+        """Copy `index`'s weights under `LlamaForCausalLM`'s names (tied LM head included, as state_dict has it).
+
+        A top-layers stack gives its trained weights only (load them over the start weights).
+        """
         p = {n: w[index].detach().clone() for n, w in self.params.items()}
         q_rows, kv_rows = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        out = {"model.embed_tokens.weight": p["embed"], "model.norm.weight": p["norm"],
-               "lm_head.weight": p["embed"] if self.tied else p["lm_head"]}
-        for i in range(self.layers):
+        out = {"model.norm.weight": p["norm"]}
+        if self.first == 0:
+            out.update({"model.embed_tokens.weight": p["embed"],
+                        "lm_head.weight": p["embed"] if self.tied else p["lm_head"]})
+        for i in range(self.first, self.layers):
             pre = f"model.layers.{i}."
             q, k, v = p[f"{i}.qkv"].split([q_rows, kv_rows, kv_rows])
             q, k = self._heads(q, self._deinterleave), self._heads(k, self._deinterleave)
@@ -281,13 +398,18 @@ class StackedLlama:
         p, k = self.params, self.k
         t = packed.tokens.shape[1]
         hd, nh, nkv = self.head_dim, self.heads, self.kv_heads
-        vocab = p["embed"].shape[1]
         rows, width = packed.rows, packed.allowed.shape[-1]
-        flat_tokens = (packed.tokens + torch.arange(k)[:, None] * vocab).reshape(-1)
-        h = p["embed"].reshape(k * vocab, -1).index_select(0, flat_tokens).view(k, t, -1)
+        if self.first == 0:
+            vocab = p["embed"].shape[1]
+            flat_tokens = (packed.tokens + torch.arange(k)[:, None] * vocab).reshape(-1)
+            h = p["embed"].reshape(k * vocab, -1).index_select(0, flat_tokens).view(k, t, -1)
+        else:
+            if packed.hidden is None:
+                raise ValueError("a top-layers StackedLlama needs batches packed with their Prefix")
+            h = packed.hidden
         rotation = self._rotation[:width, None, :]  # the padded layout: positions are the row positions
         mask = torch.zeros(packed.allowed.shape, dtype=h.dtype).masked_fill_(~packed.allowed, float("-inf"))
-        for i in range(self.layers):
+        for i in range(self.first, self.layers):
             qkv = torch.bmm(self._rms(h, p[f"{i}.ln1"]), p[f"{i}.qkv"].transpose(1, 2))
             padded = qkv.reshape(k * t, -1).index_select(0, packed.unpack).view(k * rows, width, nh + 2 * nkv, hd)
             qk, v = padded.split([nh + nkv, nkv], dim=2)
@@ -306,8 +428,13 @@ class StackedLlama:
             h = h + torch.bmm(att, p[f"{i}.o"].transpose(1, 2))
             gate_up = torch.bmm(self._rms(h, p[f"{i}.ln2"]), p[f"{i}.gate_up"].transpose(1, 2))
             h = h + torch.bmm(_SwiGLU.apply(gate_up), p[f"{i}.down"].transpose(1, 2))
-        head = p["embed"] if self.tied else p["lm_head"]
-        logits = torch.bmm(self._rms(h, p["norm"]), head.transpose(1, 2))
+        if self.head is not None:  # frozen and shared: one product for the K copies
+            vocab = self.head.shape[0]
+            logits = torch.matmul(self._rms(h, p["norm"]), self.head.t())
+        else:
+            head = p["embed"] if self.tied else p["lm_head"]
+            vocab = head.shape[1]
+            logits = torch.bmm(self._rms(h, p["norm"]), head.transpose(1, 2))
         ce = F.cross_entropy(logits.reshape(-1, vocab), packed.targets.reshape(-1), reduction="none")
         return ce.view(k, -1) * packed.valid
 
@@ -331,17 +458,19 @@ class StackedLlama:
             g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
 
 
-def _rows(data, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """input_ids, attention_mask, labels of the rows `index` [K, b] of an `Encoded`, trimmed to the widest."""
+def _rows(data, index: torch.Tensor, prefix: Prefix | None = None) -> Packed:
+    """The rows `index` [K, b] of an `Encoded`, trimmed to the widest, packed (with their `prefix` states)."""
     width = int(data.lengths[index].max())
-    return (data.input_ids[index][..., :width], data.attention_mask[index][..., :width],
-            data.labels[index][..., :width])
+    return pack(data.input_ids[index][..., :width], data.attention_mask[index][..., :width],
+                data.labels[index][..., :width], rows=index, prefix=prefix)
 
 
 def train_stacked(stacked: StackedLlama, data, members: Sequence[np.ndarray], seeds: Sequence[int], *, lr: float,
                   epochs: int, batch_size: int, weight_decay: float = 0.0,
-                  max_grad_norm: float | None = None) -> list[list[float]]:
+                  max_grad_norm: float | None = None, prefix: Prefix | None = None) -> list[list[float]]:
     """Train copy j on rows `members[j]` of `data` with seed `seeds[j]`, exactly as `TargetLM.train` would.
+
+    A top-layers stack takes `prefix`, the frozen layers' output on `data` (`shared_prefix`).
 
     Every member set must have the same size (the same number of steps for every copy). Copy j draws its
     batch order from `torch.Generator().manual_seed(seeds[j])`, one permutation of its members per epoch.
@@ -365,7 +494,7 @@ def train_stacked(stacked: StackedLlama, data, members: Sequence[np.ndarray], se
         if start == 0:
             orders = [rows[torch.randperm(n, generator=g)] for rows, g in zip(member_rows, gens, strict=True)]
         index = torch.stack([o[start: start + batch_size] for o in orders])
-        losses = stacked.batch_losses(pack(*_rows(data, index)))
+        losses = stacked.batch_losses(_rows(data, index, prefix))
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()  # the copies share no weights: each gets its own loss's gradient
         if max_grad_norm is not None:
@@ -377,8 +506,11 @@ def train_stacked(stacked: StackedLlama, data, members: Sequence[np.ndarray], se
 
 
 @torch.no_grad()
-def stacked_losses(stacked: StackedLlama, data, rows_per_pass: int = 1024) -> np.ndarray:
+def stacked_losses(stacked: StackedLlama, data, rows_per_pass: int = 1024, prefix: Prefix | None = None
+                   ) -> np.ndarray:
     """Per-example mean response cross-entropy of every copy on every row of `data`, float64 [K, n].
+
+    A top-layers stack takes `prefix`, the frozen layers' output on `data`.
 
     Rows are evaluated in chunks of about `rows_per_pass / K` per copy (the working set of one pass stays
     about the same whatever K).
@@ -388,5 +520,5 @@ def stacked_losses(stacked: StackedLlama, data, rows_per_pass: int = 1024) -> np
     out = np.empty((stacked.k, n), dtype=np.float64)
     for start in range(0, n, batch_size):
         index = torch.arange(start, min(start + batch_size, n)).expand(stacked.k, -1)
-        out[:, start: start + index.shape[1]] = stacked.example_losses(pack(*_rows(data, index))).double().numpy()
+        out[:, start: start + index.shape[1]] = stacked.example_losses(_rows(data, index, prefix)).double().numpy()
     return out

@@ -33,7 +33,10 @@ def fingerprint(obj: Any) -> str:
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, tuples and mappings into plain JSON values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        # a field added after records and caches were keyed on its config says `omit_default`: at its default
+        # it is left out, so that every earlier key and fingerprint stays what it was
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

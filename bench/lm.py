@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,8 @@ class Encoded:
     attention_mask: torch.Tensor
     labels: torch.Tensor
     lengths: torch.Tensor
+    # what is computed once from these rows and reused (`bench.batched.shared_prefix`); not part of the value
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Rows `idx`, trimmed to their longest row."""
@@ -138,6 +140,41 @@ class TargetLM:
         return Encoded(ids, mask, labels, mask.sum(1))
 
     # -- training ---------------------------------------------------------------------------------------
+    def first_trainable_layer(self) -> int:
+        """The lowest decoder layer that training updates: 0 unless `lm.train_layers` freezes the ones below.
+
+        Raises:
+            ConfigError: `lm.train_layers` is more than the model's layers.
+        """
+        n = self.spec.train_layers
+        if n is None:
+            return 0
+        layers = int(self.model.config.num_hidden_layers)
+        if n > layers:
+            from bench.errors import ConfigError
+
+            raise ConfigError(f"lm.train_layers = {n}, but the target LM has {layers} decoder layers")
+        return layers - n
+
+    def trainable_names(self) -> list[str]:
+        """The parameters that training updates.
+
+        All, or with `lm.train_layers` = N the top N decoder layers and the final norm (the embeddings, LM head
+        and the layers below stay frozen).
+        """
+        names = [n for n, _ in self.model.named_parameters()]
+        first = self.first_trainable_layer()
+        if first == 0:
+            return names
+
+        def trained(name: str) -> bool:
+            parts = name.split(".")
+            if parts[:2] == ["model", "layers"]:
+                return int(parts[2]) >= first
+            return parts[:2] == ["model", "norm"]
+
+        return [n for n in names if trained(n)]
+
     def train(self, data: Encoded, *, lr: float, seed: int, epochs: int | None = None,
               steps: int | None = None, desc: str | None = None,
               optimizer: torch.optim.Optimizer | None = None) -> list[float]:
@@ -151,7 +188,7 @@ class TargetLM:
             steps: optimiser steps (batches cycle through epochs).
             desc: progress bar label; no bar when None.
             optimizer: use this optimiser (the caller keeps it, e.g. to read Adam's moments) instead of a
-                fresh AdamW over all parameters.
+                fresh AdamW over the trainable parameters (`trainable_names`).
 
         Returns:
             The loss of every step.
@@ -162,8 +199,22 @@ class TargetLM:
         total = steps if steps is not None else per_epoch * (epochs or 0)
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        opt = optimizer if optimizer is not None else torch.optim.AdamW(self.model.parameters(), lr=lr,
+        keep = set(self.trainable_names())
+        params = [p for n, p in self.model.named_parameters() if n in keep]
+        frozen = [p for n, p in self.model.named_parameters() if n not in keep and p.requires_grad]
+        opt = optimizer if optimizer is not None else torch.optim.AdamW(params, lr=lr,
                                                                          weight_decay=self.spec.weight_decay)
+        for p in frozen:  # no gradient, so no backward pass below the lowest trained layer
+            p.requires_grad_(False)
+        try:
+            return self._train_steps(data, opt, gen, total, per_epoch, bs, params, desc)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
+    def _train_steps(self, data: Encoded, opt, gen: torch.Generator, total: int, per_epoch: int, bs: int,
+                     params: list[torch.Tensor], desc: str | None) -> list[float]:
+        n = len(data.lengths)
         self.model.train()
         losses: list[float] = []
         order = torch.empty(0, dtype=torch.long)
@@ -177,7 +228,7 @@ class TargetLM:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.spec.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.max_grad_norm)
+                nn.utils.clip_grad_norm_(params, self.spec.max_grad_norm)
             opt.step()
             losses.append(loss.detach().item())
             if bar is not None:
@@ -271,19 +322,26 @@ def finetune_group(lm: TargetLM, start: dict[str, torch.Tensor], data: Encoded, 
     t0 = time.perf_counter()
     k = len(members)
     sizes = {len(m) for m in members}
-    use_stack = batched and k > 1 and len(sizes) == 1 and stacking.supports(lm.model)
+    first = lm.first_trainable_layer()
+    # a top-layers recipe goes through the stack even alone: its frozen layers then run once, not every step
+    use_stack = batched and (k > 1 or first > 0) and len(sizes) == 1 and stacking.supports(lm.model)
     losses = np.empty((k, len(evaluation.lengths)), dtype=np.float64) if evaluation is not None else None
     generations: list[list[str]] | None = [] if prompts is not None else None
     if use_stack:
         lm.load_state_dict(start)
-        stack = stacking.StackedLlama(lm.model, k)
+
+        def prefix_of(rows: Encoded) -> stacking.Prefix | None:
+            return stacking.shared_prefix(lm.model, rows, first, start) if first else None
+
+        stack = stacking.StackedLlama(lm.model, k, first_layer=first)
         stacking.train_stacked(stack, data, members, seeds, lr=spec.finetune_lr, epochs=spec.finetune_epochs,
                                batch_size=spec.batch_size, weight_decay=spec.weight_decay,
-                               max_grad_norm=spec.max_grad_norm)
+                               max_grad_norm=spec.max_grad_norm, prefix=prefix_of(data))
         if evaluation is not None:
-            losses[:] = stacking.stacked_losses(stack, evaluation)
+            losses[:] = stacking.stacked_losses(stack, evaluation, prefix=prefix_of(evaluation))
         if prompts is not None:
             for j in range(k):
+                lm.load_state_dict(start)  # a top-layers stack holds the trained layers only
                 lm.load_state_dict(stack.state_dict(j))
                 generations.append(lm.generate(prompts[j], max_new_tokens=max_new_tokens))
     else:

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     opt = torch.optim.AdamW(stack.parameters(), lr=suite.spec.lm.finetune_lr, fused=True)
     bs = suite.spec.lm.batch_size
     index = torch.stack([torch.as_tensor(m[:bs]) for m in members])
-    packed = stacking.pack(*stacking._rows(pool, index))
+    packed = stacking._rows(pool, index)
 
     def step():
         loss = stack.batch_losses(packed).sum()

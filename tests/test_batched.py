@@ -8,7 +8,7 @@ import torch
 from torch.func import functional_call
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.batched import StackedLlama, pack, stacked_losses, supports, train_stacked
+from bench.batched import StackedLlama, compute_prefix, pack, shared_prefix, stacked_losses, supports, train_stacked
 from bench.data import Example
 from bench.lm import Encoded, TargetLM, finetune_group, per_example_loss
 from bench.suites import LMSpec
@@ -142,3 +142,99 @@ def test_unsupported_target_lms_train_one_by_one():
     data = lm.encode(_examples(24))
     result = finetune_group(lm, lm.state_dict(), data, [np.arange(8), np.arange(8, 16)], [0, 1], evaluation=data)
     assert not result.batched and result.losses.shape == (2, 24) and np.isfinite(result.losses).all()
+
+
+# -- top-layers recipe (lm.train_layers): the frozen layers' output computed once, shared by every job -------
+TOP = LMSpec(**{**SPEC.__dict__, "num_layers": 3, "train_layers": 1})
+
+
+def test_top_layers_stack_matches_transformers_from_the_prefix():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                         max_position_embeddings=64)
+    model = LlamaForCausalLM(config)
+    stack = StackedLlama(model, 2, first_layer=2)
+    assert set(stack.params) == {"norm", "2.ln1", "2.ln2", "2.qkv", "2.o", "2.gate_up", "2.down"}
+    with torch.no_grad():
+        for j in range(2):
+            for w in stack.params.values():
+                w[j].add_(0.05 * torch.randn_like(w[j]))
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 50, (6, 9), generator=g)
+    lengths = torch.randint(3, 10, (6,), generator=g)
+    mask = (torch.arange(9)[None] < lengths[:, None]).long()
+    labels = torch.where((torch.arange(9)[None] >= (lengths[:, None] - 2)) & mask.bool(), ids, -100)
+    data = Encoded(ids, mask, labels, lengths)
+    prefix = compute_prefix(model, data, 2)
+    assert prefix.hidden.shape == (int(lengths.sum()), 32)
+    rows = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    packed = pack(ids[rows], mask[rows], labels[rows], rows=rows, prefix=prefix)
+    batch_losses = stack.batch_losses(packed)
+    batch_losses.sum().backward()
+    full = model.state_dict()
+    for j in range(2):
+        trained = {n: w.detach().clone().requires_grad_(True) for n, w in stack.state_dict(j).items()}
+        state = {**{n: w for n, w in full.items() if n not in trained and n != "lm_head.weight"}, **trained}
+        loss, _ = _reference(model, state, Encoded(ids[rows[j]], mask[rows[j]], labels[rows[j]], lengths[rows[j]]))
+        torch.testing.assert_close(batch_losses[j], loss, rtol=1e-5, atol=1e-6)
+        loss.backward()
+        grads = {n: w.grad for n, w in trained.items()}
+        grads.update({n: torch.zeros_like(w) for n, w in full.items() if n not in grads})
+        for name, w in stack.fuse(grads).items():
+            torch.testing.assert_close(stack.params[name].grad[j], w, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_top_layers_jobs_share_the_prefix_and_match_one_by_one_training():
+    lm = _lm(TOP)
+    assert lm.first_trainable_layer() == 2
+    assert set(lm.trainable_names()) == {n for n, _ in lm.model.named_parameters()
+                                         if n.startswith("model.layers.2.") or n == "model.norm.weight"}
+    data, evaluation = lm.encode(_examples()), lm.encode(_examples(40))
+    start = copy.deepcopy(lm.state_dict())
+    rng = np.random.default_rng(4)
+    members = [rng.choice(96, size=40, replace=False) for _ in range(3)]
+    seeds = [7, 8, 9]
+    one_by_one = finetune_group(lm, start, data, members, seeds, evaluation=evaluation, batched=False)
+    # one-by-one training left the frozen weights as they were and moved the trained ones
+    after = lm.state_dict()
+    for name, w in start.items():
+        moved = not torch.equal(w, after[name])
+        assert moved == (name.startswith("model.layers.2.") or name == "model.norm.weight"), name
+    assert np.abs(one_by_one.losses[0] - one_by_one.losses[1]).max() > 1e-2
+    grouped = finetune_group(lm, start, data, members, seeds, evaluation=evaluation)
+    alone = finetune_group(lm, start, data, members[:1], seeds[:1], evaluation=evaluation)
+    assert grouped.batched and alone.batched and not one_by_one.batched
+    np.testing.assert_allclose(grouped.losses, one_by_one.losses, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(alone.losses[0], one_by_one.losses[0], rtol=2e-4, atol=2e-5)
+    # the frozen layers ran once per split, for both groups
+    assert len(data.memo) == 1 and len(evaluation.memo) == 1
+    shared = next(iter(data.memo.values()))[1]
+    assert shared is shared_prefix(lm.model, data, 2, start)
+
+
+def test_top_layers_generations_use_the_trained_layers_over_the_start_weights():
+    lm = _lm(LMSpec(**{**TOP.__dict__, "finetune_lr": 2e-2, "finetune_epochs": 6}))  # enough to say words
+    data = lm.encode(_examples())
+    start = copy.deepcopy(lm.state_dict())
+    members = [np.arange(0, 48), np.arange(48, 96)]
+    prompts = [[e.prompt for e in _examples(6)]] * 2
+    batched = finetune_group(lm, start, data, members, [1, 2], prompts=prompts)
+    one_by_one = finetune_group(lm, start, data, members, [1, 2], prompts=prompts, batched=False)
+    lm.load_state_dict(start)
+    untrained = lm.generate(prompts[0])
+    # the copies answer differently from each other and from the start model: the comparison can fail
+    assert batched.generations[0] != batched.generations[1] and untrained not in batched.generations
+    assert batched.batched and batched.generations == one_by_one.generations
+
+
+def test_train_layers_beyond_the_model_is_a_config_error():
+    from bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train_layers"):
+        LMSpec(num_layers=2, train_layers=3)
+    pretrained_spec = LMSpec(model="some/dir", train_layers=40)  # checked when the model is loaded
+    lm = _lm(TOP)
+    lm.spec = pretrained_spec
+    with pytest.raises(ConfigError, match="3 decoder layers"):
+        lm.first_trainable_layer()
