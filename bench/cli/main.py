@@ -9,6 +9,7 @@ from bench.cli import (
     check_cmd,
     compare_cmd,
     export_cmd,
+    grid_cmd,
     leaderboard_cmd,
     list_cmd,
     migrate_cmd,
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     list_cmd.add_parser(sub)
     run_cmd.add_parser(sub)
     leaderboard_cmd.add_parser(sub)
+    grid_cmd.add_parser(sub)
     plan_cmd.add_parser(sub)
     respond_cmd.add_parser(sub)
     compare_cmd.add_parser(sub)

@@ -57,14 +57,21 @@ def retrain_versions() -> dict[str, str]:
 
 
 def group_size(suite: Suite) -> int:
-    """K, the retraining jobs trained at once: `ground_truth.group_size`, else 16 for a built float32 LM, else 1.
+    """K, the retraining jobs trained at once (`ground_truth.group_size`, else a default by target LM).
 
-    `bench.batched` trains built float32 LMs; 16 copies of the embedded suites' LMs take well under 1 GiB.
+    16 for a built float32 LM, 4 for a pretrained float32 LM with a top-layers recipe, else 1. `bench.batched`
+    trains built float32 LMs; 16 copies of the embedded suites' LMs take well under 1 GiB. With
+    `lm.train_layers`, a copy is its top layers (SmolLM2-135M, top 2: 7M parameters) and the logits of its loss
+    positions over the whole vocabulary; 4 copies are measured in `benchmarks/pretrained.py`.
     """
     gt, lm = suite.spec.ground_truth, suite.spec.lm
     if gt.group_size:
         return gt.group_size
-    return 16 if lm.model is None and lm.dtype == "float32" else 1
+    if lm.dtype != "float32":
+        return 1
+    if lm.model is None:
+        return 16
+    return 4 if lm.train_layers else 1
 
 
 def spec_suite(spec: RetrainSpec) -> Suite:

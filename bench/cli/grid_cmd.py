@@ -1,0 +1,84 @@
+"""`bench grid`: run (or price, or list) the leaderboard's grid, the steps of `leaderboard/layout.toml`.
+
+One definition serves the leaderboard's header line, the workflow and a user: the workflow runs one shard per
+suite (`bench grid --suite S`) on parallel runners and merges their records before `bench leaderboard`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from bench.errors import ConfigError
+
+
+def add_parser(sub) -> None:  # argparse._SubParsersAction
+    """Register the subcommand."""
+    p = sub.add_parser("grid", help="run the leaderboard's grid (every suite, or one shard by suite)",
+                       description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p.add_argument("--suite", action="append", default=None,
+                   help="only this suite's steps (repeatable; default every suite of the grid)")
+    p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"),
+                   help="where records go (default leaderboard/results)")
+    p.add_argument("--cache-dir", default=None, help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--plan", action="store_true", help="price each step with `bench plan` instead of running")
+    mode.add_argument("--list", action="store_true", help="print each step's `bench run` command and exit")
+    mode.add_argument("--suites", action="store_true", help="print the grid's suites, one per line (the shards)")
+    p.set_defaults(func=run)
+
+
+def steps(suites: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """The grid's `bench run` argument lists, in order, as (suite, argv); only `suites` when given.
+
+    Raises:
+        ConfigError: a requested suite is not in the grid.
+    """
+    from leaderboard.fmt import layout
+
+    out = []
+    for step in layout()["grid"]:
+        for suite in step["suites"]:
+            argv = ["--method", step["methods"], "--task", step["tasks"], "--suite", suite]
+            if step.get("seeds"):
+                argv += ["--seeds", str(step["seeds"])]
+            out.append((suite, argv))
+    known = list(dict.fromkeys(s for s, _ in out))
+    for name in suites or []:
+        if name not in known:
+            raise ConfigError(f"suite '{name}' is not in the leaderboard's grid (leaderboard/layout.toml); "
+                              f"its suites: {', '.join(known)}")
+    return [(s, a) for s, a in out if not suites or s in suites]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run, price or list the steps."""
+    from bench.cli.main import main as bench_main
+
+    todo = steps(args.suite)
+    if args.suites:
+        print("\n".join(dict.fromkeys(s for s, _ in todo)))
+        return 0
+    cache = ["--cache-dir", args.cache_dir] if args.cache_dir else []
+    if args.list:
+        for _, argv in todo:
+            print(shlex.join(["bench", "run", *argv, "--results-dir", str(args.results_dir)]))
+        return 0
+    failed = []
+    for n, (suite, argv) in enumerate(todo, 1):
+        if args.plan:  # plan prices a cell once, whatever its seeds (`--seeds S` ends a step's argv)
+            command = ["plan", *(argv[: argv.index("--seeds")] if "--seeds" in argv else argv)]
+        else:
+            command = ["run", *argv]
+        command += ["--results-dir", str(args.results_dir), *cache]
+        print(f"[grid {n}/{len(todo)}] bench {shlex.join(command)}", file=sys.stderr, flush=True)
+        rc = bench_main(command)
+        if rc:
+            failed.append((suite, rc))
+    if failed:
+        print(f"error: {len(failed)} grid step(s) failed: " + ", ".join(f"{s} (exit {rc})" for s, rc in failed),
+              file=sys.stderr)
+        return 1
+    return 0
