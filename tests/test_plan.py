@@ -39,3 +39,45 @@ def test_plan_of_a_paper_suite_without_its_data_still_counts_the_jobs(run_cli, t
     code, out, err, _ = run_cli("plan", "--suite", "flan", "--method", "all", "--task", "lds", cache=tmp_path / "c")
     assert code == 0, err
     assert "data not available here" in out and "ground truth: 100 retraining jobs, 0 cached, 100 to run" in out
+
+
+def test_a_cells_price_counts_setup_once_not_with_its_parts():
+    from bench.cli.plan_cmd import cell_cost
+
+    phases = [{"name": "ground_truth", "wall_s": 0.1, "cached": True, "original_wall_s": 99.0, "peak_bytes": 9e9},
+              {"name": "setup/datagen", "wall_s": 2.0, "cached": True, "original_wall_s": 100.0, "peak_bytes": 1e9},
+              {"name": "setup/train", "wall_s": 200.0, "cached": False, "peak_bytes": 3e9},
+              {"name": "setup", "wall_s": 202.0, "cached": False, "peak_bytes": 3e9},
+              {"name": "index", "wall_s": 5.0, "cached": False, "peak_bytes": 2e9}]
+    seen: set[str] = set()
+    warm, cold, peak = cell_cost(phases, seen)
+    # setup (202 s) holds its parts; the harness's ground truth is priced apart (its 9e9 bytes too)
+    assert warm == 207.0 and cold == 207.0 - 2.0 + 100.0 and peak == 3e9
+    # the method's next cell shares the datagen already produced: cold counts it once
+    assert cell_cost(phases, seen)[1] == 207.0
+
+
+def test_plan_takes_lists_and_counts_every_training_seed_of_the_ground_truth(capsys):
+    from bench.cli.main import main
+
+    assert main(["plan", "--method", "random,tfidf", "--task", "lds,classification", "--suite", "small",
+                 "--results-dir", "nowhere"]) == 0
+    out = capsys.readouterr().out
+    # small: 64 subsets x 2 training seeds
+    assert "2 method(s) x 2 task(s) = 4 cell(s)" in out and "ground truth: 128 retraining jobs" in out
+
+
+def test_grid_plan_totals_the_steps_and_prices_each_seed(tiny_cache, run_cli, monkeypatch, capsys):
+    import leaderboard.fmt as fmt
+    from bench.cli.main import main
+
+    code, _, err, results = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny")
+    assert code == 0, err
+    cache = tiny_cache
+    grid = [{"suites": ["tiny"], "methods": "random", "tasks": "lds"},
+            {"suites": ["tiny"], "methods": "random", "tasks": "lds", "seeds": "1,2"}]
+    monkeypatch.setattr(fmt, "layout", lambda: {"grid": grid})
+    capsys.readouterr()
+    assert main(["grid", "--plan", "--results-dir", str(results), "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "(x 2 seeds)" in out and "grid: 2 step(s)" in out and "0 cell(s) without a measurement" in out

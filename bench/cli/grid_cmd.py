@@ -66,13 +66,11 @@ def run(args: argparse.Namespace) -> int:
         for _, argv in todo:
             print(shlex.join(["bench", "run", *argv, "--results-dir", str(args.results_dir)]))
         return 0
+    if args.plan:
+        return _plan(todo, args.results_dir, cache)
     failed = []
     for n, (suite, argv) in enumerate(todo, 1):
-        if args.plan:  # plan prices a cell once, whatever its seeds (`--seeds S` ends a step's argv)
-            command = ["plan", *(argv[: argv.index("--seeds")] if "--seeds" in argv else argv)]
-        else:
-            command = ["run", *argv]
-        command += ["--results-dir", str(args.results_dir), *cache]
+        command = ["run", *argv, "--results-dir", str(args.results_dir), *cache]
         print(f"[grid {n}/{len(todo)}] bench {shlex.join(command)}", file=sys.stderr, flush=True)
         rc = bench_main(command)
         if rc:
@@ -81,4 +79,47 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {len(failed)} grid step(s) failed: " + ", ".join(f"{s} (exit {rc})" for s, rc in failed),
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _plan(todo: list[tuple[str, list[str]]], results_dir: Path, cache: list[str]) -> int:
+    """`bench plan` of each step, then the grid's totals (a suite's ground truth counted once)."""
+    from bench.cli import plan_cmd
+    from bench.costmodel import format_seconds
+
+    parser = argparse.ArgumentParser()
+    plan_cmd.add_parser(parser.add_subparsers())
+    totals = {"warm_s": 0.0, "cold_s": 0.0}
+    harness: dict[str, list[tuple[float | None, float | None]]] = {}
+    peak, peak_cell, unknown = 0.0, "", 0
+    for n, (suite, argv) in enumerate(todo, 1):
+        # plan prices a cell once whatever its seeds, and each further seed as much again
+        seeds = argv[argv.index("--seeds") + 1].split(",") if "--seeds" in argv else ["0"]
+        command = ["plan", *(argv[: argv.index("--seeds")] if "--seeds" in argv else argv),
+                   "--results-dir", str(results_dir), *cache]
+        print(f"[grid {n}/{len(todo)}] bench {shlex.join(command)}" + (f" (x {len(seeds)} seeds)"
+                                                                        if len(seeds) > 1 else ""), flush=True)
+        out = plan_cmd.plan(parser.parse_args(command))
+        totals["warm_s"] += len(seeds) * out["warm_s"]
+        totals["cold_s"] += len(seeds) * out["cold_s"]
+        unknown += out["unknown"]
+        harness.setdefault(suite, []).append((out["harness_s"], out["harness_cold_s"]))
+        if out["peak_bytes"] > peak:
+            peak, peak_cell = out["peak_bytes"], f"{suite}: {out['peak_cell']}"
+
+    def once(values: list[float | None]) -> float | None:  # a suite's steps share its ground truth
+        known = [v for v in values if v is not None]
+        return max(known) if known else None
+
+    warm_h = [once([w for w, _ in steps_of]) for steps_of in harness.values()]
+    cold_h = [once([c for _, c in steps_of]) for steps_of in harness.values()]
+
+    def total(cells: float, parts: list[float | None]) -> str:
+        if any(p is None for p in parts):
+            return f"{format_seconds(cells)} of cells + ground truth not priced"
+        return format_seconds(cells + sum(p for p in parts if p is not None))
+
+    print(f"grid: {len(todo)} step(s); with this cache {total(totals['warm_s'], warm_h)}; cold "
+          f"{total(totals['cold_s'], cold_h)}; {unknown} cell(s) without a measurement; peak memory of a cell "
+          f"{peak / 2**30:.2f} GiB ({peak_cell or 'no record'})")
     return 0

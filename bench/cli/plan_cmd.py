@@ -19,8 +19,8 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     """Register the subcommand."""
     p = sub.add_parser("plan", help="print the jobs a run would do and their estimated compute",
                        description=__doc__)
-    p.add_argument("--method", required=True, help="method name or 'all'")
-    p.add_argument("--task", required=True, help="task name or 'all'")
+    p.add_argument("--method", required=True, help="method name, several separated by commas, or 'all'")
+    p.add_argument("--task", required=True, help="task name, several separated by commas, or 'all'")
     p.add_argument("--suite", default="small", help="built-in suite name or path to a suite .toml")
     p.add_argument("--suite-set", dest="suite_options", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite value by dotted key (repeatable)")
@@ -36,8 +36,38 @@ def _fmt_s(s: float | None) -> str:
     return "?" if s is None else format_seconds(s)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print the plan."""
+def _names(value: str, registry) -> list[str]:
+    """'all' (every plugin but a file's scores), one name, or several separated by commas (as `bench run`)."""
+    if value == "all":
+        return [n for n in registry.names() if not getattr(registry.get(n), "precomputed", False)]
+    return [registry.get(n.strip()).name for n in value.split(",")]
+
+
+def cell_cost(phases: list[dict], seen_setup: set[str]) -> tuple[float, float, float]:
+    """A record's method phases priced: (seconds with today's cache, seconds cold, peak bytes).
+
+    Only top-level phases are summed: `setup` holds its parts (`setup/datagen`, `setup/train`). Cold, a cached
+    part counts at what producing it cost, once per method (`seen_setup`: the parts already counted).
+    """
+    top = [p for p in phases if p["name"] not in HARNESS and "/" not in p["name"]]
+    parts = [p for p in phases if "/" in p["name"]]
+    warm = sum(p["wall_s"] for p in top)
+    cold = warm
+    for p in parts:
+        if p.get("cached") and p.get("original_wall_s") and p["name"] not in seen_setup:
+            cold += p["original_wall_s"] - p["wall_s"]
+        seen_setup.add(p["name"])
+    if not parts:  # a record without parts: a cached top-level phase counts at its production cost
+        for p in top:
+            if p.get("cached") and p.get("original_wall_s") and p["name"] not in seen_setup:
+                cold += p["original_wall_s"] - p["wall_s"]
+            seen_setup.add(p["name"])
+    peak = max([p.get("peak_bytes") or 0 for p in phases if p["name"] not in HARNESS], default=0)
+    return warm, cold, float(peak)
+
+
+def plan(args: argparse.Namespace) -> dict:
+    """Print the plan of one suite's cells; return its totals (seconds, bytes; None where unknown)."""
     from bench.api import methods, tasks
     from bench.cache import Cache, default_cache_dir
     from bench.config import parse_override
@@ -47,60 +77,74 @@ def run(args: argparse.Namespace) -> int:
     from bench.suites import load_suite
 
     suite = load_suite(args.suite, [parse_override(o) for o in args.suite_options])
-    method_names = [n for n in methods.names() if not methods.get(n).precomputed] if args.method == "all" \
-        else [methods.get(args.method).name]
-    task_names = tasks.names() if args.task == "all" else [tasks.get(args.task).name]
+    method_names, task_names = _names(args.method, methods), _names(args.task, tasks)
     cache = Cache(args.cache_dir or default_cache_dir())
     print(f"plan: suite {suite.name} (v{suite.spec.version}), {len(method_names)} method(s) x {len(task_names)} "
           f"task(s) = {len(method_names) * len(task_names)} cell(s); cache {cache.root}")
 
     gt = suite.spec.ground_truth
     harness_s: float | None = 0.0
+    harness_cold: float | None = 0.0
     if gt.released is not None:
         print(f"  ground truth: released table {gt.released} (no retraining)")
     elif "lds" in task_names:
         try:  # the cache key needs the pool's size, i.e. the data
             table = plan_table(RetrainSpec(suite_ref=suite.ref, cache_root=str(cache.root)), suite, cache,
-                               num_subsets=gt.num_subsets, fraction=gt.fraction, seed=gt.seed)
+                               num_subsets=gt.num_subsets, fraction=gt.fraction, seed=gt.seed,
+                               seeds_per_subset=gt.seeds_per_subset)
         except DataError as exc:
-            table = {"jobs": gt.num_subsets, "cached": 0, "mean_job_s": None, "warmup_cached": False}
+            table = {"jobs": gt.num_subsets * gt.seeds_per_subset, "cached": 0, "mean_job_s": None,
+                     "warmup_cached": False}
             print(f"  (data not available here, so nothing is known cached: {exc})")
         missing = table["jobs"] - table["cached"]
-        est = None if table["mean_job_s"] is None else missing * table["mean_job_s"]
-        harness_s = est if missing else 0.0
-        per_job = "" if table["mean_job_s"] is None else f", {table['mean_job_s']:.2f} s/job measured"
+        mean = table["mean_job_s"]
+        harness_s = (None if mean is None else missing * mean) if missing else 0.0
+        harness_cold = None if mean is None else table["jobs"] * mean
+        per_job = "" if mean is None else f", {mean:.2f} s/job measured"
         print(f"  warm-up LM: {'cached' if table['warmup_cached'] else 'to train'}")
         print(f"  ground truth: {table['jobs']} retraining jobs, {table['cached']} cached, {missing} to run"
-              f"{per_job} -> {_fmt_s(harness_s) if missing else 'nothing to run'}")
+              f"{per_job} -> {_fmt_s(harness_s) if missing else 'nothing to run'}; cold {_fmt_s(harness_cold)}")
 
     latest = {}
     if args.results_dir.is_dir():
         for r in sorted(read_records(args.results_dir), key=lambda r: r.created_at):
             if r.suite == suite.name and r.status == "ok":
                 latest[(r.task, r.method)] = r
-    warm_total, cold_total, unknown, seen_setup = 0.0, 0.0, 0, set()
+    if harness_cold is None:  # no job cached to measure: what building the ground truth cost an LDS record
+        built = [p for r in latest.values() if r.task == "lds" for p in r.cost["phases"]
+                 if p["name"] == "ground_truth"]
+        costs = [p["original_wall_s"] if p.get("cached") else p["wall_s"] for p in built]
+        costs = [c for c in costs if c]
+        if costs:
+            harness_cold = max(costs)
+            harness_s = harness_s if harness_s is not None else harness_cold
+            print(f"  ground truth priced from the LDS records' cost of building it: {_fmt_s(harness_cold)}")
+    warm_total, cold_total, unknown, peak, peak_cell = 0.0, 0.0, 0, 0.0, ""
     print(f"  cells (priced from {args.results_dir}; '?' = no record yet):")
     for m in method_names:
+        seen_setup: set[str] = set()  # a method's setup is shared by its cells: produced once
         for t in task_names:
             r = latest.get((t, m))
             if r is None:
                 unknown += 1
                 print(f"    {m:<12} {t:<15} ?")
                 continue
-            phases = [p for p in r.cost["phases"] if p["name"] not in HARNESS]
-            warm = sum(p["wall_s"] for p in phases)
-            cold = 0.0
-            for p in phases:
-                produced = p["original_wall_s"] if p.get("cached") and p.get("original_wall_s") else p["wall_s"]
-                shared_setup = p["name"].startswith("setup/") and p.get("cached")
-                if shared_setup and (m, p["name"]) in seen_setup:
-                    produced = p["wall_s"]
-                seen_setup.add((m, p["name"]))
-                cold += produced
+            warm, cold, cell_peak = cell_cost(r.cost["phases"], seen_setup)
             warm_total += warm
             cold_total += cold
-            print(f"    {m:<12} {t:<15} {_fmt_s(warm):>10} with this cache, {_fmt_s(cold):>10} cold")
+            if cell_peak > peak:
+                peak, peak_cell = cell_peak, f"{m} {t}"
+            print(f"    {m:<12} {t:<15} {_fmt_s(warm):>10} with this cache, {_fmt_s(cold):>10} cold, "
+                  f"peak {cell_peak / 2**30:.2f} GiB")
     harness = "?" if harness_s is None else _fmt_s(harness_s)
     print(f"  total: {_fmt_s(warm_total)} of cells with this cache (+ harness {harness}); {_fmt_s(cold_total)} "
-          f"of cells cold; {unknown} cell(s) without a measurement")
+          f"of cells cold (+ harness {_fmt_s(harness_cold)}); {unknown} cell(s) without a measurement; peak "
+          f"memory {peak / 2**30:.2f} GiB ({peak_cell or 'no record'})")
+    return {"suite": suite.name, "warm_s": warm_total, "cold_s": cold_total, "harness_s": harness_s,
+            "harness_cold_s": harness_cold, "unknown": unknown, "peak_bytes": peak, "peak_cell": peak_cell}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the plan."""
+    plan(args)
     return 0
