@@ -152,12 +152,24 @@ class Prefix:
         hidden: float [sum of lengths, H], the input of decoder layer `first_layer` at each real token, rows
             one after another.
         offsets: long [n], where each row starts in `hidden`.
+        lengths: long [n], each row's real tokens.
         first_layer: the lowest trained layer.
     """
 
     hidden: torch.Tensor
     offsets: torch.Tensor
+    lengths: torch.Tensor
     first_layer: int
+
+    def take(self, rows: torch.Tensor) -> Prefix:
+        """The states of rows `rows` (repeats allowed), as `Encoded.take` takes their tokens."""
+        lengths = self.lengths[rows]
+        offsets = torch.zeros_like(lengths)
+        offsets[1:] = torch.cumsum(lengths, 0)[:-1]
+        # token i of the new layout comes from its row's start in the old one, plus its place in the row
+        shift = torch.repeat_interleave(self.offsets[rows] - offsets, lengths)
+        index = torch.arange(int(lengths.sum())) + shift
+        return Prefix(self.hidden.index_select(0, index), offsets, lengths, self.first_layer)
 
 
 class _Stop(Exception):
@@ -200,7 +212,8 @@ def compute_prefix(model, data, first_layer: int, batch_size: int = 32) -> Prefi
         model.train(was_training)
     offsets = torch.zeros(n, dtype=torch.long)
     offsets[1:] = torch.cumsum(data.lengths, 0)[:-1]
-    return Prefix(torch.cat(parts) if parts else torch.zeros(0, model.config.hidden_size), offsets, first_layer)
+    return Prefix(torch.cat(parts) if parts else torch.zeros(0, model.config.hidden_size), offsets,
+                  data.lengths.clone(), first_layer)
 
 
 def shared_prefix(model, data, first_layer: int, start: dict[str, torch.Tensor]) -> Prefix:
@@ -208,12 +221,16 @@ def shared_prefix(model, data, first_layer: int, start: dict[str, torch.Tensor])
 
     Kept in `data.memo` under the identity of `start` (held there too, so the identity cannot be reused): the
     retraining workers load the same start weights for every group, so the pool and the evaluated split are
-    run through the frozen layers once per process.
+    run through the frozen layers once per process. Rows taken from another `Encoded` (leave-one-out's pool
+    with copies of the left-out rows) take their states from that one's.
     """
     key = ("prefix", id(start), first_layer)
     hit = data.memo.get(key)
     if hit is None:
-        hit = data.memo[key] = (start, compute_prefix(model, data, first_layer))
+        parent = data.memo.get("parent")  # rows taken from another `Encoded` (`Encoded.take`): reuse its states
+        prefix = shared_prefix(model, parent[0], first_layer, start).take(parent[1]) if parent is not None \
+            else compute_prefix(model, data, first_layer)
+        hit = data.memo[key] = (start, prefix)
     return hit[1]
 
 

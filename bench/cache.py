@@ -118,4 +118,10 @@ def build(cache: Cache, kind: str, args: Any, versions: dict[str, str],
 
 def peek_built(cache: Cache, kind: str, args: Any, versions: dict[str, str]) -> bool:
     """Whether `build` would find the artefact complete (for planning; touches nothing)."""
-    return (cache.peek(kind, {**to_jsonable(args), "code_versions": dict(versions)}) / "meta.json").exists()
+    return peek_meta(cache, kind, args, versions) is not None
+
+
+def peek_meta(cache: Cache, kind: str, args: Any, versions: dict[str, str]) -> dict[str, Any] | None:
+    """The metadata of a complete artefact (e.g. its `wall_s`), None when it is not built (touches nothing)."""
+    path = cache.peek(kind, {**to_jsonable(args), "code_versions": dict(versions)}) / "meta.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None

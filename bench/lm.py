@@ -74,6 +74,18 @@ class Encoded:
     # what is computed once from these rows and reused (`bench.batched.shared_prefix`); not part of the value
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def take(self, rows, labels: torch.Tensor | None = None) -> Encoded:
+        """Rows `rows` (repeats allowed), optionally with other labels.
+
+        Remembers where they came from, so that what is computed once from this `Encoded`'s tokens
+        (`bench.batched.shared_prefix`) is reused.
+        """
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        out = Encoded(self.input_ids[rows], self.attention_mask[rows],
+                      self.labels[rows] if labels is None else labels, self.lengths[rows])
+        out.memo["parent"] = (self, rows)
+        return out
+
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Rows `idx`, trimmed to their longest row."""
         width = int(self.lengths[idx].max())
@@ -144,16 +156,17 @@ class TargetLM:
         """The lowest decoder layer that training updates: 0 unless `lm.train_layers` freezes the ones below.
 
         Raises:
-            ConfigError: `lm.train_layers` is more than the model's layers.
+            ConfigError: `lm.train_layers` is not fewer than the model's layers.
         """
         n = self.spec.train_layers
         if n is None:
             return 0
         layers = int(self.model.config.num_hidden_layers)
-        if n > layers:
+        if n >= layers:
             from bench.errors import ConfigError
 
-            raise ConfigError(f"lm.train_layers = {n}, but the target LM has {layers} decoder layers")
+            raise ConfigError(f"lm.train_layers = {n}, but the target LM has {layers} decoder layers: set fewer, "
+                              f"or leave it unset to train every parameter")
         return layers - n
 
     def trainable_names(self) -> list[str]:
@@ -188,7 +201,8 @@ class TargetLM:
             steps: optimiser steps (batches cycle through epochs).
             desc: progress bar label; no bar when None.
             optimizer: use this optimiser (the caller keeps it, e.g. to read Adam's moments) instead of a
-                fresh AdamW over the trainable parameters (`trainable_names`).
+                fresh AdamW over the trainable parameters (`trainable_names`); then what trains is what
+                requires a gradient, as the caller set it.
 
         Returns:
             The loss of every step.
@@ -199,11 +213,13 @@ class TargetLM:
         total = steps if steps is not None else per_epoch * (epochs or 0)
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
+        if optimizer is not None:  # the caller chose what trains (e.g. LESS's LoRA adapters): no freezing here
+            return self._train_steps(data, optimizer, gen, total, per_epoch, bs, list(self.model.parameters()),
+                                     desc)
         keep = set(self.trainable_names())
         params = [p for n, p in self.model.named_parameters() if n in keep]
         frozen = [p for n, p in self.model.named_parameters() if n not in keep and p.requires_grad]
-        opt = optimizer if optimizer is not None else torch.optim.AdamW(params, lr=lr,
-                                                                         weight_decay=self.spec.weight_decay)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=self.spec.weight_decay)
         for p in frozen:  # no gradient, so no backward pass below the lowest trained layer
             p.requires_grad_(False)
         try:
@@ -324,7 +340,8 @@ def finetune_group(lm: TargetLM, start: dict[str, torch.Tensor], data: Encoded, 
     sizes = {len(m) for m in members}
     first = lm.first_trainable_layer()
     # a top-layers recipe goes through the stack even alone: its frozen layers then run once, not every step
-    use_stack = batched and (k > 1 or first > 0) and len(sizes) == 1 and stacking.supports(lm.model)
+    use_stack = (batched and (k > 1 or first > 0) and len(sizes) == 1 and str(lm.device) == "cpu"
+                 and stacking.supports(lm.model))  # bench.batched lays out its tensors on the CPU
     losses = np.empty((k, len(evaluation.lengths)), dtype=np.float64) if evaluation is not None else None
     generations: list[list[str]] | None = [] if prompts is not None else None
     if use_stack:

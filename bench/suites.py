@@ -132,7 +132,8 @@ class LMSpec:
     train_layers: int | None = field(default=None, metadata={"omit_default": True, "help": (
         "Train only the top N decoder layers and the final norm; the embeddings, LM head and lower layers stay "
         "frozen, and their output on each split is computed once and shared by every retraining job "
-        "(bench.batched.Prefix). Unset: every parameter trains.")})
+        "(bench.batched.Prefix). Warm-up training follows the same recipe. Unset: every parameter trains. The "
+        "gradient methods still differentiate their own modules (all MLP layers by default).")})
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length",
@@ -153,10 +154,11 @@ class LMSpec:
             raise ConfigError(f"lm.max_grad_norm must be > 0, got {self.max_grad_norm}")
         if self.chat_template and self.model is None:
             raise ConfigError("lm.chat_template needs a pretrained lm.model (whose tokenizer has a chat template)")
-        if self.train_layers is not None and not 1 <= self.train_layers <= (
-                self.num_layers if self.model is None else self.train_layers):
-            raise ConfigError(f"lm.train_layers must be between 1 and the model's {self.num_layers} layers, got "
-                              f"{self.train_layers}")
+        if self.train_layers is not None and self.train_layers < 1:
+            raise ConfigError(f"lm.train_layers must be >= 1 (unset: every parameter trains), got {self.train_layers}")
+        if self.train_layers is not None and self.model is None and self.train_layers >= self.num_layers:
+            raise ConfigError(f"lm.train_layers must be fewer than lm.num_layers ({self.num_layers}), got "
+                              f"{self.train_layers} (unset: every parameter trains)")
         for name in ("warmup_lr", "finetune_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"lm.{name} must be > 0, got {getattr(self, name)}")

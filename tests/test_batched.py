@@ -185,8 +185,9 @@ def test_top_layers_stack_matches_transformers_from_the_prefix():
             torch.testing.assert_close(stack.params[name].grad[j], w, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_top_layers_jobs_share_the_prefix_and_match_one_by_one_training():
-    lm = _lm(TOP)
+@pytest.mark.parametrize("recipe", [{}, {"weight_decay": 0.01, "max_grad_norm": 0.05}])
+def test_top_layers_jobs_share_the_prefix_and_match_one_by_one_training(recipe):
+    lm = _lm(LMSpec(**{**TOP.__dict__, **recipe}))
     assert lm.first_trainable_layer() == 2
     assert set(lm.trainable_names()) == {n for n, _ in lm.model.named_parameters()
                                          if n.startswith("model.layers.2.") or n == "model.norm.weight"}
@@ -228,16 +229,52 @@ def test_top_layers_generations_use_the_trained_layers_over_the_start_weights():
     assert batched.batched and batched.generations == one_by_one.generations
 
 
-def test_train_layers_beyond_the_model_is_a_config_error():
+def test_train_layers_must_leave_a_frozen_layer():
     from bench.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="train_layers"):
-        LMSpec(num_layers=2, train_layers=3)
-    pretrained_spec = LMSpec(model="some/dir", train_layers=40)  # checked when the model is loaded
+    for n in (0, 2, 3):  # every layer trained would train the embeddings too: that is `train_layers` unset
+        with pytest.raises(ConfigError, match="train_layers"):
+            LMSpec(num_layers=2, train_layers=n)
     lm = _lm(TOP)
-    lm.spec = pretrained_spec
-    with pytest.raises(ConfigError, match="3 decoder layers"):
-        lm.first_trainable_layer()
+    for n in (3, 40):  # a pretrained LM's layers are known when it is loaded
+        lm.spec = LMSpec(model="some/dir", train_layers=n)
+        with pytest.raises(ConfigError, match="3 decoder layers"):
+            lm.first_trainable_layer()
+
+
+def test_a_callers_optimizer_decides_what_trains_under_a_top_layers_recipe():
+    """LESS trains LoRA adapters through `TargetLM.train(optimizer=...)`: no layer is frozen for it."""
+    from peft import LoraConfig, get_peft_model
+
+    lm = _lm(TOP)
+    lm.model = get_peft_model(lm.model, LoraConfig(r=2, target_modules=["up_proj"], lora_alpha=4))
+    adapters = [p for n, p in lm.model.named_parameters() if "lora_" in n]
+    before = [p.detach().clone() for p in adapters]
+    opt = torch.optim.AdamW(adapters, lr=1e-2)
+    losses = lm.train(lm.encode(_examples(32)), lr=1e-2, seed=0, steps=3, optimizer=opt)
+    assert len(losses) == 3 and any(not torch.equal(a, b) for a, b in zip(adapters, before, strict=True))
+    assert all(p.requires_grad for p in adapters)
+
+
+def test_rows_taken_from_a_pool_reuse_its_prefix(monkeypatch):
+    import bench.batched as stacking
+
+    lm = _lm(TOP)
+    pool = lm.encode(_examples(40))
+    start = lm.state_dict()
+    lm.load_state_dict(start)
+    calls = []
+    real = stacking.compute_prefix
+    monkeypatch.setattr(stacking, "compute_prefix", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rows = torch.tensor([3, 0, 39, 3, 17])
+    taken = pool.take(rows, labels=torch.full_like(pool.labels[rows], -100))
+    from_pool = shared_prefix(lm.model, taken, 2, start)
+    assert len(calls) == 1  # the pool's, once; the taken rows' states come from it
+    direct = real(lm.model, taken, 2)
+    torch.testing.assert_close(from_pool.hidden, direct.hidden, rtol=1e-5, atol=1e-6)
+    assert torch.equal(from_pool.offsets, direct.offsets) and torch.equal(from_pool.lengths, direct.lengths)
+    shared_prefix(lm.model, pool.take(torch.arange(10)), 2, start)
+    assert len(calls) == 1
 
 
 @pytest.mark.slow

@@ -68,16 +68,27 @@ def test_plan_takes_lists_and_counts_every_training_seed_of_the_ground_truth(cap
 
 
 def test_grid_plan_totals_the_steps_and_prices_each_seed(tiny_cache, run_cli, monkeypatch, capsys):
+    import argparse
+
     import leaderboard.fmt as fmt
+    from bench.cli import grid_cmd, plan_cmd
     from bench.cli.main import main
 
     code, _, err, results = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny")
     assert code == 0, err
-    cache = tiny_cache
     grid = [{"suites": ["tiny"], "methods": "random", "tasks": "lds"},
             {"suites": ["tiny"], "methods": "random", "tasks": "lds", "seeds": "1,2"}]
     monkeypatch.setattr(fmt, "layout", lambda: {"grid": grid})
-    capsys.readouterr()
-    assert main(["grid", "--plan", "--results-dir", str(results), "--cache-dir", str(cache)]) == 0
+    assert main(["grid", "--plan", "--results-dir", str(results), "--cache-dir", str(tiny_cache)]) == 0
     out = capsys.readouterr().out
     assert "(x 2 seeds)" in out and "grid: 2 step(s)" in out and "0 cell(s) without a measurement" in out
+
+    parser = argparse.ArgumentParser()
+    plan_cmd.add_parser(parser.add_subparsers())
+    one = plan_cmd.plan(parser.parse_args(["plan", "--method", "random", "--task", "lds", "--suite", "tiny",
+                                           "--results-dir", str(results), "--cache-dir", str(tiny_cache)]))
+    assert one["cold_s"] > 0 and "ground truth (lds)" in one["harness"]
+    total = grid_cmd._plan(grid_cmd.steps(), results, ["--cache-dir", str(tiny_cache)])
+    # the cell three times (seed 0, then seeds 1 and 2); the suite's ground truth and warm-up once
+    assert total["cells"]["cold_s"] == 3 * one["cold_s"]
+    assert total["cold_harness_s"] is not None and total["cold_harness_s"] == plan_cmd.harness_sum(one["harness"])[1]

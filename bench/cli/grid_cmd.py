@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             print(shlex.join(["bench", "run", *argv, "--results-dir", str(args.results_dir)]))
         return 0
     if args.plan:
-        return _plan(todo, args.results_dir, cache)
+        _plan(todo, args.results_dir, cache)
+        return 0
     failed = []
     for n, (suite, argv) in enumerate(todo, 1):
         command = ["run", *argv, "--results-dir", str(args.results_dir), *cache]
@@ -82,15 +83,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan(todo: list[tuple[str, list[str]]], results_dir: Path, cache: list[str]) -> int:
-    """`bench plan` of each step, then the grid's totals (a suite's ground truth counted once)."""
+def _plan(todo: list[tuple[str, list[str]]], results_dir: Path, cache: list[str]) -> dict:
+    """`bench plan` of each step, then the grid's totals (a suite's harness work counted once)."""
     from bench.cli import plan_cmd
     from bench.costmodel import format_seconds
 
     parser = argparse.ArgumentParser()
     plan_cmd.add_parser(parser.add_subparsers())
-    totals = {"warm_s": 0.0, "cold_s": 0.0}
-    harness: dict[str, list[tuple[float | None, float | None]]] = {}
+    cells = {"warm_s": 0.0, "cold_s": 0.0}
+    harness: dict[tuple[str, str], tuple[float | None, float | None]] = {}
     peak, peak_cell, unknown = 0.0, "", 0
     for n, (suite, argv) in enumerate(todo, 1):
         # plan prices a cell once whatever its seeds, and each further seed as much again
@@ -100,26 +101,22 @@ def _plan(todo: list[tuple[str, list[str]]], results_dir: Path, cache: list[str]
         print(f"[grid {n}/{len(todo)}] bench {shlex.join(command)}" + (f" (x {len(seeds)} seeds)"
                                                                         if len(seeds) > 1 else ""), flush=True)
         out = plan_cmd.plan(parser.parse_args(command))
-        totals["warm_s"] += len(seeds) * out["warm_s"]
-        totals["cold_s"] += len(seeds) * out["cold_s"]
+        cells["warm_s"] += len(seeds) * out["warm_s"]
+        cells["cold_s"] += len(seeds) * out["cold_s"]
         unknown += out["unknown"]
-        harness.setdefault(suite, []).append((out["harness_s"], out["harness_cold_s"]))
+        for name, value in out["harness"].items():  # the steps of a suite share its ground truth and LMs
+            harness.setdefault((suite, name), value)
         if out["peak_bytes"] > peak:
             peak, peak_cell = out["peak_bytes"], f"{suite}: {out['peak_cell']}"
+    warm_h, cold_h = plan_cmd.harness_sum(harness)
 
-    def once(values: list[float | None]) -> float | None:  # a suite's steps share its ground truth
-        known = [v for v in values if v is not None]
-        return max(known) if known else None
+    def total(cell_s: float, harness_s: float | None) -> str:
+        if harness_s is None:
+            return f"{format_seconds(cell_s)} of cells + harness not priced"
+        return f"{format_seconds(cell_s)} of cells + harness {format_seconds(harness_s)} = " \
+            f"{format_seconds(cell_s + harness_s)}"
 
-    warm_h = [once([w for w, _ in steps_of]) for steps_of in harness.values()]
-    cold_h = [once([c for _, c in steps_of]) for steps_of in harness.values()]
-
-    def total(cells: float, parts: list[float | None]) -> str:
-        if any(p is None for p in parts):
-            return f"{format_seconds(cells)} of cells + ground truth not priced"
-        return format_seconds(cells + sum(p for p in parts if p is not None))
-
-    print(f"grid: {len(todo)} step(s); with this cache {total(totals['warm_s'], warm_h)}; cold "
-          f"{total(totals['cold_s'], cold_h)}; {unknown} cell(s) without a measurement; peak memory of a cell "
+    print(f"grid: {len(todo)} step(s); with this cache {total(cells['warm_s'], warm_h)}; cold "
+          f"{total(cells['cold_s'], cold_h)}; {unknown} cell(s) without a measurement; peak memory of a cell "
           f"{peak / 2**30:.2f} GiB ({peak_cell or 'no record'})")
-    return 0
+    return {"cells": cells, "harness": harness, "warm_harness_s": warm_h, "cold_harness_s": cold_h}

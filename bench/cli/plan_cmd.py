@@ -73,7 +73,7 @@ def plan(args: argparse.Namespace) -> dict:
     from bench.config import parse_override
     from bench.errors import DataError
     from bench.results import read_records
-    from bench.retrain import RetrainSpec, plan_table
+    from bench.retrain import RetrainSpec, plan_table, warmup_cost
     from bench.suites import load_suite
 
     suite = load_suite(args.suite, [parse_override(o) for o in args.suite_options])
@@ -82,9 +82,24 @@ def plan(args: argparse.Namespace) -> dict:
     print(f"plan: suite {suite.name} (v{suite.spec.version}), {len(method_names)} method(s) x {len(task_names)} "
           f"task(s) = {len(method_names) * len(task_names)} cell(s); cache {cache.root}")
 
+    latest = {}
+    if args.results_dir.is_dir():
+        for r in sorted(read_records(args.results_dir), key=lambda r: r.created_at):
+            if r.suite == suite.name and r.status == "ok":
+                latest[(r.task, r.method)] = r
+
+    def produced(phase: str, task: str | None = None) -> float | None:
+        """What producing a harness phase cost, the median over these records' measures (None: no record)."""
+        import statistics
+
+        costs = [p.get("original_wall_s") or p["wall_s"] for (t, _), r in latest.items()
+                 if task is None or t == task for p in r.cost["phases"] if p["name"] == phase]
+        return statistics.median(costs) if costs else None
+
+    # the harness's work, shared by the cells of a suite: name -> (seconds with this cache, seconds cold)
+    harness: dict[str, tuple[float | None, float | None]] = {}
     gt = suite.spec.ground_truth
-    harness_s: float | None = 0.0
-    harness_cold: float | None = 0.0
+    warmup_cached = None
     if gt.released is not None:
         print(f"  ground truth: released table {gt.released} (no retraining)")
     elif "lds" in task_names:
@@ -96,29 +111,30 @@ def plan(args: argparse.Namespace) -> dict:
             table = {"jobs": gt.num_subsets * gt.seeds_per_subset, "cached": 0, "mean_job_s": None,
                      "warmup_cached": False}
             print(f"  (data not available here, so nothing is known cached: {exc})")
-        missing = table["jobs"] - table["cached"]
-        mean = table["mean_job_s"]
-        harness_s = (None if mean is None else missing * mean) if missing else 0.0
-        harness_cold = None if mean is None else table["jobs"] * mean
-        per_job = "" if mean is None else f", {mean:.2f} s/job measured"
-        print(f"  warm-up LM: {'cached' if table['warmup_cached'] else 'to train'}")
+        warmup_cached = table["warmup_cached"]
+        missing, mean = table["jobs"] - table["cached"], table["mean_job_s"]
+        cold = None if mean is None else table["jobs"] * mean
+        source = "" if mean is None else f"{mean:.2f} s/job measured"
+        if cold is None and produced("ground_truth", "lds") is not None:  # nothing cached: the records' cost
+            cold, source = produced("ground_truth", "lds"), "priced from the LDS records' cost of building it"
+        warm = 0.0 if not missing else (None if cold is None else cold * missing / table["jobs"])
+        harness["ground truth (lds)"] = (warm, cold)
         print(f"  ground truth: {table['jobs']} retraining jobs, {table['cached']} cached, {missing} to run"
-              f"{per_job} -> {_fmt_s(harness_s) if missing else 'nothing to run'}; cold {_fmt_s(harness_cold)}")
-
-    latest = {}
-    if args.results_dir.is_dir():
-        for r in sorted(read_records(args.results_dir), key=lambda r: r.created_at):
-            if r.suite == suite.name and r.status == "ok":
-                latest[(r.task, r.method)] = r
-    if harness_cold is None:  # no job cached to measure: what building the ground truth cost an LDS record
-        built = [p for r in latest.values() if r.task == "lds" for p in r.cost["phases"]
-                 if p["name"] == "ground_truth"]
-        costs = [p["original_wall_s"] if p.get("cached") else p["wall_s"] for p in built]
-        costs = [c for c in costs if c]
-        if costs:
-            harness_cold = max(costs)
-            harness_s = harness_s if harness_s is not None else harness_cold
-            print(f"  ground truth priced from the LDS records' cost of building it: {_fmt_s(harness_cold)}")
+              f"{'' if cold is None else ', ' + source} -> {_fmt_s(warm) if missing else 'nothing to run'}; "
+              f"cold {_fmt_s(cold)}")
+    if suite.spec.lm.model is None or suite.spec.lm.warmup_steps:
+        try:  # the cached model's build time, else the records'
+            cost = warmup_cost(suite, cache) or produced("warmup")
+        except DataError:  # its key needs the data
+            cost = produced("warmup")
+        state = "cached" if warmup_cached else "to train" if warmup_cached is False else "not checked"
+        harness["warm-up LM"] = (0.0 if warmup_cached else cost, cost)
+        print(f"  warm-up LM: {state}; cold {_fmt_s(cost)}")
+    for t in task_names:  # other tasks' own retraining (leave-one-out, selection fine-tunings), one per suite
+        cost = produced("ground_truth", t) if t != "lds" else None
+        if cost:
+            harness[f"retraining ({t})"] = (cost, cost)
+            print(f"  retraining for {t}: {_fmt_s(cost)} cold, priced from its records (its cache not checked)")
     warm_total, cold_total, unknown, peak, peak_cell = 0.0, 0.0, 0, 0.0, ""
     print(f"  cells (priced from {args.results_dir}; '?' = no record yet):")
     for m in method_names:
@@ -136,12 +152,19 @@ def plan(args: argparse.Namespace) -> dict:
                 peak, peak_cell = cell_peak, f"{m} {t}"
             print(f"    {m:<12} {t:<15} {_fmt_s(warm):>10} with this cache, {_fmt_s(cold):>10} cold, "
                   f"peak {cell_peak / 2**30:.2f} GiB")
-    harness = "?" if harness_s is None else _fmt_s(harness_s)
-    print(f"  total: {_fmt_s(warm_total)} of cells with this cache (+ harness {harness}); {_fmt_s(cold_total)} "
-          f"of cells cold (+ harness {_fmt_s(harness_cold)}); {unknown} cell(s) without a measurement; peak "
-          f"memory {peak / 2**30:.2f} GiB ({peak_cell or 'no record'})")
-    return {"suite": suite.name, "warm_s": warm_total, "cold_s": cold_total, "harness_s": harness_s,
-            "harness_cold_s": harness_cold, "unknown": unknown, "peak_bytes": peak, "peak_cell": peak_cell}
+    harness_s, harness_cold = harness_sum(harness)
+    print(f"  total: {_fmt_s(warm_total)} of cells with this cache (+ harness {_fmt_s(harness_s)}); "
+          f"{_fmt_s(cold_total)} of cells cold (+ harness {_fmt_s(harness_cold)}); {unknown} cell(s) without a "
+          f"measurement; peak memory {peak / 2**30:.2f} GiB ({peak_cell or 'no record'})")
+    return {"suite": suite.name, "warm_s": warm_total, "cold_s": cold_total, "harness": harness,
+            "unknown": unknown, "peak_bytes": peak, "peak_cell": peak_cell}
+
+
+def harness_sum(harness: dict[str, tuple[float | None, float | None]]) -> tuple[float | None, float | None]:
+    """Total (with this cache, cold) of harness parts; None when any part is unpriced."""
+    warm = [w for w, _ in harness.values()]
+    cold = [c for _, c in harness.values()]
+    return (None if None in warm else sum(warm)), (None if None in cold else sum(cold))
 
 
 def run(args: argparse.Namespace) -> int:

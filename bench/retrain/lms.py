@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import versions
-from bench.cache import Cache, build, peek_built
+from bench.cache import Cache, build, peek_built, peek_meta
 from bench.suites import Suite
 
 
@@ -21,6 +21,12 @@ def lm_args(suite: Suite) -> dict:
 def warmup_built(suite: Suite, cache: Cache) -> bool:
     """Whether the suite's warm-up model is in the cache (touches nothing)."""
     return peek_built(cache, "warmup", lm_args(suite), versions.of("lm"))
+
+
+def warmup_cost(suite: Suite, cache: Cache) -> float | None:
+    """Seconds that building the cached warm-up model took (None when it is not built)."""
+    meta = peek_meta(cache, "warmup", lm_args(suite), versions.of("lm"))
+    return None if meta is None else meta.get("wall_s")
 
 
 def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, meta dict)

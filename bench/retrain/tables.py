@@ -295,15 +295,15 @@ def _loo_outputs(jobs: list[LooJob]) -> list[dict]:
     """Train the group's copies at once (`bench.lm.finetune_group`), each without its own example."""
     import torch
 
-    from bench.lm import Encoded, finetune_group
+    from bench.lm import finetune_group
 
     lm, warm_state, pool, evaluation = worker_state(jobs[0].spec)
     n = len(pool.lengths)
     gone = torch.as_tensor([max(job.removed, 0) for job in jobs], dtype=torch.long)
     silent = torch.full_like(pool.labels[gone], -100)  # the left-out rows, with no label token
-    data = Encoded(torch.cat([pool.input_ids, pool.input_ids[gone]]),
-                   torch.cat([pool.attention_mask, pool.attention_mask[gone]]), torch.cat([pool.labels, silent]),
-                   torch.cat([pool.lengths, pool.lengths[gone]]))
+    # the pool's rows, then a copy of each left-out one (taken from the pool: a top-layers recipe reuses the
+    # pool's frozen-layer states instead of recomputing them for every group)
+    data = pool.take(torch.cat([torch.arange(n), gone]), labels=torch.cat([pool.labels, silent]))
     members = []
     for j, job in enumerate(jobs):
         rows = np.arange(n)
