@@ -66,13 +66,25 @@ def judged_cells(records: Mapping[str, RunRecord], metric: str, footnotes: dict[
             for m, r in records.items()}
 
 
-def stats_caption(records: list[RunRecord], metric: str) -> str:
-    """What ± and the marks of a column mean, read from the records' own metric declarations."""
-    ok = [r for r in records if r.status == "ok" and metric in r.metrics]
+def stats_caption(records: list[RunRecord], metric: str | dict[str, str]) -> str:
+    """What ± and the marks of a column mean, read from the records' own metric declarations.
+
+    `metric`: the metric, or per suite the metric of its column (a table whose columns differ). When the
+    suites' records were drawn differently, each way of drawing names its suites.
+    """
+    def name(r: RunRecord) -> str:
+        return metric.get(r.suite, "") if isinstance(metric, dict) else metric
+
+    ok = [r for r in records if r.status == "ok" and name(r) in r.metrics]
     if not ok:
         return ""
-    draws = sorted({r.metrics[metric].get("draws") for r in ok if r.metrics[metric].get("draws")})
-    tests = sorted({r.metrics[metric].get("test", stats.NO_TEST) for r in ok})
+    by_draws: dict[str, set[str]] = {}
+    for r in ok:
+        if r.metrics[name(r)].get("draws"):
+            by_draws.setdefault(r.metrics[name(r)]["draws"], set()).add(r.suite)
+    draws = sorted(by_draws) if len(by_draws) < 2 else \
+        [f"{d} ({', '.join(sorted(suites))})" for d, suites in sorted(by_draws.items())]
+    tests = sorted({r.metrics[name(r)].get("test", stats.NO_TEST) for r in ok})
     test_text = {stats.BOOTSTRAP: "the paired bootstrap of the difference (p from its standard error)",
                  stats.MCNEMAR: "the paired bootstrap of the difference and the exact McNemar test on the examples "
                                 "where two methods disagree (the larger p)",
@@ -84,8 +96,7 @@ def stats_caption(records: list[RunRecord], metric: str) -> str:
     marks = (f"(n): rank, 1 + the rows significantly above; **bold**: rank 1, no row significantly above. Both "
              f"from {'; '.join(test_text[t] for t in judged)}, two-sided at {stats.ALPHA:g} with Holm's correction "
              f"over every pair of the column's rows." if judged else "No paired test: no bold or rank.")
-    ci = f"± is half the 95% CI of a bootstrap resampling {'; '.join(draws)}. " if any(
-        r.metrics[metric].get("draws") for r in ok) else "± is half the 95% CI. "
+    ci = f"± is half the 95% CI of a bootstrap resampling {'; '.join(draws)}. " if draws else "± is half the 95% CI. "
     return ci + marks + seeds_text
 
 

@@ -50,7 +50,7 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
     out = ["## Data classification (the metric of the AirRep paper's Table 2)", "",
            "Share of test examples whose top-1 training example by the method's score has the test example's "
            "label: the suite's main label (task, source, stance). " +
-           stats_caption(records, next((h for h in heads.values() if h), "")) +
+           stats_caption(records, {s: h for s, h in heads.items() if h}) +
            " *chance*: a random ranking. Rows sorted by the average.", "",
            table(rows, ["Method", *[f"{s} ({heads[s] or ''})" for s in suites], "Average"]), "",
            provenance(records), ""]
