@@ -214,3 +214,19 @@ def test_migrated_records_keep_every_value(tmp_path):
     assert new["metrics"]["lds"]["test"] == "bootstrap" and new["metrics"]["ceiling"]["test"] == "none"
     assert "bootstrap" not in new["extra"] and "options" not in new["extra"]
     RunRecord(**new)  # reads as a current record
+
+
+def test_every_committed_record_with_clusters_drew_them():
+    """A record that declares clusters resampled them: each resampled metric's draws name the cluster kind.
+
+    (A migrated schema-1 record keeps clusters=None: its draws were over independent examples.)
+    """
+    records = [r for r in read_records(ROOT / "leaderboard" / "results") if r.status == "ok"]
+    assert records
+    for r in records:
+        if not r.clusters:
+            continue
+        kind = r.clusters["kind"]
+        for name, m in r.metrics.items():
+            if m.get("draws") and "test examples" in m["draws"]:
+                assert f"{kind} clusters" in m["draws"], (r.suite, r.task, r.method, name, m["draws"])
