@@ -164,12 +164,18 @@ class Prefix:
     def take(self, rows: torch.Tensor) -> Prefix:
         """The states of rows `rows` (repeats allowed), as `Encoded.take` takes their tokens."""
         lengths = self.lengths[rows]
-        offsets = torch.zeros_like(lengths)
-        offsets[1:] = torch.cumsum(lengths, 0)[:-1]
+        offsets = _row_starts(lengths)
         # token i of the new layout comes from its row's start in the old one, plus its place in the row
         shift = torch.repeat_interleave(self.offsets[rows] - offsets, lengths)
         index = torch.arange(int(lengths.sum())) + shift
         return Prefix(self.hidden.index_select(0, index), offsets, lengths, self.first_layer)
+
+
+def _row_starts(lengths: torch.Tensor) -> torch.Tensor:
+    """Where each row starts when rows of these lengths are laid one after another."""
+    starts = torch.zeros_like(lengths)
+    starts[1:] = torch.cumsum(lengths, 0)[:-1]
+    return starts
 
 
 class _Stop(Exception):
@@ -210,10 +216,8 @@ def compute_prefix(model, data, first_layer: int, batch_size: int = 32) -> Prefi
     finally:
         handle.remove()
         model.train(was_training)
-    offsets = torch.zeros(n, dtype=torch.long)
-    offsets[1:] = torch.cumsum(data.lengths, 0)[:-1]
-    return Prefix(torch.cat(parts) if parts else torch.zeros(0, model.config.hidden_size), offsets,
-                  data.lengths.clone(), first_layer)
+    return Prefix(torch.cat(parts) if parts else torch.zeros(0, model.config.hidden_size),
+                  _row_starts(data.lengths), data.lengths.clone(), first_layer)
 
 
 def shared_prefix(model, data, first_layer: int, start: dict[str, torch.Tensor]) -> Prefix:

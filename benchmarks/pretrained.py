@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
-
-def _median_spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+from retraining import median_spread  # benchmarks/ is the script's directory, so on its path
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -83,8 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
            "layers": int(lm.model.config.num_hidden_layers), "trained_params": trained,
            "pool": len(pool.lengths), "eval": len(evaluation.lengths), "job_examples": len(members[0]),
            "threads": torch.get_num_threads(), "prefix_once_s": prefix_s,
-           "plain_s_per_job": _median_spread(plain), "shared_alone_s_per_job": _median_spread(alone),
-           "shared_group_s_per_job": _median_spread(grouped), "group": args.group,
+           "plain_s_per_job": median_spread(plain), "shared_alone_s_per_job": median_spread(alone),
+           "shared_group_s_per_job": median_spread(grouped), "group": args.group,
            "max_loss_difference": max(diffs)}
     for key in ("plain_s_per_job", "shared_alone_s_per_job", "shared_group_s_per_job"):
         out[key.replace("_s_per_job", "_jobs_per_hour")] = 3600 / out[key]["median"]

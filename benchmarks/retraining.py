@@ -23,7 +23,7 @@ import sys
 import time
 
 
-def _median_spread(values: list[float]) -> dict[str, float]:
+def median_spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
     rate = flops / statistics.median(step_s) / 1e9
     memory = {str(n): group_memory(args.suite, args.cache_dir, n) for n in sorted({1, k, 2 * k})}
     out = {"suite": args.suite, "group_size": k, "threads": torch.get_num_threads(),
-           "one_by_one_subsets_per_s": _median_spread(one), "batched_subsets_per_s": _median_spread(grouped),
-           "speedup": _median_spread(ratios), "gemm_peak_gflops": peak,
-           "batched_step": {"gflop": flops / 1e9, "seconds": _median_spread(step_s), "gflops": rate,
+           "one_by_one_subsets_per_s": median_spread(one), "batched_subsets_per_s": median_spread(grouped),
+           "speedup": median_spread(ratios), "gemm_peak_gflops": peak,
+           "batched_step": {"gflop": flops / 1e9, "seconds": median_spread(step_s), "gflops": rate,
                             "fraction_of_peak": rate / peak},
            "memory_fresh_process": memory}
     s = out["speedup"]
