@@ -41,6 +41,7 @@ class RunRequest:
     device: str = "cpu"
     executor: str = "local"
     shard: str | None = None  # "i/n": run only this share of the retraining jobs (see ShardExecutor)
+    workers: int = 1  # forked processes for retraining jobs (local executor, CPU); not in the fingerprint
     cache_dir: Path | None = None
     results_dir: Path = Path("results")
     record_failures: bool = False  # write a failed record (the grid) instead of only raising
@@ -104,7 +105,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: str, started: tuple[str | None, bool | None] | None = None) -> dict[str, Any]:
+def environment(device: str, started: tuple[str | None, bool | None] | None = None, workers: int = 1
+                ) -> dict[str, Any]:
     """Versions and machine description for the record's provenance.
 
     `started`: the `git_state` when the run began; the record names that commit, and a commit made while
@@ -124,6 +126,7 @@ def environment(device: str, started: tuple[str | None, bool | None] | None = No
         env["torch_threads"] = torch.get_num_threads()
         if device.startswith("cuda") and torch.cuda.is_available():
             env["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    env["retrain_workers"] = workers  # forked retraining processes sharing those threads (--workers)
     return env
 
 
@@ -169,7 +172,7 @@ def _prepare(request: RunRequest) -> _Prepared:
         suite.require(split)
     check_device(request.device)
     executor = get_executor(request.executor, device=request.device, shard=request.shard,
-                            gpus_per_job=suite.spec.ground_truth.gpus_per_job)
+                            gpus_per_job=suite.spec.ground_truth.gpus_per_job, workers=request.workers)
     if method_cls.precomputed and task_cls.needs_features:
         raise ConfigError(f"task '{request.task}' measures a method's own features and costs, which "
                           f"'{request.method}' (precomputed scores) does not have; use lds, classification or "
@@ -259,7 +262,8 @@ def failed_record(request: RunRequest, kind: str, message: str) -> tuple[RunReco
     """Write the failed record of a cell that died without writing one (e.g. killed for memory)."""
     common = _prepare(request).common
     record = RunRecord(**common, status="failed", metrics={}, per_example={}, cost={"phases": [],
-                       "device": request.device}, env=environment(request.device), created_at=_now(),
+                       "device": request.device}, env=environment(request.device, workers=request.workers),
+                       created_at=_now(),
                        error={"kind": kind, "message": message.strip()[:500]})
     return record, write_record(request.results_dir, record)
 
@@ -289,7 +293,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
             raise
         failed = RunRecord(**common, status="failed", metrics={}, per_example={},
                            cost={"phases": [to_jsonable(p) for p in acct.phases], "device": request.device},
-                           env=environment(request.device, started=started), created_at=_now(),
+                           env=environment(request.device, started=started, workers=request.workers), created_at=_now(),
                            error={"kind": type(exc).__name__, "message": str(exc).strip()[:500]})
         raise CellFailed(failed, write_record(request.results_dir, failed)) from exc
 
@@ -302,7 +306,8 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         "peak_bytes": max((p.peak_bytes for p in acct.phases), default=None),
         "device": request.device,
     }
-    env = {**environment(request.device, started=started), "code_versions": code_versions(type(method), type(task)),
+    env = {**environment(request.device, started=started, workers=request.workers),
+           "code_versions": code_versions(type(method), type(task)),
            "code_hashes": prepared.code_hashes}
     record = RunRecord(
         **common, status="ok", metrics=record_metrics(output), per_example=output.per_example, cost=cost, env=env,

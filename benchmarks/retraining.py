@@ -1,11 +1,15 @@
 """Retraining throughput, one by one against batched (`bench.batched`), measured in one process.
 
-Usage: `python benchmarks/retraining.py [--suite small] [--repeats 3] [--jobs 4] [--cache-dir DIR] [--json F]`.
+Usage: `python benchmarks/retraining.py [--suite small] [--repeats 3] [--jobs 4] [--workers 2] [--cache-dir DIR]
+[--json F]`.
 
 Both sides run the code the ground truth runs (`bench.lm.finetune_group`, `batched=False` / `True`) on the
 suite's first ground-truth subsets, from its warm-up model: fine-tuning plus the test split's losses.
 Repeats alternate the two sides, so a slow moment of a shared machine hits both; the speed-up is the
-median of the per-repeat ratios, with their range. In the same run: this machine's fp32 GEMM rate (a
+median of the per-repeat ratios, with their range. With `--workers W` > 1 each repeat also runs both sides
+in W forked processes sharing the threads (`LocalExecutor(workers=W)`, what `bench run --workers W` does):
+W groups batched, and W x `--jobs` jobs one by one, so the process-level parallelism is credited to
+neither side alone. In the same run: this machine's fp32 GEMM rate (a
 2048 x 2048 `torch.matmul`, median of 5), the FLOPs of one batched training step (counted by
 `torch.utils.flop_counter`, forward and backward) over its median time, and the peak memory of a group
 of K and of one job alone, each measured in a fresh process (RSS sampled during training, minus the RSS
@@ -83,6 +87,59 @@ def group_memory(suite_name: str, cache_dir: str | None, k: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def products_alone(step, repeats: int = 5) -> dict[str, float]:
+    """The matrix products of one call of `step`, replayed alone: their seconds, FLOPs and GFLOP/s.
+
+    The profiler records every `bmm` / `mm` with its shapes; each is timed again on random tensors of the
+    same shapes (median of `repeats`). No engine that computes these products, however well it fuses the
+    rest of the step, can take less time than their sum, nor run faster than their rate.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        step()
+    calls = [(e.name, e.input_shapes) for e in prof.events() if e.name in ("aten::bmm", "aten::mm")]
+    seconds = flops = 0.0
+    for name, shapes in calls:
+        a, b = torch.randn(shapes[0]), torch.randn(shapes[1])
+        op = torch.bmm if name == "aten::bmm" else torch.mm
+        op(a, b)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            op(a, b)
+            times.append(time.perf_counter() - t0)
+        seconds += statistics.median(times)
+        batch = shapes[0][0] if name == "aten::bmm" else 1
+        flops += 2 * batch * shapes[0][-2] * shapes[0][-1] * shapes[1][-1]
+    return {"calls": len(calls), "seconds": seconds, "gflop": flops / 1e9, "gflops": flops / seconds / 1e9}
+
+
+def _in_workers(workers: int, units: list, train) -> float:
+    """Wall seconds to run `train(unit)` for every unit in `workers` forked processes (LocalExecutor)."""
+    import tempfile
+    from pathlib import Path
+
+    from bench.executors import LocalExecutor
+
+    class Unit:
+        def __init__(self, directory: Path, i: int) -> None:
+            self.out_path, self.i = directory / f"{i}.done", i
+
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = [Unit(Path(tmp), i) for i in range(len(units))]
+
+        def fn(group):
+            for job in group:
+                train(units[job.i])
+                job.out_path.write_text("done")
+
+        t0 = time.perf_counter()
+        LocalExecutor(workers=workers).run(fn, jobs, desc=f"{workers} workers")
+        return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -94,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--suite", default="small")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=4, help="one-by-one jobs per repeat")
+    ap.add_argument("--workers", type=int, default=1, help="also measure both sides in this many forked processes")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
@@ -108,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     stacking.keep_freed_memory()  # the harness's setting, for both sides alike
 
     one, grouped, ratios = [], [], []
+    w_one, w_grouped, w_ratios, w_vs_plain = [], [], [], []
     for _ in range(args.repeats):
         r = finetune_group(lm, start, pool, members[: args.jobs], seeds[: args.jobs], evaluation=evaluation,
                            batched=False)
@@ -117,6 +176,17 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"suite {args.suite}: its target LM does not train batched (group size {k})")
         grouped.append(k / r.wall_s)
         ratios.append(grouped[-1] / one[-1])
+        if args.workers > 1:
+            w = args.workers
+            wall = _in_workers(w, [[j] for j in range(args.jobs)] * w, lambda js: finetune_group(
+                lm, start, pool, [members[j] for j in js], [seeds[j] for j in js], evaluation=evaluation,
+                batched=False))
+            w_one.append(w * args.jobs / wall)
+            wall = _in_workers(w, [list(range(k))] * w, lambda js: finetune_group(
+                lm, start, pool, [members[j] for j in js], [seeds[j] for j in js], evaluation=evaluation))
+            w_grouped.append(w * k / wall)
+            w_ratios.append(w_grouped[-1] / w_one[-1])
+            w_vs_plain.append(w_grouped[-1] / one[-1])
 
     # one batched step: its FLOPs, and its time without the Python of the training loop around it
     lm.load_state_dict(start)
@@ -142,19 +212,36 @@ def main(argv: list[str] | None = None) -> dict:
         step_s.append(time.perf_counter() - t0)
     peak = gemm_rate()
     rate = flops / statistics.median(step_s) / 1e9
+    alone = products_alone(step)
     memory = {str(n): group_memory(args.suite, args.cache_dir, n) for n in sorted({1, k, 2 * k})}
     out = {"suite": args.suite, "group_size": k, "threads": torch.get_num_threads(),
            "one_by_one_subsets_per_s": median_spread(one), "batched_subsets_per_s": median_spread(grouped),
            "speedup": median_spread(ratios), "gemm_peak_gflops": peak,
            "batched_step": {"gflop": flops / 1e9, "seconds": median_spread(step_s), "gflops": rate,
-                            "fraction_of_peak": rate / peak},
+                            "fraction_of_peak": rate / peak,
+                            "products_alone": {**alone, "fraction_of_peak": alone["gflops"] / peak}},
            "memory_fresh_process": memory}
+    if args.workers > 1:
+        out["workers"] = {"workers": args.workers, "one_by_one_subsets_per_s": median_spread(w_one),
+                          "batched_subsets_per_s": median_spread(w_grouped), "speedup": median_spread(w_ratios),
+                          "batched_workers_vs_one_by_one_one_process": median_spread(w_vs_plain)}
     s = out["speedup"]
     print(f"{args.suite}: one by one {out['one_by_one_subsets_per_s']['median']:.2f} subsets/s, batched (K={k}) "
           f"{out['batched_subsets_per_s']['median']:.2f} subsets/s: {s['median']:.2f}x "
           f"(range {s['min']:.2f}-{s['max']:.2f} over {s['n']} repeats)")
+    if args.workers > 1:
+        wk = out["workers"]
+        print(f"{args.workers} forked workers: one by one {wk['one_by_one_subsets_per_s']['median']:.2f} subsets/s, "
+              f"batched {wk['batched_subsets_per_s']['median']:.2f} subsets/s: {wk['speedup']['median']:.2f}x "
+              f"(range {wk['speedup']['min']:.2f}-{wk['speedup']['max']:.2f}); batched in workers against one by "
+              f"one in one process: {wk['batched_workers_vs_one_by_one_one_process']['median']:.2f}x (range "
+              f"{wk['batched_workers_vs_one_by_one_one_process']['min']:.2f}-"
+              f"{wk['batched_workers_vs_one_by_one_one_process']['max']:.2f})")
     print(f"batched step: {flops / 1e9:.2f} GFLOP in {1e3 * statistics.median(step_s):.1f} ms = {rate:.0f} GFLOP/s, "
           f"{100 * rate / peak:.0f}% of this machine's fp32 GEMM rate ({peak:.0f} GFLOP/s, 2048x2048 matmul)")
+    print(f"its {alone['calls']} matrix products alone (same shapes, random data): {alone['gflop']:.2f} GFLOP in "
+          f"{1e3 * alone['seconds']:.1f} ms = {alone['gflops']:.0f} GFLOP/s, {100 * alone['gflops'] / peak:.0f}% of "
+          f"the GEMM rate: the bound for any engine built on these products")
     for n, m in memory.items():
         print(f"peak memory training {n} job(s) at once (fresh process): {m['group_mib']:.0f} MiB above the "
               f"{m['rss_before_mib']:.0f} MiB after loading (peak RSS {m['peak_mib']:.0f} MiB)")

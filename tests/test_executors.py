@@ -70,3 +70,44 @@ def test_ray_jobs_take_the_suites_gpus_per_job_on_cuda_only():
 
     with pytest.raises(ConfigError, match="gpus_per_job"):
         load_suite("tiny", [("ground_truth.gpus_per_job", 0)])
+
+
+def test_forked_workers_give_the_local_ground_truth(tmp_path):
+    local = _ground_truth(tmp_path / "local", LocalExecutor())
+    forked = _ground_truth(tmp_path / "forked", LocalExecutor(workers=2))
+    np.testing.assert_array_equal(forked.masks, local.masks)
+    # each worker has one thread, this process two: equal to float rounding (see LocalExecutor)
+    np.testing.assert_allclose(forked.losses, local.losses, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(forked.losses[0], forked.losses[1])
+
+
+def test_a_forked_workers_error_reaches_the_caller_and_finished_groups_stay(tmp_path):
+    class Job:
+        def __init__(self, i):
+            self.out_path = tmp_path / f"{i}.done"
+
+    def fn(group):
+        for job in group:
+            if job.out_path.name == "5.done":
+                raise ValueError("job 5 is broken")
+            job.out_path.write_text("ok")
+
+    jobs = [Job(i) for i in range(8)]
+    with pytest.raises(ValueError, match="job 5 is broken"):
+        LocalExecutor(workers=2).run(fn, jobs, desc="test", group_size=2)
+    assert not (tmp_path / "5.done").exists() and (tmp_path / "0.done").exists()
+    assert LocalExecutor(workers=2).run(lambda g: [j.out_path.write_text("ok") for j in g], jobs, desc="again",
+                                        group_size=2) == 1  # only job 5 was missing (its group ran whole)
+    assert all(j.out_path.exists() for j in jobs)
+
+
+def test_workers_options_that_cannot_work_are_one_line(run_cli):
+    from bench.errors import ConfigError
+    from bench.executors import get_executor
+
+    for extra, words in ((["--workers", "0"], "at least 1"), (["--workers", "2", "--executor", "ray"], "local")):
+        code, _, err, _ = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny", *extra)
+        assert code == 2 and err.count("\n") == 1 and words in err, err
+    with pytest.raises(ConfigError, match="CPU"):
+        get_executor("local", device="cuda:0", workers=2)
+    assert get_executor("local", workers=2).workers == 2 and get_executor("local", shard="0/2", workers=2).workers == 2

@@ -46,6 +46,9 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
                    help="where retraining jobs run: local (default) or ray (RAY_ADDRESS, else a local Ray)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run only retraining jobs with index = I mod N (e.g. a SLURM array task), then stop")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="train retraining jobs in N forked processes sharing the CPU threads (local executor, "
+                        "CPU; default 1). Results agree to float rounding, not bit for bit")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
     p.add_argument("--label", default=None,
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     request = RunRequest(method=args.method, task=args.task, suite=args.suite, suite_options=suite_options,
                          method_options=method_options,
                          task_options=task_options, seed=seeds[0], device=args.device, executor=args.executor,
-                         shard=args.shard, cache_dir=args.cache_dir, results_dir=args.results_dir,
+                         shard=args.shard, workers=args.workers, cache_dir=args.cache_dir, results_dir=args.results_dir,
                          record_failures=args.record_failures, force=args.force, label=args.label)
     status = 0
     for seed in seeds:
