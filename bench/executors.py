@@ -105,7 +105,7 @@ class LocalExecutor(Executor):
 
     def _run_forked(self, fn: Callable[[list[J]], object], pending: Sequence[list[J]], bar) -> None:
         import multiprocessing
-        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         from concurrent.futures.process import BrokenProcessPool
 
         import torch
@@ -121,7 +121,7 @@ class LocalExecutor(Executor):
                 remaining = set(futures)
                 try:
                     while remaining:
-                        done, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+                        done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
                         for future in done:
                             future.result()  # re-raises the group's error once its retries are spent
                             bar.update(futures[future])

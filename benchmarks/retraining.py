@@ -9,9 +9,10 @@ Repeats alternate the two sides, so a slow moment of a shared machine hits both;
 median of the per-repeat ratios, with their range. With `--workers W` > 1 each repeat also runs both sides
 in W forked processes sharing the threads (`LocalExecutor(workers=W)`, what `bench run --workers W` does):
 W groups batched, and W x `--jobs` jobs one by one, so the process-level parallelism is credited to
-neither side alone. In the same run: this machine's fp32 GEMM rate (a
-2048 x 2048 `torch.matmul`, median of 5), the FLOPs of one batched training step (counted by
-`torch.utils.flop_counter`, forward and backward) over its median time, and the peak memory of a group
+neither side alone. In the same run: the FLOPs of one batched training step (counted by
+`torch.utils.flop_counter`, forward and backward) over its time, as a share of this machine's fp32 GEMM
+rate (a 2048 x 2048 `torch.matmul` timed right after each of 10 steps; median and range of the ratios),
+the same for the step's matrix products replayed alone (`products_alone`), and the peak memory of a group
 of K and of one job alone, each measured in a fresh process (RSS sampled during training, minus the RSS
 after loading the model and data): in the measuring process itself, memory freed by earlier work is kept
 by the allocator (`bench.batched.keep_freed_memory`), so a difference of RSS there would say nothing.
@@ -29,20 +30,6 @@ import time
 
 def median_spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
-    """fp32 GFLOP/s of an n x n matmul on this machine (median of `repeats` after a warm-up)."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def _setup(suite_name: str, cache_dir: str | None):
@@ -87,33 +74,43 @@ def group_memory(suite_name: str, cache_dir: str | None, k: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def products_alone(step, repeats: int = 5) -> dict[str, float]:
-    """The matrix products of one call of `step`, replayed alone: their seconds, FLOPs and GFLOP/s.
+def products_alone(step, repeats: int = 5, n: int = 2048) -> dict[str, float]:
+    """The matrix products of one call of `step`, replayed alone, against an n x n GEMM, interleaved.
 
-    The profiler records every `bmm` / `mm` with its shapes; each is timed again on random tensors of the
-    same shapes (median of `repeats`). No engine that computes these products, however well it fuses the
-    rest of the step, can take less time than their sum, nor run faster than their rate.
+    The profiler records every `bmm` / `mm` with its shapes; the products are then timed again on random
+    tensors of the same shapes, and each repeat also times an n x n `torch.matmul` right after, so that a
+    slow moment of a shared machine hits both: the share of the GEMM rate is the median of the repeats'
+    ratios. No engine that computes these products, however well it fuses the rest of the step, can take
+    less time than their sum, nor run faster than their rate.
     """
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         step()
-    calls = [(e.name, e.input_shapes) for e in prof.events() if e.name in ("aten::bmm", "aten::mm")]
-    seconds = flops = 0.0
-    for name, shapes in calls:
-        a, b = torch.randn(shapes[0]), torch.randn(shapes[1])
-        op = torch.bmm if name == "aten::bmm" else torch.mm
+    calls = []
+    flops = 0
+    for e in prof.events():
+        if e.name in ("aten::bmm", "aten::mm"):
+            a, b = torch.randn(e.input_shapes[0]), torch.randn(e.input_shapes[1])
+            calls.append((torch.bmm if e.name == "aten::bmm" else torch.mm, a, b))
+            flops += 2 * (a.shape[0] if a.dim() == 3 else 1) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    for op, a, b in calls:
         op(a, b)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+    x @ y
+    seconds, shares = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for op, a, b in calls:
             op(a, b)
-            times.append(time.perf_counter() - t0)
-        seconds += statistics.median(times)
-        batch = shapes[0][0] if name == "aten::bmm" else 1
-        flops += 2 * batch * shapes[0][-2] * shapes[0][-1] * shapes[1][-1]
-    return {"calls": len(calls), "seconds": seconds, "gflop": flops / 1e9, "gflops": flops / seconds / 1e9}
+        seconds.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        x @ y
+        gemm = 2 * n**3 / (time.perf_counter() - t0)
+        shares.append(flops / seconds[-1] / gemm)
+    return {"calls": len(calls), "seconds": statistics.median(seconds), "gflop": flops / 1e9,
+            "gflops": flops / statistics.median(seconds) / 1e9, "fraction_of_peak": median_spread(shares)}
 
 
 def _in_workers(workers: int, units: list, train) -> float:
@@ -205,12 +202,18 @@ def main(argv: list[str] | None = None) -> dict:
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
-    step_s = []
-    for _ in range(10):
+    x, y = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    x @ y
+    step_s, step_shares, gemms = [], [], []
+    for _ in range(10):  # each step beside a 2048 x 2048 GEMM: a slow moment of the machine hits both
         t0 = time.perf_counter()
         step()
         step_s.append(time.perf_counter() - t0)
-    peak = gemm_rate()
+        t0 = time.perf_counter()
+        x @ y
+        gemms.append(2 * 2048**3 / (time.perf_counter() - t0) / 1e9)
+        step_shares.append(flops / step_s[-1] / 1e9 / gemms[-1])
+    peak = statistics.median(gemms)
     rate = flops / statistics.median(step_s) / 1e9
     alone = products_alone(step)
     memory = {str(n): group_memory(args.suite, args.cache_dir, n) for n in sorted({1, k, 2 * k})}
@@ -218,8 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
            "one_by_one_subsets_per_s": median_spread(one), "batched_subsets_per_s": median_spread(grouped),
            "speedup": median_spread(ratios), "gemm_peak_gflops": peak,
            "batched_step": {"gflop": flops / 1e9, "seconds": median_spread(step_s), "gflops": rate,
-                            "fraction_of_peak": rate / peak,
-                            "products_alone": {**alone, "fraction_of_peak": alone["gflops"] / peak}},
+                            "fraction_of_peak": median_spread(step_shares),
+                            "products_alone": alone},
            "memory_fresh_process": memory}
     if args.workers > 1:
         out["workers"] = {"workers": args.workers, "one_by_one_subsets_per_s": median_spread(w_one),
@@ -238,10 +241,14 @@ def main(argv: list[str] | None = None) -> dict:
               f"{wk['batched_workers_vs_one_by_one_one_process']['min']:.2f}-"
               f"{wk['batched_workers_vs_one_by_one_one_process']['max']:.2f})")
     print(f"batched step: {flops / 1e9:.2f} GFLOP in {1e3 * statistics.median(step_s):.1f} ms = {rate:.0f} GFLOP/s, "
-          f"{100 * rate / peak:.0f}% of this machine's fp32 GEMM rate ({peak:.0f} GFLOP/s, 2048x2048 matmul)")
+          f"{100 * statistics.median(step_shares):.0f}% (range {100 * min(step_shares):.0f}-"
+          f"{100 * max(step_shares):.0f}%) "
+          f"of this machine's fp32 GEMM rate timed beside each step ({peak:.0f} GFLOP/s, 2048x2048 matmul)")
     print(f"its {alone['calls']} matrix products alone (same shapes, random data): {alone['gflop']:.2f} GFLOP in "
-          f"{1e3 * alone['seconds']:.1f} ms = {alone['gflops']:.0f} GFLOP/s, {100 * alone['gflops'] / peak:.0f}% of "
-          f"the GEMM rate: the bound for any engine built on these products")
+          f"{1e3 * alone['seconds']:.1f} ms = {alone['gflops']:.0f} GFLOP/s, "
+          f"{100 * alone['fraction_of_peak']['median']:.0f}% of the GEMM rate timed beside them (range "
+          f"{100 * alone['fraction_of_peak']['min']:.0f}-{100 * alone['fraction_of_peak']['max']:.0f}%): the bound "
+          f"for any engine built on these products")
     for n, m in memory.items():
         print(f"peak memory training {n} job(s) at once (fresh process): {m['group_mib']:.0f} MiB above the "
               f"{m['rss_before_mib']:.0f} MiB after loading (peak RSS {m['peak_mib']:.0f} MiB)")
