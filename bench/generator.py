@@ -201,6 +201,10 @@ _SHARES = {"sentiment": 2.0, "topic": 1.5, "addition": 3.0, "comparison": 1.0, "
 TASK_NAMES = tuple(_TASKS)
 FAMILIES: Mapping[str, str] = {name: family for name, (family, _, _) in _TASKS.items()}
 SPLIT_ORDER = ("test", "train", "warmup", "airrep_train")  # the test split draws first
+# drawn after those, from open-item tasks only (no share of the closed item lists, so a suite without it keeps
+# exactly the splits it had): the corpus a built base LM is pretrained on (`lm.base_steps`)
+PRETRAIN_SPLIT = "pretrain"
+OPEN_TASKS = tuple(t for t, (_, _, items) in _TASKS.items() if items is None)
 # each split's share of every closed item list (its own countries, pairs, words)
 ITEM_SHARES = {"test": 0.25, "train": 0.35, "warmup": 0.2, "airrep_train": 0.2}
 _TRIES_PER_EXAMPLE = 60  # draws before a task's split is taken to have no distinct prompt left
@@ -238,8 +242,11 @@ def generate_splits(sizes: Mapping[str, int], *, seed: int, tasks: Mapping[str, 
                     with_items: bool = False):
     """Generate the four splits together, disjoint by item, without duplicate prompts within a split.
 
+    A fifth, `pretrain`, is drawn last when its size is not 0, from open-item tasks only (items no other
+    split drew; the closed item lists are partitioned between the four).
+
     Args:
-        sizes: examples per split (`train`, `test`, `warmup`, `airrep_train`).
+        sizes: examples per split (`train`, `test`, `warmup`, `airrep_train`, optionally `pretrain`).
         seed: the random seed; with the split name it fixes each split's draws.
         tasks: the generator tasks each split draws from.
         with_items: also return each example's item.
@@ -251,10 +258,15 @@ def generate_splits(sizes: Mapping[str, int], *, seed: int, tasks: Mapping[str, 
     unknown = {t for ts in tasks.values() for t in ts} - set(_TASKS)
     if unknown:
         raise ValueError(f"unknown generator tasks: {sorted(unknown)}")
+    closed = sorted(t for t in tasks.get(PRETRAIN_SPLIT, ()) if t not in OPEN_TASKS)
+    if closed and sizes.get(PRETRAIN_SPLIT, 0):
+        raise ValueError(f"the {PRETRAIN_SPLIT} split draws from open-item tasks only ({', '.join(OPEN_TASKS)}); "
+                         f"not {', '.join(closed)}")
     parts = {name: partition(items, seed) for name, items in _ITEMS.items()}
     taken: set[tuple[str, Item]] = set()  # (task, item) drawn by an earlier split
     out: dict = {}
-    for split in SPLIT_ORDER:
+    order = SPLIT_ORDER + ((PRETRAIN_SPLIT,) if sizes.get(PRETRAIN_SPLIT, 0) else ())
+    for split in order:
         n, names = sizes.get(split, 0), tuple(tasks[split])
         rng = random.Random(f"{seed}/{split}")
         counts = _counts(n, {t: 1.0 if split == "test" else _SHARES[t] for t in names}) if n else {}

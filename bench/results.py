@@ -40,6 +40,9 @@ class RunRecord:
         label: a named variant's row name (`--label`), or None for the method's own row.
         options: the options given on the command line: {"method", "task", "suite"} -> {key: value}.
         data: the suite's data fingerprint.
+        regime / regime_default: the retraining regime the suite ran in (`--regime`), and whether it is the
+            suite's own (the TOML's values). Records written before regimes existed ran in `warmup-start`,
+            every committed suite's own regime then.
         cost: {"phases": [...], "storage_bytes", "storage_bytes_per_example", "dim", ...}.
         env: package version, git commit and dirty flag, code versions and hashes, python / torch versions,
             libraries, device, CPU.
@@ -73,12 +76,19 @@ class RunRecord:
     label: str | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: str | None = None
+    regime: str = "warmup-start"
+    regime_default: bool = True
     schema_version: int = SCHEMA_VERSION
 
     @property
     def row(self) -> str:
         """The leaderboard row of the record: the method, or the label of a named variant."""
         return self.label or self.method
+
+    @property
+    def column(self) -> str:
+        """The leaderboard column of the record: the suite in its own regime, else `suite-regime`."""
+        return self.suite if self.regime_default else f"{self.suite}-{self.regime}"
 
     def to_json(self) -> str:
         """Serialise with NaN/inf as null and sorted keys (stable diffs)."""

@@ -291,8 +291,8 @@ def why_not_comparable(a: RunRecord, b: RunRecord, metric: str) -> str | None:
         return f"their '{metric}' are judged by different tests"
     if test == NO_TEST:
         return f"'{metric}' declares no paired test"
-    if (a.suite, a.suite_version, a.task) != (b.suite, b.suite_version, b.task):
-        return "they are of different suites, suite versions or tasks"
+    if (a.suite, a.suite_version, a.regime, a.task) != (b.suite, b.suite_version, b.regime, b.task):
+        return "they are of different suites, suite versions, regimes or tasks"
     if a.pairing is None or a.data != b.data or a.pairing != b.pairing:
         return "their data, ground truth or draws differ (another suite option, version or pairing)"
     if test == MCNEMAR:

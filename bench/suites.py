@@ -21,13 +21,13 @@ from bench import versions
 from bench.config import fingerprint, from_dict
 from bench.data import Columns, Example, load_examples, local_path
 from bench.errors import ConfigError, DataError, UnknownPluginError, did_you_mean
-from bench.generator import TASK_NAMES, generate_splits
+from bench.generator import OPEN_TASKS, TASK_NAMES, generate_splits
 from bench.hygiene import report as hygiene_report
 from bench.presets import PresetSpec, known_text, load_preset
 from bench.textdata import TextSpec, files_sha256, load_text_splits
 
-SPLITS = ("train", "test", "warmup", "airrep_train")
-Split = Literal["train", "test", "warmup", "airrep_train"]
+SPLITS = ("train", "test", "warmup", "airrep_train", "pretrain")
+Split = Literal["train", "test", "warmup", "airrep_train", "pretrain"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,12 +44,21 @@ class GeneratorSpec:
         "help": "Tasks of the warmup split (default: tasks); other tasks give a shifted suite."})
     airrep_tasks: tuple[str, ...] | None = field(default=None, metadata={
         "help": "Tasks of the airrep_train split (default: tasks)."})
+    n_pretrain: int = field(default=0, metadata={"omit_default": True, "help": (
+        "Examples of the pretrain split, a built base LM's corpus (lm.base_steps): drawn after the other "
+        "splits from open-item tasks only, so the other splits stay as they are.")})
+    pretrain_tasks: tuple[str, ...] = field(default=OPEN_TASKS, metadata={"omit_default": True, "help": (
+        "Tasks of the pretrain split (open-item tasks only; default all of them).")})
 
     def __post_init__(self) -> None:
-        for name in ("n_train", "n_test", "n_warmup", "n_airrep_train"):
+        for name in ("n_train", "n_test", "n_warmup", "n_airrep_train", "n_pretrain"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"generator.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("tasks", "warmup_tasks", "airrep_tasks"):
+        closed = [t for t in self.pretrain_tasks if t not in OPEN_TASKS]
+        if closed:
+            raise ConfigError(f"generator.pretrain_tasks: '{closed[0]}' draws from a closed item list; the pretrain "
+                              f"split takes open-item tasks only ({', '.join(OPEN_TASKS)})")
+        for name in ("tasks", "warmup_tasks", "airrep_tasks", "pretrain_tasks"):
             unknown = [t for t in getattr(self, name) or () if t not in TASK_NAMES]
             if unknown:
                 raise ConfigError(f"generator.{name}: unknown task '{unknown[0]}'."
@@ -60,7 +69,7 @@ class GeneratorSpec:
     def split_tasks(self) -> dict[str, tuple[str, ...]]:
         """The tasks each split draws from."""
         return {"train": self.tasks, "test": self.tasks, "warmup": self.warmup_tasks or self.tasks,
-                "airrep_train": self.airrep_tasks or self.tasks}
+                "airrep_train": self.airrep_tasks or self.tasks, "pretrain": self.pretrain_tasks}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +92,7 @@ class DataSpec:
     test: SplitSource | None = None
     warmup: SplitSource | None = None
     airrep_train: SplitSource | None = None
+    pretrain: SplitSource | None = field(default=None, metadata={"omit_default": True})
     prompt_column: str = "prompt"
     response_column: str = "response"
     label_columns: dict[str, str] = field(default_factory=dict)
@@ -124,6 +134,10 @@ class LMSpec:
     max_length: int = field(default=48, metadata={"help": "Max tokens of prompt + response."})
     init_seed: int = field(default=0, metadata={"help": "Seed of the random initialisation."})
     warmup_steps: int = field(default=100, metadata={"help": "Optimiser steps on the warmup split."})
+    base_steps: int = field(default=0, metadata={"omit_default": True, "help": (
+        "Built LMs: optimiser steps on the pretrain split (at lm.warmup_lr) that make a base LM; the warm-up "
+        "then continues from it, and lm.retrain_from = \"base\" starts every retraining job there. 0: the "
+        "warm-up starts from the random initialisation and there is no base.")})
     warmup_lr: float = field(default=2e-3, metadata={"help": "Warm-up learning rate (AdamW)."})
     finetune_epochs: int = field(default=2, metadata={"help": "Epochs of fine-tuning on a subset."})
     finetune_lr: float = field(default=1e-3, metadata={"help": "Fine-tuning learning rate (AdamW, constant)."})
@@ -145,9 +159,13 @@ class LMSpec:
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"lm.hidden_size ({self.hidden_size}) must be divisible by lm.num_heads "
                               f"({self.num_heads})")
-        if self.retrain_from == "base" and self.model is None:
-            raise ConfigError("lm.retrain_from = \"base\" needs a pretrained lm.model (a built LM's base is a "
-                              "random initialisation)")
+        if self.retrain_from == "base" and self.model is None and not self.base_steps:
+            raise ConfigError("lm.retrain_from = \"base\" needs a base LM: a pretrained lm.model, or lm.base_steps "
+                              "> 0 to pretrain a built one on the pretrain split")
+        if self.base_steps < 0:
+            raise ConfigError(f"lm.base_steps must be >= 0, got {self.base_steps}")
+        if self.base_steps and self.model is not None:
+            raise ConfigError("lm.base_steps pretrains a built LM; a pretrained lm.model is its own base")
         if self.weight_decay < 0:
             raise ConfigError(f"lm.weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
@@ -207,11 +225,19 @@ class SuiteSpec:
     lm: LMSpec = field(default_factory=LMSpec)
     ground_truth: GroundTruthSpec = field(default_factory=GroundTruthSpec)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> option defaults here
+    regime: str = field(default="warmup-start", metadata={"omit_default": True, "help": (
+        "The name of the retraining regime this spec describes (where retraining starts, where methods "
+        "linearise, the fine-tuning lr and epochs, the subset fraction): the TOML's own values are its "
+        "default regime, and each [regimes.NAME] table changes some of them (`--regime NAME`).")})
     clusters: str | None = field(default=None, metadata={
         "help": "How test examples cluster, for the bootstrap (`bench.stats.draw_weights`): a label kind (task, "
                 "source) or `prompt` (examples sharing a prompt). Clusters are resampled, each with all its examples."})
 
     def __post_init__(self) -> None:
+        starts = {"warmup-start": "warmup", "base-start": "base"}
+        if self.regime in starts and self.lm.retrain_from != starts[self.regime]:
+            raise ConfigError(f"regime '{self.regime}' retrains from the {starts[self.regime]} model, but "
+                              f"lm.retrain_from is \"{self.lm.retrain_from}\"; name the regime after what it does")
         if self.clusters is not None and not self.clusters:
             raise ConfigError("clusters must name a label kind or `prompt` (or be left out)")
 
@@ -227,6 +253,13 @@ class Suite:
         # and the overrides it was loaded with, as JSON (hashable, picklable) for that rebuild
         self.overrides_json = json.dumps([[k, v] for k, v in overrides])
         self._splits: dict[str, list[Example]] = {}
+        self.regimes: dict[str, Regime] = {}  # set by load_suite: the suite's regimes, its own first
+
+    @property
+    def regime(self) -> Regime:
+        """The regime this suite was loaded in."""
+        found = self.regimes.get(self.spec.regime)
+        return found if found is not None else Regime(self.spec.regime, "", {}, True)
 
     @property
     def name(self) -> str:
@@ -245,17 +278,20 @@ class Suite:
         data = self.spec.data
         if data.generator is not None:  # the four splits are drawn together (disjoint by item)
             g = data.generator
-            sizes = {"train": g.n_train, "test": g.n_test, "warmup": g.n_warmup, "airrep_train": g.n_airrep_train}
+            sizes = {"train": g.n_train, "test": g.n_test, "warmup": g.n_warmup, "airrep_train": g.n_airrep_train,
+                     "pretrain": g.n_pretrain}
             try:
                 generated = generate_splits(sizes, seed=g.seed, tasks=g.split_tasks())
             except ValueError as exc:
                 raise ConfigError(f"suite '{self.name}': {exc}") from exc
             self._splits.update(generated)
-            return generated[name]
+            return generated.get(name, [])
         if data.text is not None:  # likewise: one draw of every split from the package's files
             self._splits.update(load_text_splits(data.text))
-            return self._splits[name]
+            return self._splits.get(name, [])
         if data.preset is not None:
+            if name == "pretrain":  # the presets' recipes have a pretrained base LM, or a warm-up split
+                return []
             return load_preset(data.preset, name, self.base_dir)
         source: SplitSource | None = getattr(data, name)
         if source is None:
@@ -348,7 +384,10 @@ def builtin_suites() -> dict[str, str]:
     for entry in sorted(resources.files("bench.suite_files").iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".toml"):
             raw = tomllib.loads(entry.read_text(encoding="utf-8"))
-            out[entry.name[:-5]] = str(raw.get("description", ""))
+            own = raw.get("regime", SuiteSpec.__dataclass_fields__["regime"].default)
+            others = [n for n in raw.get("regimes", {}) if n != own]
+            regimes = f" Regimes: {own} (its own){''.join(f', {n}' for n in others)}."
+            out[entry.name[:-5]] = str(raw.get("description", "")) + regimes
     return out
 
 
@@ -383,9 +422,51 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML ({exc})") from exc
+    regimes = _regimes(raw, where)
+    chosen = [v for k, v in overrides if k == "regime"]
+    if chosen:  # the regime's own values first, so that --suite-set still changes any of them
+        name = chosen[-1]
+        if name not in regimes:
+            raise ConfigError(f"{where} has no regime '{name}'.{did_you_mean(str(name), regimes)} Its regimes: "
+                              f"{', '.join(regimes)} (bench list suites)")
+        for key, value in regimes[name].values.items():
+            _set_dotted(raw, key, value, where)
+        raw["regime"] = name
     for key, value in overrides:
-        _set_dotted(raw, key, value, where)
-    return Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref, overrides=overrides)
+        if key != "regime":
+            _set_dotted(raw, key, value, where)
+    suite = Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref, overrides=overrides)
+    suite.regimes = regimes
+    return suite
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A named retraining regime of a suite: what it changes in the suite's own (default) values."""
+
+    name: str
+    description: str
+    values: dict[str, Any]  # dotted key -> value, applied as --suite-set would; empty for the default
+    default: bool
+
+
+def _regimes(raw: dict[str, Any], where: str) -> dict[str, Regime]:
+    """Pop a suite's `[regimes.NAME]` tables (`description`, `set`); the TOML's own values are `regime`."""
+    tables = raw.pop("regimes", {})
+    default = raw.get("regime", SuiteSpec.__dataclass_fields__["regime"].default)
+    out = {default: Regime(default, str(tables.get(default, {}).get("description", "")), {}, True)}
+    for name, table in tables.items():
+        if not isinstance(table, dict) or set(table) - {"description", "set"}:
+            raise ConfigError(f"{where}: [regimes.{name}] takes `description` and `set` (dotted key -> value)")
+        values = dict(table.get("set", {}))
+        if name == default and values:
+            raise ConfigError(f"{where}: [regimes.{name}] is the suite's own regime (its values are the TOML's); "
+                              f"give it no `set`")
+        if any(k == "regime" or k.startswith("regimes") for k in values):
+            raise ConfigError(f"{where}: [regimes.{name}] cannot set the regime itself")
+        if name != default:
+            out[name] = Regime(name, str(table.get("description", "")), values, False)
+    return out
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:

@@ -25,10 +25,16 @@ def layout() -> dict[str, Any]:
     return tomllib.loads(LAYOUT.read_text(encoding="utf-8"))
 
 
-def suite_key(name: str) -> tuple[int, str]:
-    """Sort key of suite columns: the layout's order, then any other suite by name."""
+def suite_key(name: str) -> tuple[int, int, str]:
+    """Sort key of suite columns: the layout's order (a suite's other regimes, `suite-regime`, right after
+    it), then any other suite by name."""
     order = layout()["suite_order"]
-    return (order.index(name), "") if name in order else (len(order), name)
+    if name in order:
+        return order.index(name), 0, ""
+    for i, suite in enumerate(order):
+        if name.startswith(f"{suite}-"):
+            return i, 1, name
+    return len(order), 0, name
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -73,7 +79,7 @@ def stats_caption(records: list[RunRecord], metric: str | dict[str, str]) -> str
     suites' records were drawn differently, each way of drawing names its suites.
     """
     def name(r: RunRecord) -> str:
-        return metric.get(r.suite, "") if isinstance(metric, dict) else metric
+        return metric.get(r.column, "") if isinstance(metric, dict) else metric
 
     ok = [r for r in records if r.status == "ok" and name(r) in r.metrics]
     if not ok:
@@ -81,7 +87,7 @@ def stats_caption(records: list[RunRecord], metric: str | dict[str, str]) -> str
     by_draws: dict[str, set[str]] = {}
     for r in ok:
         if r.metrics[name(r)].get("draws"):
-            by_draws.setdefault(r.metrics[name(r)]["draws"], set()).add(r.suite)
+            by_draws.setdefault(r.metrics[name(r)]["draws"], set()).add(r.column)
     draws = sorted(by_draws) if len(by_draws) < 2 else \
         [f"{d} ({', '.join(sorted(suites))})" for d, suites in sorted(by_draws.items())]
     tests = sorted({r.metrics[name(r)].get("test", stats.NO_TEST) for r in ok})
@@ -169,7 +175,7 @@ def provenance(records: list[RunRecord]) -> str:
     """One line: suites, package versions, commits, devices and dates of the records of a table."""
     if not records:
         return ""
-    suites = sorted({f"{r.suite} v{r.suite_version}" for r in records})
+    suites = sorted({f"{r.suite} v{r.suite_version} ({r.regime})" for r in records})
     versions = sorted({str(r.env.get("package_version")) for r in records})
     commits = sorted({commit(r) for r in records})
     devices = sorted({str(r.env.get("device")) for r in records})

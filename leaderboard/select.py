@@ -19,7 +19,7 @@ def latest(records: Iterable[RunRecord]) -> Cells:
     out: Cells = {}
     for r in sorted(records, key=lambda r: (r.status == "ok", r.created_at, r.fingerprint)):
         if r.label or is_default(r) or r.status != "ok" and r.seed == 0:
-            out[(r.suite, r.task, r.row)] = r
+            out[(r.column, r.task, r.row)] = r
     return out
 
 
@@ -28,7 +28,7 @@ def seed_groups(records: Iterable[RunRecord]) -> dict[tuple[str, str, str], dict
     out: dict[tuple[str, str, str], dict[int, RunRecord]] = {}
     for r in sorted(records, key=lambda r: (r.created_at, r.fingerprint)):
         if r.status == "ok" and not any(r.options.values()):
-            out.setdefault((r.suite, r.task, r.row), {})[r.seed] = r
+            out.setdefault((r.column, r.task, r.row), {})[r.seed] = r
     return {k: v for k, v in out.items() if len(v) > 1}
 
 

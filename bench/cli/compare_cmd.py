@@ -24,6 +24,9 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("b", help="method B (or a --label row)")
     p.add_argument("--task", required=True, help="task of the records (lds, classification, selection, ...)")
     p.add_argument("--suite", default="small", help="suite name of the records (default small)")
+    p.add_argument("--regime", default=None, help="the suite's regime of the records (default: the suite's own)")
+    p.add_argument("--suite-set", dest="suite_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="records run with these --suite-set options (repeatable; as given to bench run)")
     p.add_argument("--metric", default=None, help="metric to compare (default: the records' headline)")
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"),
                    help="records to read (default leaderboard/results)")
@@ -39,14 +42,29 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.results_dir.is_dir():
         raise DataError(f"no result records at {args.results_dir}")
-    rows = {row: r for (suite, task, row), r in latest(read_records(args.results_dir)).items()
-            if suite == args.suite and task == args.task and r.status == "ok"}
+    from bench.config import parse_override, to_jsonable
+
+    def in_regime(r) -> bool:
+        return r.regime_default if args.regime is None else r.regime == args.regime
+
+    if args.suite_options:  # a variant of the suite: the newest such record of each row
+        wanted = to_jsonable(dict(parse_override(o) for o in args.suite_options))
+        rows = {}
+        for r in sorted(read_records(args.results_dir), key=lambda r: (r.created_at, r.fingerprint)):
+            if (r.suite == args.suite and r.task == args.task and r.status == "ok" and in_regime(r)
+                    and r.options.get("suite") == wanted and not r.options.get("method") and r.seed == 0):
+                rows[r.row] = r
+    else:
+        rows = {row: r for (_, task, row), r in latest(read_records(args.results_dir)).items()
+                if r.suite == args.suite and task == args.task and r.status == "ok" and in_regime(r)}
     pair = []
     for name in (args.a, args.b):
         if name not in rows:
-            raise DataError(f"no successful {args.task} record of '{name}' on suite '{args.suite}' in "
+            extra = "".join([f" --regime {args.regime}" if args.regime else "",
+                             *(f" --suite-set {o}" for o in args.suite_options)])
+            raise DataError(f"no successful {args.task} record of '{name}' on suite '{args.suite}'{extra} in "
                             f"{args.results_dir} (run 'bench run --method {name} --task {args.task} --suite "
-                            f"{args.suite} --results-dir {args.results_dir}')")
+                            f"{args.suite}{extra} --results-dir {args.results_dir}')")
         pair.append(rows[name])
     a, b = pair
     metric = args.metric or a.headline or next(iter(a.metrics))
@@ -64,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     test = {"bootstrap": f"paired bootstrap, {c.n_replicates} replicates of {draws}",
             "mcnemar": f"the larger of the paired bootstrap's ({c.n_replicates} replicates of {draws}) and the "
                        f"exact McNemar test's"}[c.test]
-    print(f"{args.task} / {metric} on {args.suite} ({c.n} paired examples)")
+    print(f"{args.task} / {metric} on {args.suite} ({a.regime}) ({c.n} paired examples)")
     print(f"  A {args.a:<12} {ma['value']:.4f} [{ma['ci_low']:.4f}, {ma['ci_high']:.4f}]")
     print(f"  B {args.b:<12} {mb['value']:.4f} [{mb['ci_low']:.4f}, {mb['ci_high']:.4f}]")
     print(f"  A - B = {c.diff:+.4f}, 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p = {c.p:.3g} ({test})")

@@ -24,6 +24,7 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--suite", default="small", help="built-in suite name or path to a suite .toml")
     p.add_argument("--suite-set", dest="suite_options", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite value by dotted key (repeatable)")
+    p.add_argument("--regime", default=None, metavar="NAME", help="price the suite in one of its named regimes")
     p.add_argument("--cache-dir", type=Path, default=None, help="artefact cache (default $BENCH_CACHE)")
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"),
                    help="records that price the cells (default leaderboard/results)")
@@ -76,15 +77,17 @@ def plan(args: argparse.Namespace) -> dict:
     from bench.retrain import RetrainSpec, plan_table, warmup_cost
     from bench.suites import load_suite
 
-    suite = load_suite(args.suite, [parse_override(o) for o in args.suite_options])
+    suite = load_suite(args.suite, [parse_override(o) for o in args.suite_options]
+                       + ([("regime", args.regime)] if args.regime else []))
     method_names, task_names = _names(args.method, methods), _names(args.task, tasks)
     cache = Cache(args.cache_dir or default_cache_dir())
-    print(f"plan: suite {suite.name} (v{suite.spec.version}), {len(method_names)} method(s) x {len(task_names)} "
-          f"task(s) = {len(method_names) * len(task_names)} cell(s); cache {cache.root}")
+    print(f"plan: suite {suite.name} (v{suite.spec.version}, regime {suite.spec.regime}), {len(method_names)} "
+          f"method(s) x {len(task_names)} task(s) = {len(method_names) * len(task_names)} cell(s); cache {cache.root}")
 
     latest = {}
     if args.results_dir.is_dir():
-        for r in sorted(read_records(args.results_dir), key=lambda r: r.created_at):
+        # records of this suite price its cells, those of this regime before any other's
+        for r in sorted(read_records(args.results_dir), key=lambda r: (r.regime == suite.spec.regime, r.created_at)):
             if r.suite == suite.name and r.status == "ok":
                 latest[(r.task, r.method)] = r
 

@@ -24,7 +24,7 @@ import numpy as np
 from bench import versions
 from bench.cache import Cache, atomic_path, atomic_write_text
 from bench.executors import Executor, LocalExecutor
-from bench.retrain.lms import start_lm, warmup_lm
+from bench.retrain.lms import base_lm, start_lm, warmup_lm
 from bench.suites import Suite, load_suite
 
 
@@ -202,8 +202,11 @@ def run_jobs(kind: JobKind, jobs: Sequence[Any], suite: Suite, cache: Cache, *, 
     The warm-up LM is trained here first when a job is missing (with its own progress bar, not inside a job).
     """
     discard_damaged(jobs, kind.file.check)
-    if not all(Path(job.out_path).exists() for job in jobs) and suite.spec.lm.retrain_from == "warmup":
-        warmup_lm(suite, cache, device)
+    if not all(Path(job.out_path).exists() for job in jobs):
+        if suite.spec.lm.retrain_from == "warmup":
+            warmup_lm(suite, cache, device)
+        elif suite.spec.lm.model is None:
+            base_lm(suite, cache, device)
     executor = executor or LocalExecutor()
     if kind.batch_by is None:
         batches = [list(jobs)]

@@ -33,7 +33,8 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
     """Return the suite's warm-up target LM and its metadata, training and caching it on first use.
 
     The tokenizer is trained on the text of every split; the model is trained for `lm.warmup_steps` steps
-    on the `warmup` split (no steps when that split is empty).
+    on the `warmup` split (no steps when that split is empty), from the built base LM when the suite has
+    one (`lm.base_steps`), else from the random initialisation. Its `wall_s` includes the base's.
     """
     from bench.lm import TargetLM, load_pretrained_lm
 
@@ -43,8 +44,12 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
         import time
 
         t0 = time.perf_counter()
+        base_s = 0.0
         if spec.model is not None:  # a pretrained LM with its own tokenizer
             lm = load_pretrained_lm(spec.model, device, spec=spec, seed=spec.init_seed)
+        elif spec.base_steps:  # continued from the built base LM (its cost counts: the warm-up needs it)
+            lm, base_meta = base_lm(suite, cache, device)
+            base_s, t0 = base_meta["wall_s"], time.perf_counter()
         else:
             lm = TargetLM.create(suite.tokenizer_texts(), spec, device)
         warm = suite.split("warmup")
@@ -53,11 +58,40 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
             losses = lm.train(lm.encode(warm), lr=spec.warmup_lr, seed=spec.init_seed, steps=spec.warmup_steps,
                               desc=f"warm-up {suite.name}")
         _save_lm_dir(lm, directory)
-        return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_warmup": len(warm),
-                "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
+        return {"wall_s": base_s + time.perf_counter() - t0, "base_wall_s": base_s, "steps": len(losses),
+                "n_warmup": len(warm), "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
 
     directory, meta, _ = build(cache, "warmup", lm_args(suite), versions.of("lm"), produce)
     return _load_lm_dir(spec, directory, device), meta  # as a later cache hit sees it, also the first time
+
+
+def base_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, meta dict)
+    """A built suite's base LM, trained and cached on first use: the paper's pretrained model, in small.
+
+    The tokenizer is trained on the text of every split (as the warm-up LM's); the model is trained for
+    `lm.base_steps` steps on the `pretrain` split (open-item tasks only, disjoint from every other split)
+    at `lm.warmup_lr`. The warm-up LM continues from it, and `lm.retrain_from = "base"` retrains from it.
+    """
+    from bench.lm import TargetLM
+
+    spec = suite.spec.lm
+    if spec.model is not None or not spec.base_steps:
+        raise ValueError(f"suite {suite.name}: a built base LM needs lm.base_steps > 0 and no lm.model")
+
+    def produce(directory: Path) -> dict:
+        import time
+
+        t0 = time.perf_counter()
+        corpus = suite.require("pretrain")
+        lm = TargetLM.create(suite.tokenizer_texts(), spec, device)
+        losses = lm.train(lm.encode(corpus), lr=spec.warmup_lr, seed=spec.init_seed, steps=spec.base_steps,
+                          desc=f"base LM {suite.name}")
+        _save_lm_dir(lm, directory)
+        return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_pretrain": len(corpus),
+                "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
+
+    directory, meta, _ = build(cache, "base", lm_args(suite), versions.of("lm"), produce)
+    return _load_lm_dir(spec, directory, device), meta
 
 
 def _save_lm_dir(lm, directory: Path) -> None:
@@ -102,9 +136,14 @@ def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
 
 
 def start_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> TargetLM
-    """The model every retraining job starts from: the warm-up LM, or the pretrained base (`lm.retrain_from`)."""
+    """The model every retraining job starts from: the warm-up LM, or the base (`lm.retrain_from`).
+
+    The base is a pretrained `lm.model`, or a built suite's base LM (`base_lm`).
+    """
     lm_spec = suite.spec.lm
     if lm_spec.retrain_from == "base":
+        if lm_spec.model is None:
+            return base_lm(suite, cache, device)[0]
         from bench.lm import load_pretrained_lm
 
         return load_pretrained_lm(str(lm_spec.model), device, spec=lm_spec, seed=lm_spec.init_seed)
