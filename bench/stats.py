@@ -394,3 +394,52 @@ def column(records: Mapping[str, RunRecord], metric: str) -> Column:
             key = (m, best) if m < best else (best, m)
             result.bold[m] = m == best or key in comparisons and not better(result, best, m)
     return result
+
+
+@dataclass(frozen=True)
+class RankAgreement:
+    """How far two columns (suites, regimes) order the same methods alike (`rank_agreement`)."""
+
+    methods: tuple[str, ...]
+    tau: float
+    ci_low: float
+    ci_high: float
+    n_replicates: int
+    flips: tuple[tuple[str, str], ...]  # (x, y): x significantly above y in column A, y above x in B
+
+
+def _tau(x: Sequence[float], y: Sequence[float]) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(x, y).statistic)
+
+
+def rank_agreement(a: Mapping[str, RunRecord], b: Mapping[str, RunRecord], metric: str,
+                   leave_out: Sequence[str] = ("random",)) -> RankAgreement | None:
+    """Kendall tau-b between two columns' orders of their common rows, its bootstrap interval, the flips.
+
+    The interval takes the records' bootstrap replicates pairwise (replicate i of every row of A against
+    replicate i of every row of B): rows of one column share their draws, so each replicate is an order of
+    the whole column. `leave_out` rows (the random baseline, last by construction) do not count. None when
+    fewer than 3 common rows have the metric.
+    """
+    def usable(r: RunRecord) -> bool:
+        return r.status == "ok" and metric in r.metrics
+
+    names = tuple(sorted(m for m in a if m in b and m not in leave_out and usable(a[m]) and usable(b[m])))
+    if len(names) < 3:
+        return None
+    tau = _tau([a[m].metrics[metric]["value"] for m in names], [b[m].metrics[metric]["value"] for m in names])
+    reps_a = [a[m].metrics[metric].get("replicates") or [] for m in names]
+    reps_b = [b[m].metrics[metric].get("replicates") or [] for m in names]
+    n = min(len(r) for r in reps_a + reps_b)
+    taus = []
+    for i in range(n):
+        x, y = [r[i] for r in reps_a], [r[i] for r in reps_b]
+        if None not in x and None not in y:
+            taus.append(_tau(x, y))
+    low, high = percentile_interval([t for t in taus if t == t]) if taus else (float("nan"), float("nan"))
+    col_a, col_b = column({m: a[m] for m in names}, metric), column({m: b[m] for m in names}, metric)
+    flips = tuple((x, y) for x in names for y in names
+                  if x != y and better(col_a, x, y) and better(col_b, y, x))
+    return RankAgreement(names, tau, low, high, len(taus), flips)

@@ -26,8 +26,10 @@ def layout() -> dict[str, Any]:
 
 
 def suite_key(name: str) -> tuple[int, int, str]:
-    """Sort key of suite columns: the layout's order (a suite's other regimes, `suite-regime`, right after
-    it), then any other suite by name."""
+    """Sort key of suite columns: the layout's order, then any other suite by name.
+
+    A suite's other regimes (columns `suite-regime`) come right after it.
+    """
     order = layout()["suite_order"]
     if name in order:
         return order.index(name), 0, ""

@@ -230,3 +230,25 @@ def test_every_committed_record_with_clusters_drew_them():
         for name, m in r.metrics.items():
             if m.get("draws") and "test examples" in m["draws"]:
                 assert f"{kind} clusters" in m["draws"], (r.suite, r.task, r.method, name, m["draws"])
+
+
+def test_rank_agreement_tau_interval_and_significant_flips():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=400)
+
+    def column(values: dict[str, float], noise: float) -> dict[str, RunRecord]:
+        return {m: _record(m, v, list(v + noise * base + 0.001 * rng.normal(size=400))) for m, v in values.items()}
+
+    a = column({"p": 0.6, "q": 0.5, "r": 0.4, "s": 0.3, "random": 0.0}, 0.01)
+    same = stats.rank_agreement(a, column({"p": 0.7, "q": 0.6, "r": 0.5, "s": 0.1, "random": 0.0}, 0.01), "m")
+    assert same.methods == ("p", "q", "r", "s") and same.tau == pytest.approx(1.0) and same.flips == ()
+    assert same.ci_low == pytest.approx(1.0) and same.n_replicates == 400
+    # p and q swap places, clearly (0.1 apart, SE about 0.001): one significant flip, tau 4/6
+    swapped = stats.rank_agreement(a, column({"p": 0.5, "q": 0.6, "r": 0.4, "s": 0.3}, 0.01), "m")
+    assert swapped.tau == pytest.approx(4 / 6) and swapped.flips == (("p", "q"),)
+    # a swap inside the noise is no flip, and the interval says the order is uncertain
+    noisy = {m: _record(m, v, list(v + 0.2 * rng.normal(size=400))) for m, v in
+             {"p": 0.39, "q": 0.41, "r": 0.4, "s": 0.3}.items()}
+    loose = stats.rank_agreement(a, noisy, "m")
+    assert loose.flips == () and loose.ci_low < 0 < loose.ci_high
+    assert stats.rank_agreement(a, column({"p": 0.1, "q": 0.2}, 0.01), "m") is None  # fewer than 3 in common

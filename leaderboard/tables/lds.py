@@ -44,8 +44,11 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
         r = columns[s].get(m)
         return r.metrics[metric]["value"] if r is not None and r.status == "ok" and metric in r.metrics else None
 
+    # the average is over each suite in its own regime: another regime's column is shown, not averaged
+    own = [s for s in suites if all(r.regime_default for r in columns[s].values())]
+
     def average(m: str, metric: str = "lds") -> float | None:
-        values = [value(s, m, metric) for s in suites]
+        values = [value(s, m, metric) for s in own]
         return sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[misc]
 
     order = sorted(rows_names, key=lambda m: (average(m) is None, -(average(m) or 0.0), m))
@@ -59,7 +62,7 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
     ceilings = {s: next((r for r in columns[s].values() if r.status == "ok" and "ceiling" in r.metrics), None)
                 for s in suites}
     if any(ceilings.values()):
-        values = [c.metrics["ceiling"]["value"] if c else None for c in ceilings.values()]
+        values = [c.metrics["ceiling"]["value"] if c else None for s, c in ceilings.items() if s in own]
         rows.insert(0, ["*ceiling*", "", "", *[metric_cell(c, "ceiling", footnotes) if c else "" for c in
                                                ceilings.values()],
                         fmt(sum(values) / len(values)) if all(v is not None for v in values) else ""])  # type: ignore
@@ -71,9 +74,12 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
            "the loss of the LM retrained on each subset. " + stats_caption(records, "lds") + " Method seed 0 "
            "(other seeds below). *ceiling*: the LDS a perfect attribution could reach against this ground truth "
            f"(square root of the Spearman-Brown reliability between the seeds' mean losses; its ± resamples "
-           f"{_ceiling_draws(records)}). Rows sorted by the average over suites.", "",
+           f"{_ceiling_draws(records)}). Rows sorted by the average over suites"
+           + (", each in its own regime (a column `suite-regime` is the suite in another regime, not averaged)."
+              if len(own) < len(suites) else "."), "",
            table(rows, headers), "", provenance(records), ""]
     out += footnote_lines(footnotes)
+    out += _rank_agreement(columns, suites)
     if any(ceilings.values()):  # LDS as a share of what the ground truth allows
         share_rows = [[m, *[metric_cell(columns[s].get(m), "lds_of_ceiling", {}) for s in suites],
                        fmt(average(m, "lds_of_ceiling"))] for m in order]
@@ -86,6 +92,33 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
     out += _seed_table(seeds, "lds", "lds")
     out += _cost_table(in_order)
     return out
+
+
+def _rank_agreement(columns: dict[str, dict[str, RunRecord]], suites: list[str]) -> list[str]:
+    """Kendall tau between the method orders of every pair of columns, and the significant flips."""
+    from bench import stats
+
+    rows = []
+    for i, a in enumerate(suites):
+        for b in suites[i + 1:]:
+            agreement = stats.rank_agreement(columns[a], columns[b], "lds")
+            if agreement is None:
+                continue
+            flips = ", ".join(f"{x} > {y} → {y} > {x}" for x, y in agreement.flips) or "none"
+            rows.append([a, b, str(len(agreement.methods)), f"{fmt(agreement.tau, 2)} "
+                         f"[{fmt(agreement.ci_low, 2)}, {fmt(agreement.ci_high, 2)}]", flips])
+    if not rows:
+        return []
+    return ["### Does the order hold? Rank agreement between columns", "",
+            "For each pair of columns, the methods both have (the random baseline left out: its place at the "
+            "bottom says nothing about attribution): Kendall's τ-b between their LDS orders, with a 95% "
+            "percentile interval over the records' bootstrap replicates (replicate i of every row of one column "
+            "against replicate i of the other's: the rows of a column share their draws, so each replicate "
+            "orders the whole column), and each pair of methods whose "
+            "order flips significantly: above in one column and below in the other, each by the column's "
+            "paired test after Holm.", "",
+            table(rows, ["Column A", "Column B", "Methods", "Kendall τ [95% CI]", "Significant flips (A → B)"]),
+            ""]
 
 
 def _ceiling_draws(records: list[RunRecord], metric: str = "ceiling") -> str:
