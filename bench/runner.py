@@ -354,6 +354,10 @@ def cell_argv(request: RunRequest) -> list[str]:
         argv += ["--label", request.label]
     if request.shard is not None:
         argv += ["--shard", request.shard]
+    if request.workers != 1:
+        argv += ["--workers", str(request.workers)]
+    if request.regime is not None:
+        argv += ["--regime", request.regime]
     return argv
 
 

@@ -68,3 +68,23 @@ def test_cli_all_prints_each_cell(run_cli):
     lines = [line for line in out.splitlines() if line.strip()]
     assert {line.split()[0] for line in lines} >= {"random", "tfidf", "dsir", "rds", "gte", "airrep"}
     assert all(" lds " in line and "lds = " in line for line in lines)
+
+
+def test_a_cells_command_line_asks_for_exactly_its_request(tmp_path):
+    """Every field of a RunRequest reaches the cell's process (a field left out of cell_argv ran another cell)."""
+    import dataclasses
+    import sys as _sys
+
+    from bench.cli.main import build_parser
+    from bench.cli.run_cmd import request_of
+    from bench.runner import RunRequest, cell_argv
+
+    request = RunRequest(method="tfidf", task="lds", suite="tiny", suite_options=(("ground_truth.num_subsets", 8),),
+                         method_options=(("ngram", 2),), task_options=(("x", "y"),), seed=3, device="cpu",
+                         executor="local", shard="1/2", workers=2, regime="base-start", cache_dir=tmp_path / "c",
+                         results_dir=tmp_path / "r", record_failures=True, force=True, label="mine")
+    assert {f.name for f in dataclasses.fields(RunRequest)} == set(dataclasses.asdict(request))
+    argv = cell_argv(request)
+    assert argv[:3] == [_sys.executable, "-m", "bench.cli.main"]
+    parsed, seeds = request_of(build_parser().parse_args(argv[3:]))
+    assert parsed == request and seeds == [3]

@@ -76,12 +76,10 @@ def _fmt_bytes(n: float | None) -> str:
     return f"{n:.1f} GiB"
 
 
-def run(args: argparse.Namespace) -> int:
-    """Parse options, run, print the summary."""
-    from bench.results import check_results_dir
+def request_of(args: argparse.Namespace):  # -> (RunRequest, seeds)
+    """The `RunRequest` (at the first seed) and the seeds that parsed `bench run` arguments ask for."""
     from bench.runner import RunRequest
 
-    check_results_dir(args.results_dir)  # before any work: a path that cannot hold records fails now
     method_options = tuple(parse_override(o) for o in args.method_options)
     task_options = tuple(parse_override(o) for o in args.task_options)
     suite_options = tuple(parse_override(o) for o in args.suite_options)
@@ -103,9 +101,19 @@ def run(args: argparse.Namespace) -> int:
                          shard=args.shard, workers=args.workers, regime=args.regime, cache_dir=args.cache_dir,
                          results_dir=args.results_dir,
                          record_failures=args.record_failures, force=args.force, label=args.label)
+    return request, seeds
+
+
+def run(args: argparse.Namespace) -> int:
+    """Parse options, run, print the summary."""
+    from bench.results import check_results_dir
+
+    check_results_dir(args.results_dir)  # before any work: a path that cannot hold records fails now
+    request, seeds = request_of(args)
     status = 0
     for seed in seeds:
-        status = max(status, _run_seed(args, replace(request, seed=seed), method_options, task_options))
+        status = max(status, _run_seed(args, replace(request, seed=seed), request.method_options,
+                                       request.task_options))
     return status
 
 
