@@ -26,8 +26,10 @@ def regenerate_line(where: str) -> str:
     for step in layout()["grid"]:
         seeds = f" --seeds {step['seeds']}" if step.get("seeds") else ""
         for suite in step["suites"]:
-            parts.append(f"`bench run --method {step['methods']} --task {step['tasks']}{seeds} --suite {suite} "
-                         f"--results-dir {where}`")
+            for regime in step.get("regimes", [None]):
+                regime_arg = f" --regime {regime}" if regime else ""
+                parts.append(f"`bench run --method {step['methods']} --task {step['tasks']}{seeds} --suite {suite}"
+                             f"{regime_arg} --results-dir {where}`")
     return "; ".join(parts) + "; then `bench leaderboard`."
 
 

@@ -41,10 +41,13 @@ def steps(suites: list[str] | None = None) -> list[tuple[str, list[str]]]:
     out = []
     for step in layout()["grid"]:
         for suite in step["suites"]:
-            argv = ["--method", step["methods"], "--task", step["tasks"], "--suite", suite]
-            if step.get("seeds"):
-                argv += ["--seeds", str(step["seeds"])]
-            out.append((suite, argv))
+            for regime in step.get("regimes", [None]):  # a step's regimes (default: the suite's own)
+                argv = ["--method", step["methods"], "--task", step["tasks"], "--suite", suite]
+                if regime is not None:
+                    argv += ["--regime", regime]
+                if step.get("seeds"):
+                    argv += ["--seeds", str(step["seeds"])]
+                out.append((suite, argv))
     known = list(dict.fromkeys(s for s, _ in out))
     for name in suites or []:
         if name not in known:
@@ -91,7 +94,7 @@ def _plan(todo: list[tuple[str, list[str]]], results_dir: Path, cache: list[str]
     parser = argparse.ArgumentParser()
     plan_cmd.add_parser(parser.add_subparsers())
     cells = {"warm_s": 0.0, "cold_s": 0.0}
-    harness: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+    harness: dict[tuple[str, str | None, str], tuple[float | None, float | None]] = {}
     peak, peak_cell, unknown = 0.0, "", 0
     for n, (suite, argv) in enumerate(todo, 1):
         # plan prices a cell once whatever its seeds, and each further seed as much again
@@ -104,8 +107,9 @@ def _plan(todo: list[tuple[str, list[str]]], results_dir: Path, cache: list[str]
         cells["warm_s"] += len(seeds) * out["warm_s"]
         cells["cold_s"] += len(seeds) * out["cold_s"]
         unknown += out["unknown"]
-        for name, value in out["harness"].items():  # the steps of a suite share its ground truth and LMs
-            harness.setdefault((suite, name), value)
+        regime = argv[argv.index("--regime") + 1] if "--regime" in argv else None
+        for name, value in out["harness"].items():  # the steps of a suite (in one regime) share its harness work
+            harness.setdefault((suite, regime, name), value)
         if out["peak_bytes"] > peak:
             peak, peak_cell = out["peak_bytes"], f"{suite}: {out['peak_cell']}"
     warm_h, cold_h = plan_cmd.harness_sum(harness)
