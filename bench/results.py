@@ -43,6 +43,7 @@ class RunRecord:
         regime / regime_default: the retraining regime the suite ran in (`--regime`), and whether it is the
             suite's own (the TOML's values). Records written before regimes existed ran in `warmup-start`,
             every committed suite's own regime then.
+        replicate: N of `--replicate N` (the suite's data and LM drawn again with seeds moved by N), else 0.
         cost: {"phases": [...], "storage_bytes", "storage_bytes_per_example", "dim", ...}.
         env: package version, git commit and dirty flag, code versions and hashes, python / torch versions,
             libraries, device, CPU.
@@ -78,6 +79,7 @@ class RunRecord:
     data: str | None = None
     regime: str = "warmup-start"
     regime_default: bool = True
+    replicate: int = 0
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -87,8 +89,17 @@ class RunRecord:
 
     @property
     def column(self) -> str:
-        """The leaderboard column of the record: the suite in its own regime, else `suite-regime`."""
-        return self.suite if self.regime_default else f"{self.suite}-{self.regime}"
+        """The leaderboard column of the record: the suite in its own regime, else `suite-regime`.
+
+        Replicate N adds `-rN`.
+        """
+        base = self.suite if self.regime_default else f"{self.suite}-{self.regime}"
+        return f"{base}-r{self.replicate}" if self.replicate else base
+
+    @property
+    def own(self) -> bool:
+        """Whether the record is of its suite itself: its own regime, not a replicate."""
+        return self.regime_default and not self.replicate
 
     def to_json(self) -> str:
         """Serialise with NaN/inf as null and sorted keys (stable diffs)."""

@@ -43,6 +43,7 @@ class RunRequest:
     shard: str | None = None  # "i/n": run only this share of the retraining jobs (see ShardExecutor)
     workers: int = 1  # forked processes for retraining jobs (local executor, CPU); not in the fingerprint
     regime: str | None = None  # a named regime of the suite (`--regime`); None: the suite's own
+    replicate: int = 0  # replicate N of the suite (`--replicate`): data and LM drawn again; 0: the suite itself
     cache_dir: Path | None = None
     results_dir: Path = Path("results")
     record_failures: bool = False  # write a failed record (the grid) instead of only raising
@@ -160,7 +161,9 @@ def _prepare(request: RunRequest) -> _Prepared:
     """Validate the request (names, options, suite, device) and build the record's identity; no heavy work."""
     method_cls = methods.get(request.method)
     task_cls = tasks.get(request.task)
-    suite = load_suite(request.suite, request.suite_options + ((("regime", request.regime),) if request.regime else ()))
+    chosen = ((("regime", request.regime),) if request.regime else ()) + \
+        ((("replicate", request.replicate),) if request.replicate else ())
+    suite = load_suite(request.suite, request.suite_options + chosen)
     # a suite may scale a method's defaults to its size ([methods.NAME] in its TOML); the CLI wins
     method_options = {**suite.spec.methods.get(request.method, {}), **dict(request.method_options)}
     # --seed seeds the method's own randomness (sampling, initialisation, projections) unless --set seed=
@@ -200,7 +203,7 @@ def _prepare(request: RunRequest) -> _Prepared:
                   method=request.method, method_family=method_cls.family, method_config=config_dict(method_config),
                   task_config=config_dict(task_config), fingerprint=fingerprint(identity), seed=request.seed,
                   label=label, options=options, data=suite.data_fingerprint, regime=suite.regime.name,
-                  regime_default=suite.regime.default)
+                  regime_default=suite.regime.default, replicate=suite.spec.replicate)
     return _Prepared(method, task, suite, executor, common, label, hashes)
 
 
@@ -358,6 +361,8 @@ def cell_argv(request: RunRequest) -> list[str]:
         argv += ["--workers", str(request.workers)]
     if request.regime is not None:
         argv += ["--regime", request.regime]
+    if request.replicate:
+        argv += ["--replicate", str(request.replicate)]
     return argv
 
 

@@ -229,6 +229,10 @@ class SuiteSpec:
         "The name of the retraining regime this spec describes (where retraining starts, where methods "
         "linearise, the fine-tuning lr and epochs, the subset fraction): the TOML's own values are its "
         "default regime, and each [regimes.NAME] table changes some of them (`--regime NAME`).")})
+    replicate: int = field(default=0, metadata={"omit_default": True, "help": (
+        "Replicate N of a generated suite (`--replicate N`): its generator seed and the LM's initialisation "
+        "seed both moved by N, so the data, the target LM and its ground truth are drawn again; 0 is the "
+        "suite itself.")})
     clusters: str | None = field(default=None, metadata={
         "help": "How test examples cluster, for the bootstrap (`bench.stats.draw_weights`): a label kind (task, "
                 "source) or `prompt` (examples sharing a prompt). Clusters are resampled, each with all its examples."})
@@ -432,8 +436,19 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
         for key, value in regimes[name].values.items():
             _set_dotted(raw, key, value, where)
         raw["regime"] = name
+    chosen = [v for k, v in overrides if k == "replicate"]
+    if chosen and chosen[-1] != 0:  # another draw of the data and the LM, before --suite-set
+        n = chosen[-1]
+        generator = raw.get("data", {}).get("generator")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ConfigError(f"--replicate {n!r}: give a whole number >= 0 (0 is the suite itself)")
+        if not isinstance(generator, dict):
+            raise ConfigError(f"{where}: replicates draw the data again, which needs a [data.generator] suite")
+        generator["seed"] = int(generator.get("seed", 0)) + n
+        raw.setdefault("lm", {})["init_seed"] = int(raw["lm"].get("init_seed", 0)) + n
+        raw["replicate"] = n
     for key, value in overrides:
-        if key != "regime":
+        if key not in ("regime", "replicate"):
             _set_dotted(raw, key, value, where)
     suite = Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref, overrides=overrides)
     suite.regimes = regimes

@@ -177,7 +177,8 @@ def provenance(records: list[RunRecord]) -> str:
     """One line: suites, package versions, commits, devices and dates of the records of a table."""
     if not records:
         return ""
-    suites = sorted({f"{r.suite} v{r.suite_version} ({r.regime})" for r in records})
+    suites = sorted({f"{r.suite} v{r.suite_version} ({r.regime}{f', replicate {r.replicate}' if r.replicate else ''})"
+                     for r in records})
     versions = sorted({str(r.env.get("package_version")) for r in records})
     commits = sorted({commit(r) for r in records})
     devices = sorted({str(r.env.get("device")) for r in records})

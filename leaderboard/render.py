@@ -27,9 +27,11 @@ def regenerate_line(where: str) -> str:
         seeds = f" --seeds {step['seeds']}" if step.get("seeds") else ""
         for suite in step["suites"]:
             for regime in step.get("regimes", [None]):
-                regime_arg = f" --regime {regime}" if regime else ""
-                parts.append(f"`bench run --method {step['methods']} --task {step['tasks']}{seeds} --suite {suite}"
-                             f"{regime_arg} --results-dir {where}`")
+                for replicate in step.get("replicates", [0]):
+                    extra = (f" --regime {regime}" if regime else "") + (f" --replicate {replicate}" if replicate
+                                                                          else "")
+                    parts.append(f"`bench run --method {step['methods']} --task {step['tasks']}{seeds} --suite "
+                                 f"{suite}{extra} --results-dir {where}`")
     return "; ".join(parts) + "; then `bench leaderboard`."
 
 

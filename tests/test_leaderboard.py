@@ -81,3 +81,29 @@ def test_the_header_names_the_results_dir_it_was_made_from(tmp_path):
     text = render(tmp_path / "elsewhere")
     assert f"from the result records in `{(tmp_path / 'elsewhere').as_posix()}/`" in text
     assert "leaderboard/results/`" not in text.splitlines()[2]
+
+
+def test_replicates_get_their_spread_table_and_stay_out_of_the_average():
+    from bench.results import RunRecord
+    from leaderboard.select import latest
+    from leaderboard.tables.lds import section
+
+    def record(method: str, value: float, replicate: int) -> RunRecord:
+        return RunRecord(suite="small", suite_version="2", task="lds", method=method, method_family="baseline",
+                         method_config={}, task_config={}, fingerprint=f"{method}{replicate}", status="ok",
+                         metrics={"lds": {"value": value, "ci_low": value - 0.05, "ci_high": value + 0.05,
+                                          "higher_is_better": True, "n": 10, "test": "none"}},
+                         per_example={}, cost={}, env={}, seed=0, started_at="", created_at="2026-12-03",
+                         headline="lds", replicate=replicate)
+
+    values = {"logra": (0.6, 0.5, 0.4), "tfidf": (0.3, 0.3, 0.3)}
+    records = [record(m, v[n], n) for m, v in values.items() for n in range(3)]
+    text = "\n".join(section(latest(records), {}))
+    spread = text[text.index("### LDS across replicates of small"):]
+    assert "| logra    | 0.600   | 0.500      | 0.400      | 0.500  | 0.100" in spread
+    assert "| tfidf    | 0.300   | 0.300      | 0.300      | 0.300  | 0.000" in spread
+    # the average column is small's own value, not the mean over replicates
+    main = text[:text.index("### LDS across")]
+    assert "| LDS small         | LDS small-r1      | LDS small-r2      | Average   |" in main
+    assert main.split("| logra")[1].split("\n")[0].rstrip().endswith("| 0.600     |")
+    assert "small v2 (warmup-start), small v2 (warmup-start, replicate 1)" in main

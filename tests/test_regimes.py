@@ -130,3 +130,25 @@ def test_compare_finds_a_suite_set_variant(run_cli, tmp_path, capsys):
     code, out, err = _compare(capsys, results, "--suite-set", "ground_truth.num_subsets=8")
     assert code == 0 and "A - B" in out, err
     assert np.isfinite(float(out.split("A - B = ")[1].split(",")[0]))
+
+
+def test_a_replicate_draws_the_data_and_the_lm_again_and_is_its_own_column(run_cli, tmp_path):
+    from bench.results import read_records
+
+    own, again = load_suite("tiny"), load_suite("tiny", [("replicate", 2)])
+    assert again.spec.replicate == 2 and own.spec.replicate == 0
+    assert again.spec.data.generator.seed == own.spec.data.generator.seed + 2
+    assert again.spec.lm.init_seed == own.spec.lm.init_seed + 2
+    assert [e.prompt for e in again.split("test")] != [e.prompt for e in own.split("test")]
+    both = load_suite("tiny", [("replicate", 1), ("regime", "base-start")])
+    assert both.spec.replicate == 1 and both.spec.lm.base_steps == 30
+    for bad in (-1, "x"):
+        with pytest.raises(ConfigError, match="--replicate"):
+            load_suite("tiny", [("replicate", bad)])
+    with pytest.raises(ConfigError, match="generator"):
+        load_suite("flan", [("replicate", 1)])
+    code, _, err, results = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny", "--replicate",
+                                    "1", cache=tmp_path / "c")
+    assert code == 0, err
+    (record,) = read_records(results)
+    assert record.replicate == 1 and record.column == "tiny-r1" and not record.own

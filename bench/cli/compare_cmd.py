@@ -25,6 +25,7 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--task", required=True, help="task of the records (lds, classification, selection, ...)")
     p.add_argument("--suite", default="small", help="suite name of the records (default small)")
     p.add_argument("--regime", default=None, help="the suite's regime of the records (default: the suite's own)")
+    p.add_argument("--replicate", type=int, default=0, help="the suite's replicate N of the records (default 0)")
     p.add_argument("--suite-set", dest="suite_options", action="append", default=[], metavar="KEY=VALUE",
                    help="records run with these --suite-set options (repeatable; as given to bench run)")
     p.add_argument("--metric", default=None, help="metric to compare (default: the records' headline)")
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from bench.config import parse_override, to_jsonable
 
     def in_regime(r) -> bool:
-        return r.regime_default if args.regime is None else r.regime == args.regime
+        regime = r.regime_default if args.regime is None else r.regime == args.regime
+        return regime and r.replicate == args.replicate
 
     if args.suite_options:  # a variant of the suite: the newest such record of each row
         wanted = to_jsonable(dict(parse_override(o) for o in args.suite_options))
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     for name in (args.a, args.b):
         if name not in rows:
             extra = "".join([f" --regime {args.regime}" if args.regime else "",
+                             f" --replicate {args.replicate}" if args.replicate else "",
                              *(f" --suite-set {o}" for o in args.suite_options)])
             raise DataError(f"no successful {args.task} record of '{name}' on suite '{args.suite}'{extra} in "
                             f"{args.results_dir} (run 'bench run --method {name} --task {args.task} --suite "

@@ -41,13 +41,17 @@ def steps(suites: list[str] | None = None) -> list[tuple[str, list[str]]]:
     out = []
     for step in layout()["grid"]:
         for suite in step["suites"]:
-            for regime in step.get("regimes", [None]):  # a step's regimes (default: the suite's own)
-                argv = ["--method", step["methods"], "--task", step["tasks"], "--suite", suite]
-                if regime is not None:
-                    argv += ["--regime", regime]
-                if step.get("seeds"):
-                    argv += ["--seeds", str(step["seeds"])]
-                out.append((suite, argv))
+            # a step's regimes (default: the suite's own) and replicates (default: the suite itself)
+            for regime in step.get("regimes", [None]):
+                for replicate in step.get("replicates", [0]):
+                    argv = ["--method", step["methods"], "--task", step["tasks"], "--suite", suite]
+                    if regime is not None:
+                        argv += ["--regime", regime]
+                    if replicate:
+                        argv += ["--replicate", str(replicate)]
+                    if step.get("seeds"):
+                        argv += ["--seeds", str(step["seeds"])]
+                    out.append((suite, argv))
     known = list(dict.fromkeys(s for s, _ in out))
     for name in suites or []:
         if name not in known:
@@ -107,7 +111,8 @@ def _plan(todo: list[tuple[str, list[str]]], results_dir: Path, cache: list[str]
         cells["warm_s"] += len(seeds) * out["warm_s"]
         cells["cold_s"] += len(seeds) * out["cold_s"]
         unknown += out["unknown"]
-        regime = argv[argv.index("--regime") + 1] if "--regime" in argv else None
+        regime = " ".join(f"{flag} {argv[argv.index(flag) + 1]}" for flag in ("--regime", "--replicate")
+                          if flag in argv) or None
         for name, value in out["harness"].items():  # the steps of a suite (in one regime) share its harness work
             harness.setdefault((suite, regime, name), value)
         if out["peak_bytes"] > peak:

@@ -25,6 +25,7 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--suite-set", dest="suite_options", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite value by dotted key (repeatable)")
     p.add_argument("--regime", default=None, metavar="NAME", help="price the suite in one of its named regimes")
+    p.add_argument("--replicate", type=int, default=0, metavar="N", help="price the suite's replicate N")
     p.add_argument("--cache-dir", type=Path, default=None, help="artefact cache (default $BENCH_CACHE)")
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"),
                    help="records that price the cells (default leaderboard/results)")
@@ -78,7 +79,8 @@ def plan(args: argparse.Namespace) -> dict:
     from bench.suites import load_suite
 
     suite = load_suite(args.suite, [parse_override(o) for o in args.suite_options]
-                       + ([("regime", args.regime)] if args.regime else []))
+                       + ([("regime", args.regime)] if args.regime else [])
+                       + ([("replicate", args.replicate)] if args.replicate else []))
     method_names, task_names = _names(args.method, methods), _names(args.task, tasks)
     cache = Cache(args.cache_dir or default_cache_dir())
     print(f"plan: suite {suite.name} (v{suite.spec.version}, regime {suite.spec.regime}), {len(method_names)} "

@@ -35,6 +35,9 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--regime", default=None, metavar="NAME",
                    help="run the suite in one of its named regimes (where retraining starts, lr, epochs, subset "
                         "fraction; 'bench list suites' names them); default the suite's own")
+    p.add_argument("--replicate", type=int, default=0, metavar="N",
+                   help="replicate N of a generated suite: its data and target LM drawn again (generator and "
+                        "initialisation seeds moved by N); default 0, the suite itself")
     p.add_argument("--set", dest="method_options", action="append", default=[], metavar="KEY=VALUE",
                    help="method option (repeatable; value parsed as JSON when possible)")
     p.add_argument("--task-set", dest="task_options", action="append", default=[], metavar="KEY=VALUE",
@@ -98,7 +101,8 @@ def request_of(args: argparse.Namespace):  # -> (RunRequest, seeds)
     request = RunRequest(method=args.method, task=args.task, suite=args.suite, suite_options=suite_options,
                          method_options=method_options,
                          task_options=task_options, seed=seeds[0], device=args.device, executor=args.executor,
-                         shard=args.shard, workers=args.workers, regime=args.regime, cache_dir=args.cache_dir,
+                         shard=args.shard, workers=args.workers, regime=args.regime, replicate=args.replicate,
+                         cache_dir=args.cache_dir,
                          results_dir=args.results_dir,
                          record_failures=args.record_failures, force=args.force, label=args.label)
     return request, seeds
@@ -204,7 +208,7 @@ def headline(record) -> str:  # RunRecord
 def summary(record) -> str:  # RunRecord
     """Human-readable lines: metrics with CIs, phases, memory, storage."""
     lines = [f"{record.task} | {record.method} | suite {record.suite} (v{record.suite_version}, "
-             f"regime {record.regime})"]
+             f"regime {record.regime}{f', replicate {record.replicate}' if record.replicate else ''})"]
     for name, m in record.metrics.items():
         n = f", n={m['n']}" if m.get("n") is not None else ""
         ci = f"  95% CI [{m['ci_low']:.4f}, {m['ci_high']:.4f}]" if m["ci_low"] != m["ci_high"] else ""

@@ -44,8 +44,9 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
         r = columns[s].get(m)
         return r.metrics[metric]["value"] if r is not None and r.status == "ok" and metric in r.metrics else None
 
-    # the average is over each suite in its own regime: another regime's column is shown, not averaged
-    own = [s for s in suites if all(r.regime_default for r in columns[s].values())]
+    # the average is over each suite in its own regime: another regime's or a replicate's column is shown,
+    # not averaged
+    own = [s for s in suites if all(r.own for r in columns[s].values())]
 
     def average(m: str, metric: str = "lds") -> float | None:
         values = [value(s, m, metric) for s in own]
@@ -75,10 +76,12 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
            "(other seeds below). *ceiling*: the LDS a perfect attribution could reach against this ground truth "
            f"(square root of the Spearman-Brown reliability between the seeds' mean losses; its ± resamples "
            f"{_ceiling_draws(records)}). Rows sorted by the average over suites"
-           + (", each in its own regime (a column `suite-regime` is the suite in another regime, not averaged)."
+           + (", each in its own regime (a column `suite-regime` is the suite in another regime, `suite-rN` its "
+              "replicate N: its data and target LM drawn again; neither is averaged)."
               if len(own) < len(suites) else "."), "",
            table(rows, headers), "", provenance(records), ""]
     out += footnote_lines(footnotes)
+    out += _replicate_spread(columns, suites, order)
     out += _rank_agreement(columns, suites)
     if any(ceilings.values()):  # LDS as a share of what the ground truth allows
         share_rows = [[m, *[metric_cell(columns[s].get(m), "lds_of_ceiling", {}) for s in suites],
@@ -91,6 +94,35 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
     out += _nan_table(columns, suites, order)
     out += _seed_table(seeds, "lds", "lds")
     out += _cost_table(in_order)
+    return out
+
+
+def _replicate_spread(columns: dict[str, dict[str, RunRecord]], suites: list[str], order: list[str]) -> list[str]:
+    """Per suite (in a regime) with replicates: each method's LDS on every replicate, their spread, its CI."""
+    import statistics
+
+    out = []
+    for base in suites:
+        family = [s for s in suites if s == base or s.startswith(f"{base}-r") and s[len(base) + 2:].isdigit()]
+        if len(family) < 2 or not all(r.replicate == 0 for r in columns[base].values()):
+            continue
+        rows = []
+        for m in order:
+            records = [columns[s].get(m) for s in family]
+            values = [r.metrics["lds"]["value"] if r is not None and r.status == "ok" and "lds" in r.metrics
+                      else None for r in records]
+            if any(v is None for v in values):
+                continue
+            half = [(r.metrics["lds"]["ci_high"] - r.metrics["lds"]["ci_low"]) / 2 for r in records]
+            rows.append([m, *[fmt(v) for v in values], fmt(statistics.mean(values)),
+                         fmt(statistics.stdev(values)), fmt(statistics.mean(half))])
+        if rows:
+            out += [f"### LDS across replicates of {base}", "",
+                    f"Each replicate draws the suite's data and its target LM's initialisation again (generator and "
+                    f"initialisation seeds moved by N); ground truth, methods and scores are rebuilt on it. SD: the "
+                    f"spread of a method's LDS across the {len(family)} draws, a source of variation that no "
+                    f"single-suite CI contains; beside it, the mean half-width of the replicates' 95% CIs.", "",
+                    table(rows, ["Method", *family, "Mean", "SD across replicates", "Mean CI half-width"]), ""]
     return out
 
 
