@@ -67,14 +67,15 @@ class LocalExecutor(Executor):
     """On this machine; a job that raises is retried `retries` times, then the error propagates.
 
     `workers` = 1 runs the groups in this process, in order. `workers` > 1 runs them in that many worker
-    processes forked from this one (so `fn` and the groups need not be picklable), each with an equal share
-    of this process's torch threads (at least one). Measured on 2 idle cores (`benchmarks/retraining.py
-    --workers 2`, `small`): two one-thread workers train 1.35x as many jobs per second as one two-thread
-    process when jobs run one by one (small products use a second thread poorly), but only 1.08x when
-    they train batched, so it stays off by default. Results agree with one worker's to float rounding,
-    not bit for bit: MKL splits a product's reduction by thread count. Workers need the `fork` start
-    method (Linux, macOS) and a CPU run; the cell's peak memory (`bench plan`, the record's cost) is this
-    process's, not the workers'.
+    processes forked from this one (so `fn` and the groups need not be picklable), each with one torch
+    thread: GNU OpenMP is not fork-safe once the parent has used its thread pool, and a one-thread child
+    never enters it. Progress bars are off in the workers (the parent's counts groups). Measured on 2 idle
+    cores (`benchmarks/retraining.py --workers 2`, `small`, README): two workers train 1.46x as many
+    jobs per second as one two-thread process when jobs run one by one (small products use a second
+    thread poorly), but only 1.07x when they train batched, so it stays off by default. Results agree
+    with one worker's to float rounding, not bit for bit: MKL splits a product's reduction by thread
+    count. Workers need the `fork` start method (Linux, macOS) and a CPU run; the cell's peak memory
+    (`bench plan`, the record's cost) is this process's, not the workers'.
     """
 
     name = "local"
@@ -108,15 +109,12 @@ class LocalExecutor(Executor):
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         from concurrent.futures.process import BrokenProcessPool
 
-        import torch
-
         global _FORKED
         workers = min(self.workers, len(pending))
-        threads = max(1, torch.get_num_threads() // workers)
         _FORKED = (self, fn, list(pending))  # inherited by the forked workers, never pickled
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                     initializer=_worker_threads, initargs=(threads,)) as pool:
+                                     initializer=_worker_init) as pool:
                 futures = {pool.submit(_forked_group, i): len(g) for i, g in enumerate(pending)}
                 remaining = set(futures)
                 try:
@@ -139,16 +137,33 @@ class LocalExecutor(Executor):
 _FORKED: tuple | None = None  # (executor, fn, pending groups) of the forked run in progress
 
 
-def _worker_threads(threads: int) -> None:
+def _worker_init() -> None:
+    """A forked worker: one torch thread (no OpenMP pool after fork), no progress bars of its own."""
+    import os
+
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
+    os.environ["BENCH_PROGRESS"] = "0"
 
 
 def _forked_group(index: int) -> None:
-    """In a forked worker: run pending group `index` of the run that forked it."""
+    """In a forked worker: run pending group `index` of the run that forked it.
+
+    An error that cannot be pickled back to the parent is raised as a RuntimeError naming it (else the
+    pool would report a broken worker).
+    """
+    import pickle
+
     executor, fn, pending = _FORKED
-    executor._attempt(fn, pending[index])
+    try:
+        executor._attempt(fn, pending[index])
+    except Exception as exc:
+        try:
+            pickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - any failure to pickle
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+        raise
 
 
 def _ray_job(fn: Callable[[list[J]], object], group: list[J]) -> dict[str, object]:

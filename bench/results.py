@@ -41,8 +41,10 @@ class RunRecord:
         options: the options given on the command line: {"method", "task", "suite"} -> {key: value}.
         data: the suite's data fingerprint.
         regime / regime_default: the retraining regime the suite ran in (`--regime`), and whether it is the
-            suite's own (the TOML's values). Records written before regimes existed ran in `warmup-start`,
-            every committed suite's own regime then.
+            suite's own (the TOML's values). A record written before regimes existed has neither and reads
+            as `warmup-start`, the suite's own: true of every committed record (all of built suites that
+            retrain from the warm-up LM); a paper-scale record of that time retrained from the base and
+            reads wrong (rerun it).
         replicate: N of `--replicate N` (the suite's data and LM drawn again with seeds moved by N), else 0.
         cost: {"phases": [...], "storage_bytes", "storage_bytes_per_example", "dim", ...}.
         env: package version, git commit and dirty flag, code versions and hashes, python / torch versions,

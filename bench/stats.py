@@ -420,8 +420,11 @@ def rank_agreement(a: Mapping[str, RunRecord], b: Mapping[str, RunRecord], metri
 
     The interval takes the records' bootstrap replicates pairwise (replicate i of every row of A against
     replicate i of every row of B): rows of one column share their draws, so each replicate is an order of
-    the whole column. `leave_out` rows (the random baseline, last by construction) do not count. None when
-    fewer than 3 common rows have the metric.
+    the whole column; when a column's rows do not (another pairing key or replicate count) there is no
+    interval (NaN). It covers what the replicates resample (test clusters, subsets), not another training
+    seed or another draw of the data. `leave_out` rows (the random baseline, last by construction) do not
+    count. Flips are judged among the common rows only (Holm over their pairs), a smaller family than a
+    leaderboard column's. None when fewer than 3 common rows have the metric.
     """
     def usable(r: RunRecord) -> bool:
         return r.status == "ok" and metric in r.metrics
@@ -432,7 +435,10 @@ def rank_agreement(a: Mapping[str, RunRecord], b: Mapping[str, RunRecord], metri
     tau = _tau([a[m].metrics[metric]["value"] for m in names], [b[m].metrics[metric]["value"] for m in names])
     reps_a = [a[m].metrics[metric].get("replicates") or [] for m in names]
     reps_b = [b[m].metrics[metric].get("replicates") or [] for m in names]
-    n = min(len(r) for r in reps_a + reps_b)
+    # replicate i orders a whole column only if its rows drew alike: one pairing key, one replicate count
+    shared = all(len({c[m].pairing for m in names}) == 1 and len({len(r) for r in reps}) == 1
+                 for c, reps in ((a, reps_a), (b, reps_b)))
+    n = min(len(r) for r in reps_a + reps_b) if shared else 0
     taus = []
     for i in range(n):
         x, y = [r[i] for r in reps_a], [r[i] for r in reps_b]

@@ -225,10 +225,11 @@ class SuiteSpec:
     lm: LMSpec = field(default_factory=LMSpec)
     ground_truth: GroundTruthSpec = field(default_factory=GroundTruthSpec)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> option defaults here
-    regime: str = field(default="warmup-start", metadata={"omit_default": True, "help": (
+    regime: str | None = field(default=None, metadata={"omit_default": True, "help": (
         "The name of the retraining regime this spec describes (where retraining starts, where methods "
         "linearise, the fine-tuning lr and epochs, the subset fraction): the TOML's own values are its "
-        "default regime, and each [regimes.NAME] table changes some of them (`--regime NAME`).")})
+        "own regime, and each [regimes.NAME] table changes some of them (`--regime NAME`). Unset: "
+        "`warmup-start`, or `base-start` when lm.retrain_from is \"base\".")})
     replicate: int = field(default=0, metadata={"omit_default": True, "help": (
         "Replicate N of a generated suite (`--replicate N`): its generator seed and the LM's initialisation "
         "seed both moved by N, so the data, the target LM and its ground truth are drawn again; 0 is the "
@@ -237,11 +238,22 @@ class SuiteSpec:
         "help": "How test examples cluster, for the bootstrap (`bench.stats.draw_weights`): a label kind (task, "
                 "source) or `prompt` (examples sharing a prompt). Clusters are resampled, each with all its examples."})
 
+    @property
+    def regime_name(self) -> str:
+        """The regime's name: `regime`, else named after where retraining starts."""
+        return self.regime or implicit_regime(self.lm.retrain_from)
+
     def __post_init__(self) -> None:
         starts = {"warmup-start": "warmup", "base-start": "base"}
         if self.regime in starts and self.lm.retrain_from != starts[self.regime]:
             raise ConfigError(f"regime '{self.regime}' retrains from the {starts[self.regime]} model, but "
                               f"lm.retrain_from is \"{self.lm.retrain_from}\"; name the regime after what it does")
+        if self.regime is not None:
+            check_regime_name(self.regime)
+        if self.lm.base_steps and (self.data.generator.n_pretrain == 0 if self.data.generator is not None
+                                   else self.data.pretrain is None):
+            raise ConfigError("lm.base_steps pretrains a base LM on the pretrain split, which this suite lacks: "
+                              "set data.generator.n_pretrain (or data.pretrain for a suite of files)")
         if self.clusters is not None and not self.clusters:
             raise ConfigError("clusters must name a label kind or `prompt` (or be left out)")
 
@@ -262,8 +274,8 @@ class Suite:
     @property
     def regime(self) -> Regime:
         """The regime this suite was loaded in."""
-        found = self.regimes.get(self.spec.regime)
-        return found if found is not None else Regime(self.spec.regime, "", {}, True)
+        found = self.regimes.get(self.spec.regime_name)
+        return found if found is not None else Regime(self.spec.regime_name, "", {}, True)
 
     @property
     def name(self) -> str:
@@ -388,7 +400,7 @@ def builtin_suites() -> dict[str, str]:
     for entry in sorted(resources.files("bench.suite_files").iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".toml"):
             raw = tomllib.loads(entry.read_text(encoding="utf-8"))
-            own = raw.get("regime", SuiteSpec.__dataclass_fields__["regime"].default)
+            own = raw.get("regime") or implicit_regime(str(raw.get("lm", {}).get("retrain_from", "warmup")))
             others = [n for n in raw.get("regimes", {}) if n != own]
             regimes = f" Regimes: {own} (its own){''.join(f', {n}' for n in others)}."
             out[entry.name[:-5]] = str(raw.get("description", "")) + regimes
@@ -427,15 +439,21 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML ({exc})") from exc
     regimes = _regimes(raw, where)
+    user = {k for k, _ in overrides if k not in ("regime", "replicate")}
     chosen = [v for k, v in overrides if k == "regime"]
-    if chosen:  # the regime's own values first, so that --suite-set still changes any of them
+    if chosen:
         name = chosen[-1]
         if name not in regimes:
             raise ConfigError(f"{where} has no regime '{name}'.{did_you_mean(str(name), regimes)} Its regimes: "
                               f"{', '.join(regimes)} (bench list suites)")
-        for key, value in regimes[name].values.items():
-            _set_dotted(raw, key, value, where)
-        raw["regime"] = name
+        clash = sorted(user & (set(regimes[name].values) | {"lm.retrain_from"})) if not regimes[name].default else []
+        if clash:  # the record would carry a regime name that no longer says what ran
+            raise ConfigError(f"regime '{name}' sets {', '.join(clash)} itself; leave --suite-set {clash[0]} out, "
+                              f"or run without --regime")
+        if not regimes[name].default:  # naming the suite's own regime changes nothing, its identity included
+            for key, value in regimes[name].values.items():
+                _set_dotted(raw, key, value, where)
+            raw["regime"] = name
     chosen = [v for k, v in overrides if k == "replicate"]
     if chosen and chosen[-1] != 0:  # another draw of the data and the LM, before --suite-set
         n = chosen[-1]
@@ -444,6 +462,10 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
             raise ConfigError(f"--replicate {n!r}: give a whole number >= 0 (0 is the suite itself)")
         if not isinstance(generator, dict):
             raise ConfigError(f"{where}: replicates draw the data again, which needs a [data.generator] suite")
+        clash = sorted(user & {"data.generator.seed", "lm.init_seed"})
+        if clash:
+            raise ConfigError(f"--replicate {n} moves {' and '.join(clash)} itself; leave --suite-set {clash[0]} "
+                              f"out")
         generator["seed"] = int(generator.get("seed", 0)) + n
         raw.setdefault("lm", {})["init_seed"] = int(raw["lm"].get("init_seed", 0)) + n
         raw["replicate"] = n
@@ -453,6 +475,20 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
     suite = Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref, overrides=overrides)
     suite.regimes = regimes
     return suite
+
+
+def implicit_regime(retrain_from: str) -> str:
+    """The name of a suite's own regime when its TOML names none."""
+    return "base-start" if retrain_from == "base" else "warmup-start"
+
+
+def check_regime_name(name: str) -> None:
+    """Regime names are lower-case words and digits joined by '-' (they become leaderboard column names)."""
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name) or re.fullmatch(r"r\d+", name):
+        raise ConfigError(f"regime name {name!r}: use lower-case letters, digits and '-' (e.g. base-start-lr1e-3); "
+                          f"'rN' is a replicate's column")
 
 
 @dataclass(frozen=True)
@@ -468,7 +504,7 @@ class Regime:
 def _regimes(raw: dict[str, Any], where: str) -> dict[str, Regime]:
     """Pop a suite's `[regimes.NAME]` tables (`description`, `set`); the TOML's own values are `regime`."""
     tables = raw.pop("regimes", {})
-    default = raw.get("regime", SuiteSpec.__dataclass_fields__["regime"].default)
+    default = raw.get("regime") or implicit_regime(str(raw.get("lm", {}).get("retrain_from", "warmup")))
     out = {default: Regime(default, str(tables.get(default, {}).get("description", "")), {}, True)}
     for name, table in tables.items():
         if not isinstance(table, dict) or set(table) - {"description", "set"}:
@@ -479,6 +515,7 @@ def _regimes(raw: dict[str, Any], where: str) -> dict[str, Regime]:
                               f"give it no `set`")
         if any(k == "regime" or k.startswith("regimes") for k in values):
             raise ConfigError(f"{where}: [regimes.{name}] cannot set the regime itself")
+        check_regime_name(name)
         if name != default:
             out[name] = Regime(name, str(table.get("description", "")), values, False)
     return out

@@ -111,3 +111,18 @@ def test_workers_options_that_cannot_work_are_one_line(run_cli):
     with pytest.raises(ConfigError, match="CPU"):
         get_executor("local", device="cuda:0", workers=2)
     assert get_executor("local", workers=2).workers == 2 and get_executor("local", shard="0/2", workers=2).workers == 2
+
+
+def test_a_forked_workers_unpicklable_error_arrives_as_its_name_and_message(tmp_path):
+    class Local(Exception):  # a class defined here cannot be pickled back to the parent
+        pass
+
+    class Job:
+        def __init__(self, i):
+            self.out_path = tmp_path / f"{i}.done"
+
+    def fn(group):
+        raise Local("the data is odd")
+
+    with pytest.raises(RuntimeError, match="Local: the data is odd"):
+        LocalExecutor(workers=2).run(fn, [Job(i) for i in range(4)], desc="test", group_size=2)

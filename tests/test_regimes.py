@@ -22,12 +22,20 @@ def _write_suite(tmp_path, extra: str = "", top: str = ""):
 def test_a_regime_sets_its_values_and_suite_set_still_wins():
     own = load_suite("tiny")
     base = load_suite("tiny", [("regime", "base-start")])
-    assert own.spec.regime == "warmup-start" and own.regime.default and own.spec.lm.base_steps == 0
-    assert base.spec.regime == "base-start" and not base.regime.default
+    assert own.spec.regime_name == "warmup-start" and own.spec.regime is None and own.regime.default
+    assert own.spec.lm.base_steps == 0
+    assert base.spec.regime_name == "base-start" and not base.regime.default
     lm = base.spec.lm
     assert (lm.retrain_from, lm.base_steps, base.spec.data.generator.n_pretrain) == ("base", 30, 400)
-    later = load_suite("tiny", [("lm.base_steps", 7), ("regime", "base-start")])
-    assert later.spec.lm.base_steps == 7  # --suite-set applies after the regime, whatever the order given
+    other = load_suite("tiny", [("lm.warmup_steps", 7), ("regime", "base-start")])
+    assert other.spec.lm.warmup_steps == 7 and other.spec.lm.base_steps == 30  # --suite-set of another value
+    for key, value in (("lm.base_steps", 7), ("lm.retrain_from", "warmup")):  # what the regime itself sets
+        with pytest.raises(ConfigError, match=f"regime 'base-start' sets {key}"):
+            load_suite("tiny", [(key, value), ("regime", "base-start")])
+    with pytest.raises(ConfigError, match="lm.retrain_from"):  # a control must stay what its name says
+        load_suite("tiny", [("lm.retrain_from", "base"), ("regime", "base-warmup-start")])
+    with pytest.raises(ConfigError, match="has no regime 'Base_start'"):
+        load_suite("tiny", [("regime", "Base_start")])
     assert load_suite("tiny", [("regime", "warmup-start")]).spec == own.spec  # naming the own regime changes nothing
     # the own regime is left out of the identity, so every earlier record and cache key stays what it was
     from bench.config import to_jsonable
@@ -43,9 +51,15 @@ def test_bad_regimes_are_config_errors(tmp_path, run_cli):
     own_with_set = _write_suite(tmp_path, '[regimes.warmup-start]\nset = { "lm.finetune_lr" = 1.0 }\n')
     with pytest.raises(ConfigError, match="its values are the TOML's"):
         load_suite(own_with_set)
+    for bad in ("Base_start", "r2"):  # names become leaderboard columns and figure file names
+        with pytest.raises(ConfigError, match="regime name"):
+            load_suite(_write_suite(tmp_path, f'[regimes.{bad}]\ndescription = "x"\n'))
     lying = _write_suite(tmp_path, top='regime = "base-start"\n')
     with pytest.raises(ConfigError, match="retrains from the base model"):
         load_suite(lying)
+    # a suite that retrains from the base without naming its regime is base-start (the paper-scale suites)
+    flan = load_suite("flan")
+    assert flan.spec.regime is None and flan.spec.regime_name == "base-start" and flan.regime.default
     with pytest.raises(ConfigError, match="needs a base LM"):
         load_suite("tiny", [("lm.retrain_from", "base")])
 
@@ -77,7 +91,10 @@ def test_base_start_retrains_from_the_base_and_the_methods_model_continues_from_
     warm, warm_meta = warmup_lm(base_suite, cache)
     assert warm_meta["base_wall_s"] == pytest.approx(meta["wall_s"]) and warm_meta["steps"] == 60
     assert not torch.equal(warm.state_dict()["model.norm.weight"], base.state_dict()["model.norm.weight"])
-    # the control shares the base and warm-up models (regimes differ in their identity, not these weights) ...
+    # the control shares the base and warm-up models: one cache entry, not equal weights by luck ...
+    from bench.retrain.lms import lm_args, model_args
+
+    assert model_args(base_suite) == model_args(control) and lm_args(base_suite) != lm_args(control)
     assert all(torch.equal(v, warmup_lm(control, cache)[0].state_dict()[k]) for k, v in warm.state_dict().items())
     # ... but retrains from the warm-up LM; and the scratch warm-up of the own regime is another model
     assert all(torch.equal(v, start_lm(control, cache).state_dict()[k]) for k, v in warm.state_dict().items())
@@ -145,6 +162,10 @@ def test_a_replicate_draws_the_data_and_the_lm_again_and_is_its_own_column(run_c
     for bad in (-1, "x"):
         with pytest.raises(ConfigError, match="--replicate"):
             load_suite("tiny", [("replicate", bad)])
+    with pytest.raises(ConfigError, match="moves data.generator.seed"):
+        load_suite("tiny", [("replicate", 1), ("data.generator.seed", 3)])
+    with pytest.raises(ConfigError, match="lacks"):  # a base LM needs its corpus
+        load_suite("tiny", [("lm.base_steps", 5)])
     with pytest.raises(ConfigError, match="generator"):
         load_suite("flan", [("replicate", 1)])
     code, _, err, results = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny", "--replicate",

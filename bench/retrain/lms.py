@@ -18,14 +18,30 @@ def lm_args(suite: Suite) -> dict:
     return {"suite": suite.name, "data": suite.data_fingerprint, "lm": suite.spec.lm}
 
 
+# the fine-tuning settings: they shape retraining jobs, never the base or the warm-up LM
+_FINETUNE_ONLY = ("retrain_from", "finetune_lr", "finetune_epochs", "eval_batch_size")
+
+
+def model_args(suite: Suite) -> dict:
+    """What determines the base and warm-up LMs: `lm_args` less the fine-tuning settings.
+
+    So regimes that differ only in fine-tuning (where it starts, its lr, its subsets) share one cached base
+    and warm-up LM, the same weights whatever machine or thread count built them.
+    """
+    from bench.config import to_jsonable
+
+    lm = {k: v for k, v in to_jsonable(suite.spec.lm).items() if k not in _FINETUNE_ONLY}
+    return {"suite": suite.name, "data": suite.data_fingerprint, "lm": lm}
+
+
 def warmup_built(suite: Suite, cache: Cache) -> bool:
     """Whether the suite's warm-up model is in the cache (touches nothing)."""
-    return peek_built(cache, "warmup", lm_args(suite), versions.of("lm"))
+    return peek_built(cache, "warmup", model_args(suite), versions.of("lm"))
 
 
 def warmup_cost(suite: Suite, cache: Cache) -> float | None:
     """Seconds that building the cached warm-up model took (None when it is not built)."""
-    meta = peek_meta(cache, "warmup", lm_args(suite), versions.of("lm"))
+    meta = peek_meta(cache, "warmup", model_args(suite), versions.of("lm"))
     return None if meta is None else meta.get("wall_s")
 
 
@@ -61,7 +77,7 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
         return {"wall_s": base_s + time.perf_counter() - t0, "base_wall_s": base_s, "steps": len(losses),
                 "n_warmup": len(warm), "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
 
-    directory, meta, _ = build(cache, "warmup", lm_args(suite), versions.of("lm"), produce)
+    directory, meta, _ = build(cache, "warmup", model_args(suite), versions.of("lm"), produce)
     return _load_lm_dir(spec, directory, device), meta  # as a later cache hit sees it, also the first time
 
 
@@ -90,7 +106,7 @@ def base_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
         return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_pretrain": len(corpus),
                 "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
 
-    directory, meta, _ = build(cache, "base", lm_args(suite), versions.of("lm"), produce)
+    directory, meta, _ = build(cache, "base", model_args(suite), versions.of("lm"), produce)
     return _load_lm_dir(spec, directory, device), meta
 
 

@@ -31,8 +31,10 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
         r = columns[s].get(m)
         return r.metrics[heads[s]]["value"] if r is not None and r.status == "ok" and heads[s] in r.metrics else None
 
+    own = [s for s in suites if all(r.own for r in columns[s].values())]  # another regime or a replicate: shown
+
     def average(m: str) -> float | None:
-        values = [value(s, m) for s in suites]
+        values = [value(s, m) for s in own]
         return sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[misc]
 
     order = sorted(rows_names, key=lambda m: (average(m) is None, -(average(m) or 0.0), m))

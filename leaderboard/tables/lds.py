@@ -137,8 +137,9 @@ def _rank_agreement(columns: dict[str, dict[str, RunRecord]], suites: list[str])
             if agreement is None:
                 continue
             flips = ", ".join(f"{x} > {y} → {y} > {x}" for x, y in agreement.flips) or "none"
-            rows.append([a, b, str(len(agreement.methods)), f"{fmt(agreement.tau, 2)} "
-                         f"[{fmt(agreement.ci_low, 2)}, {fmt(agreement.ci_high, 2)}]", flips])
+            interval = (f" [{fmt(agreement.ci_low, 2)}, {fmt(agreement.ci_high, 2)}]" if agreement.n_replicates
+                        else " (no interval: the column's rows drew differently)")
+            rows.append([a, b, str(len(agreement.methods)), f"{fmt(agreement.tau, 2)}{interval}", flips])
     if not rows:
         return []
     return ["### Does the order hold? Rank agreement between columns", "",
@@ -146,9 +147,11 @@ def _rank_agreement(columns: dict[str, dict[str, RunRecord]], suites: list[str])
             "bottom says nothing about attribution): Kendall's τ-b between their LDS orders, with a 95% "
             "percentile interval over the records' bootstrap replicates (replicate i of every row of one column "
             "against replicate i of the other's: the rows of a column share their draws, so each replicate "
-            "orders the whole column), and each pair of methods whose "
-            "order flips significantly: above in one column and below in the other, each by the column's "
-            "paired test after Holm.", "",
+            "orders the whole column; it covers the test clusters and subsets those replicates resample, not "
+            "another training seed or draw of the data, which the replicate tables show), and each pair of "
+            "methods whose order flips significantly: above in one column and below in the other, each by the "
+            "paired test after Holm over the pairs of the methods compared here (a smaller family than the "
+            "LDS table's, so a flip can disagree with its bold and ranks).", "",
             table(rows, ["Column A", "Column B", "Methods", "Kendall τ [95% CI]", "Significant flips (A → B)"]),
             ""]
 
