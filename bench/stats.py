@@ -405,6 +405,7 @@ class RankAgreement:
     ci_low: float
     ci_high: float
     n_replicates: int
+    median: float  # of the replicates' tau: below `tau` where rows are within noise of each other
     flips: tuple[tuple[str, str], ...]  # (x, y): x significantly above y in column A, y above x in B
 
 
@@ -422,7 +423,10 @@ def rank_agreement(a: Mapping[str, RunRecord], b: Mapping[str, RunRecord], metri
     replicate i of every row of B): rows of one column share their draws, so each replicate is an order of
     the whole column; when a column's rows do not (another pairing key or replicate count) there is no
     interval (NaN). It covers what the replicates resample (test clusters, subsets), not another training
-    seed or another draw of the data. `leave_out` rows (the random baseline, last by construction) do not
+    seed or another draw of the data. Where rows are within noise of each other, the replicates' orders
+    agree less than the point values' do, so their tau (median `median`) falls below `tau`, and the
+    interval may not contain it: it says how much of the agreement the test draws could undo.
+    `leave_out` rows (the random baseline, last by construction) do not
     count. Flips are judged among the common rows only (Holm over their pairs), a smaller family than a
     leaderboard column's. None when fewer than 3 common rows have the metric.
     """
@@ -444,8 +448,10 @@ def rank_agreement(a: Mapping[str, RunRecord], b: Mapping[str, RunRecord], metri
         x, y = [r[i] for r in reps_a], [r[i] for r in reps_b]
         if None not in x and None not in y:
             taus.append(_tau(x, y))
-    low, high = percentile_interval([t for t in taus if t == t]) if taus else (float("nan"), float("nan"))
+    finite = [t for t in taus if t == t]
+    low, high = percentile_interval(finite) if finite else (float("nan"), float("nan"))
+    median = percentile(finite, 50) if finite else float("nan")
     col_a, col_b = column({m: a[m] for m in names}, metric), column({m: b[m] for m in names}, metric)
     flips = tuple((x, y) for x in names for y in names
                   if x != y and better(col_a, x, y) and better(col_b, y, x))
-    return RankAgreement(names, tau, low, high, len(taus), flips)
+    return RankAgreement(names, tau, low, high, len(taus), median, flips)

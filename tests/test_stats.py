@@ -242,7 +242,7 @@ def test_rank_agreement_tau_interval_and_significant_flips():
     a = column({"p": 0.6, "q": 0.5, "r": 0.4, "s": 0.3, "random": 0.0}, 0.01)
     same = stats.rank_agreement(a, column({"p": 0.7, "q": 0.6, "r": 0.5, "s": 0.1, "random": 0.0}, 0.01), "m")
     assert same.methods == ("p", "q", "r", "s") and same.tau == pytest.approx(1.0) and same.flips == ()
-    assert same.ci_low == pytest.approx(1.0) and same.n_replicates == 400
+    assert same.ci_low == pytest.approx(1.0) and same.median == pytest.approx(1.0) and same.n_replicates == 400
     # p and q swap places, clearly (0.1 apart, SE about 0.001): one significant flip, tau 4/6
     swapped = stats.rank_agreement(a, column({"p": 0.5, "q": 0.6, "r": 0.4, "s": 0.3}, 0.01), "m")
     assert swapped.tau == pytest.approx(4 / 6) and swapped.flips == (("p", "q"),)
@@ -250,5 +250,10 @@ def test_rank_agreement_tau_interval_and_significant_flips():
     noisy = {m: _record(m, v, list(v + 0.2 * rng.normal(size=400))) for m, v in
              {"p": 0.39, "q": 0.41, "r": 0.4, "s": 0.3}.items()}
     loose = stats.rank_agreement(a, noisy, "m")
-    assert loose.flips == () and loose.ci_low < 0 < loose.ci_high
+    assert loose.flips == () and loose.ci_low < 0 < loose.ci_high and loose.median < loose.ci_high
+    # rows that drew differently (another pairing key) give no interval rather than a wrong one
+    import dataclasses
+
+    mixed = {**a, "s": dataclasses.replace(a["s"], pairing="other")}
+    assert math.isnan(stats.rank_agreement(mixed, a, "m").ci_low)
     assert stats.rank_agreement(a, column({"p": 0.1, "q": 0.2}, 0.01), "m") is None  # fewer than 3 in common

@@ -137,22 +137,26 @@ def _rank_agreement(columns: dict[str, dict[str, RunRecord]], suites: list[str])
             if agreement is None:
                 continue
             flips = ", ".join(f"{x} > {y} → {y} > {x}" for x, y in agreement.flips) or "none"
-            interval = (f" [{fmt(agreement.ci_low, 2)}, {fmt(agreement.ci_high, 2)}]" if agreement.n_replicates
-                        else " (no interval: the column's rows drew differently)")
-            rows.append([a, b, str(len(agreement.methods)), f"{fmt(agreement.tau, 2)}{interval}", flips])
+            interval = (f"{fmt(agreement.median, 2)} [{fmt(agreement.ci_low, 2)}, {fmt(agreement.ci_high, 2)}]"
+                        if agreement.n_replicates else "no interval: a column's rows drew differently")
+            rows.append([a, b, str(len(agreement.methods)), fmt(agreement.tau, 2), interval, flips])
     if not rows:
         return []
     return ["### Does the order hold? Rank agreement between columns", "",
             "For each pair of columns, the methods both have (the random baseline left out: its place at the "
-            "bottom says nothing about attribution): Kendall's τ-b between their LDS orders, with a 95% "
-            "percentile interval over the records' bootstrap replicates (replicate i of every row of one column "
-            "against replicate i of the other's: the rows of a column share their draws, so each replicate "
-            "orders the whole column; it covers the test clusters and subsets those replicates resample, not "
-            "another training seed or draw of the data, which the replicate tables show), and each pair of "
+            "bottom says nothing about attribution): Kendall's τ-b between their LDS orders, and its median and "
+            "95% percentile interval over the records' bootstrap replicates (replicate i of every row of one "
+            "column against replicate i of the other's: the rows of a column share their draws, so each "
+            "replicate orders the whole column). Where methods are within noise of each other the replicates' "
+            "orders agree less than the point values do, so their τ falls below the point τ, and the interval "
+            "may not contain it: read it as how much of the agreement another draw of test clusters and "
+            "subsets could undo (not another training seed or draw of the data: the replicate tables show "
+            "those). Then each pair of "
             "methods whose order flips significantly: above in one column and below in the other, each by the "
             "paired test after Holm over the pairs of the methods compared here (a smaller family than the "
             "LDS table's, so a flip can disagree with its bold and ranks).", "",
-            table(rows, ["Column A", "Column B", "Methods", "Kendall τ [95% CI]", "Significant flips (A → B)"]),
+            table(rows, ["Column A", "Column B", "Methods", "Kendall τ", "Replicates' τ: median [95%]",
+                         "Significant flips (A → B)"]),
             ""]
 
 
