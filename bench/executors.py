@@ -160,8 +160,8 @@ def _forked_group(index: int) -> None:
         executor._attempt(fn, pending[index])
     except Exception as exc:
         try:
-            pickle.dumps(exc)
-        except Exception:  # noqa: BLE001 - any failure to pickle
+            pickle.loads(pickle.dumps(exc))  # the parent must be able to rebuild it
+        except Exception:  # noqa: BLE001 - any failure to pickle or unpickle
             raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
         raise
 

@@ -275,7 +275,9 @@ class Suite:
     def regime(self) -> Regime:
         """The regime this suite was loaded in."""
         found = self.regimes.get(self.spec.regime_name)
-        return found if found is not None else Regime(self.spec.regime_name, "", {}, True)
+        own = next(iter(self.regimes), None)  # load_suite puts the suite's own regime first
+        return found if found is not None else Regime(self.spec.regime_name, "", {}, own is None
+                                                      or self.spec.regime_name == own)
 
     @property
     def name(self) -> str:
@@ -440,6 +442,11 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
         raise ConfigError(f"{where}: invalid TOML ({exc})") from exc
     regimes = _regimes(raw, where)
     user = {k for k, _ in overrides if k not in ("regime", "replicate")}
+    if user & set(REGIME_KEYS):  # a regime's settings changed by hand: no regime's name says what runs
+        if any(k == "regime" for k, _ in overrides):
+            raise ConfigError(f"--suite-set {sorted(user & set(REGIME_KEYS))[0]} changes a regime setting; with "
+                              f"--regime, leave it out (or declare a [regimes.NAME] table for what you want)")
+        raw["regime"] = "custom"
     chosen = [v for k, v in overrides if k == "regime"]
     if chosen:
         name = chosen[-1]
@@ -475,6 +482,11 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
     suite = Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref, overrides=overrides)
     suite.regimes = regimes
     return suite
+
+
+# the settings that make a regime: changed with --suite-set, the run's regime is `custom`
+REGIME_KEYS = ("lm.retrain_from", "lm.finetune_lr", "lm.finetune_epochs", "lm.base_steps", "ground_truth.fraction",
+               "data.generator.n_pretrain")
 
 
 def implicit_regime(retrain_from: str) -> str:

@@ -29,11 +29,14 @@ def test_a_regime_sets_its_values_and_suite_set_still_wins():
     assert (lm.retrain_from, lm.base_steps, base.spec.data.generator.n_pretrain) == ("base", 30, 400)
     other = load_suite("tiny", [("lm.warmup_steps", 7), ("regime", "base-start")])
     assert other.spec.lm.warmup_steps == 7 and other.spec.lm.base_steps == 30  # --suite-set of another value
-    for key, value in (("lm.base_steps", 7), ("lm.retrain_from", "warmup")):  # what the regime itself sets
-        with pytest.raises(ConfigError, match=f"regime 'base-start' sets {key}"):
+    for key, value in (("lm.base_steps", 7), ("lm.retrain_from", "warmup"), ("lm.finetune_lr", 1.0)):
+        with pytest.raises(ConfigError, match=f"--suite-set {key} changes a regime setting"):
             load_suite("tiny", [(key, value), ("regime", "base-start")])
     with pytest.raises(ConfigError, match="lm.retrain_from"):  # a control must stay what its name says
         load_suite("tiny", [("lm.retrain_from", "base"), ("regime", "base-warmup-start")])
+    # a regime setting changed by hand, without --regime: no regime's name says what runs
+    custom = load_suite("tiny", [("lm.finetune_lr", 1.0)])
+    assert custom.spec.regime_name == "custom" and not custom.regime.default
     with pytest.raises(ConfigError, match="has no regime 'Base_start'"):
         load_suite("tiny", [("regime", "Base_start")])
     assert load_suite("tiny", [("regime", "warmup-start")]).spec == own.spec  # naming the own regime changes nothing
