@@ -83,14 +83,16 @@ def plan(args: argparse.Namespace) -> dict:
                        + ([("replicate", args.replicate)] if args.replicate else []))
     method_names, task_names = _names(args.method, methods), _names(args.task, tasks)
     cache = Cache(args.cache_dir or default_cache_dir())
-    print(f"plan: suite {suite.name} (v{suite.spec.version}, regime {suite.spec.regime_name}), {len(method_names)} "
-          f"method(s) x {len(task_names)} task(s) = {len(method_names) * len(task_names)} cell(s); cache {cache.root}")
+    replicate = f", replicate {suite.spec.replicate}" if suite.spec.replicate else ""
+    print(f"plan: suite {suite.name} (v{suite.spec.version}, regime {suite.spec.regime_name}{replicate}), "
+          f"{len(method_names)} method(s) x {len(task_names)} task(s) = {len(method_names) * len(task_names)} cell(s); cache {cache.root}")
 
     latest = {}
     if args.results_dir.is_dir():
         # records of this suite price its cells, those of this regime before any other's
         for r in sorted(read_records(args.results_dir),
-                        key=lambda r: (r.regime == suite.spec.regime_name, r.created_at)):
+                        key=lambda r: (r.regime == suite.spec.regime_name, r.replicate == suite.spec.replicate,
+                                       r.created_at)):
             if r.suite == suite.name and r.status == "ok":
                 latest[(r.task, r.method)] = r
 
