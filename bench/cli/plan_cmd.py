@@ -85,7 +85,8 @@ def plan(args: argparse.Namespace) -> dict:
     cache = Cache(args.cache_dir or default_cache_dir())
     replicate = f", replicate {suite.spec.replicate}" if suite.spec.replicate else ""
     print(f"plan: suite {suite.name} (v{suite.spec.version}, regime {suite.spec.regime_name}{replicate}), "
-          f"{len(method_names)} method(s) x {len(task_names)} task(s) = {len(method_names) * len(task_names)} cell(s); cache {cache.root}")
+          f"{len(method_names)} method(s) x {len(task_names)} task(s) = {len(method_names) * len(task_names)} "
+          f"cell(s); cache {cache.root}")
 
     latest = {}
     if args.results_dir.is_dir():
