@@ -106,7 +106,7 @@ class LocalExecutor(Executor):
 
     def _run_forked(self, fn: Callable[[list[J]], object], pending: Sequence[list[J]], bar) -> None:
         import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures import ProcessPoolExecutor, as_completed
         from concurrent.futures.process import BrokenProcessPool
 
         global _FORKED
@@ -116,16 +116,12 @@ class LocalExecutor(Executor):
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                      initializer=_worker_init) as pool:
                 futures = {pool.submit(_forked_group, i): len(g) for i, g in enumerate(pending)}
-                remaining = set(futures)
                 try:
-                    while remaining:
-                        done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            future.result()  # re-raises the group's error once its retries are spent
-                            bar.update(futures[future])
+                    for future in as_completed(futures):
+                        future.result()  # re-raises the group's error once its retries are spent
+                        bar.update(futures[future])
                 except BaseException:
-                    for future in remaining:  # groups not started yet stay pending; started ones finish
-                        future.cancel()
+                    pool.shutdown(cancel_futures=True)  # groups not started yet stay pending; started ones finish
                     raise
         except BrokenProcessPool as exc:
             raise RuntimeError(f"a retraining worker process died ({exc}); it may have run out of memory: "
@@ -269,9 +265,7 @@ def get_executor(name: str, *, device: str = "cpu", shard: str | None = None, gp
     On CUDA a Ray job takes `gpus_per_job` GPUs (the suite's `ground_truth.gpus_per_job`). `workers` > 1
     (local or sharded, CPU only): that many forked worker processes.
     """
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: need at least 1")
-    if workers != 1:
+    if workers != 1:  # fewer than 1: LocalExecutor says so
         if name != "local":
             raise ConfigError(f"--workers is for the local executor; --executor {name} places jobs itself")
         if device != "cpu":
