@@ -405,7 +405,7 @@ class RankAgreement:
     ci_low: float
     ci_high: float
     n_replicates: int
-    median: float  # of the replicates' tau: below `tau` where rows are within noise of each other
+    median: float  # of the replicates' tau: tends to be below `tau` where rows are within noise of each other
     flips: tuple[tuple[str, str], ...]  # (x, y): x significantly above y in column A, y above x in B
 
 
@@ -424,11 +424,11 @@ def rank_agreement(a: Mapping[str, RunRecord], b: Mapping[str, RunRecord], metri
     the whole column; when a column's rows do not (another pairing key or replicate count) there is no
     interval (NaN). It covers what the replicates resample (test clusters, subsets), not another training
     seed or another draw of the data. Where rows are within noise of each other, the replicates' orders
-    agree less than the point values' do, so their tau (median `median`) falls below `tau`, and the
-    interval may not contain it: it says how much of the agreement the test draws could undo.
-    `leave_out` rows (the random baseline, last by construction) do not
-    count. Flips are judged among the common rows only (Holm over their pairs), a smaller family than a
-    leaderboard column's. None when fewer than 3 common rows have the metric.
+    tend to agree less than the point values' do, so their tau (median `median`) tends to fall below
+    `tau`, and the interval may not contain it: it says how much of the agreement the test draws could
+    undo. `leave_out` rows (the random baseline, last by construction) do not count. Flips are judged
+    among the common rows only (Holm over their pairs), a smaller family than a leaderboard column's. None
+    when fewer than 3 common rows have the metric.
     """
     def usable(r: RunRecord) -> bool:
         return r.status == "ok" and metric in r.metrics

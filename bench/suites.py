@@ -453,7 +453,8 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
         if name not in regimes:
             raise ConfigError(f"{where} has no regime '{name}'.{did_you_mean(str(name), regimes)} Its regimes: "
                               f"{', '.join(regimes)} (bench list suites)")
-        clash = sorted(user & (set(regimes[name].values) | {"lm.retrain_from"})) if not regimes[name].default else []
+        # REGIME_KEYS were refused above; this catches any other value the regime's table sets
+        clash = sorted(user & set(regimes[name].values))
         if clash:  # the record would carry a regime name that no longer says what ran
             raise ConfigError(f"regime '{name}' sets {', '.join(clash)} itself; leave --suite-set {clash[0]} out, "
                               f"or run without --regime")
