@@ -25,6 +25,12 @@ def layout() -> dict[str, Any]:
     return tomllib.loads(LAYOUT.read_text(encoding="utf-8"))
 
 
+def grid_runs() -> list[tuple[dict[str, Any], str, str | None, int]]:
+    """The layout's grid as `bench run`s, in order: (step, suite, regime or None, replicate or 0)."""
+    return [(step, suite, regime, replicate) for step in layout()["grid"] for suite in step["suites"]
+            for regime in step.get("regimes", [None]) for replicate in step.get("replicates", [0])]
+
+
 def suite_key(name: str) -> tuple[int, int, str]:
     """Sort key of suite columns: the layout's order, then any other suite by name.
 

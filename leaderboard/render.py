@@ -14,7 +14,7 @@ import importlib
 from pathlib import Path
 
 from bench.results import read_records
-from leaderboard.fmt import layout
+from leaderboard.fmt import grid_runs, layout
 from leaderboard.select import Cells, latest, seed_groups
 
 BESPOKE = ("lds", "classification", "selection", "crossover")  # tasks with a module in leaderboard/tables
@@ -23,15 +23,11 @@ BESPOKE = ("lds", "classification", "selection", "crossover")  # tasks with a mo
 def regenerate_line(where: str) -> str:
     """The commands that regenerate the records (the layout's grid, as the workflow runs it)."""
     parts = []
-    for step in layout()["grid"]:
+    for step, suite, regime, replicate in grid_runs():
         seeds = f" --seeds {step['seeds']}" if step.get("seeds") else ""
-        for suite in step["suites"]:
-            for regime in step.get("regimes", [None]):
-                for replicate in step.get("replicates", [0]):
-                    extra = (f" --regime {regime}" if regime else "") + (f" --replicate {replicate}" if replicate
-                                                                          else "")
-                    parts.append(f"`bench run --method {step['methods']} --task {step['tasks']}{seeds} --suite "
-                                 f"{suite}{extra} --results-dir {where}`")
+        extra = (f" --regime {regime}" if regime else "") + (f" --replicate {replicate}" if replicate else "")
+        parts.append(f"`bench run --method {step['methods']} --task {step['tasks']}{seeds} --suite {suite}{extra} "
+                     f"--results-dir {where}`")
     return "; ".join(parts) + "; then `bench leaderboard`."
 
 

@@ -41,3 +41,8 @@ def by_suite(cells: Cells, suite_key) -> dict[str, dict[str, RunRecord]]:
     """Suite -> row -> record, suites in the layout's order."""
     suites = sorted({k[0] for k in cells}, key=suite_key)
     return {s: {k[2]: r for k, r in cells.items() if k[0] == s} for s in suites}
+
+
+def own_columns(columns: dict[str, dict[str, RunRecord]]) -> list[str]:
+    """The columns of suites in their own regime (not another regime's, not a replicate's): the averaged ones."""
+    return [s for s, rows in columns.items() if all(r.own for r in rows.values())]

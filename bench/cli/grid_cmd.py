@@ -36,22 +36,18 @@ def steps(suites: list[str] | None = None) -> list[tuple[str, list[str]]]:
     Raises:
         ConfigError: a requested suite is not in the grid.
     """
-    from leaderboard.fmt import layout
+    from leaderboard.fmt import grid_runs
 
     out = []
-    for step in layout()["grid"]:
-        for suite in step["suites"]:
-            # a step's regimes (default: the suite's own) and replicates (default: the suite itself)
-            for regime in step.get("regimes", [None]):
-                for replicate in step.get("replicates", [0]):
-                    argv = ["--method", step["methods"], "--task", step["tasks"], "--suite", suite]
-                    if regime is not None:
-                        argv += ["--regime", regime]
-                    if replicate:
-                        argv += ["--replicate", str(replicate)]
-                    if step.get("seeds"):
-                        argv += ["--seeds", str(step["seeds"])]
-                    out.append((suite, argv))
+    for step, suite, regime, replicate in grid_runs():
+        argv = ["--method", step["methods"], "--task", step["tasks"], "--suite", suite]
+        if regime is not None:
+            argv += ["--regime", regime]
+        if replicate:
+            argv += ["--replicate", str(replicate)]
+        if step.get("seeds"):
+            argv += ["--seeds", str(step["seeds"])]
+        out.append((suite, argv))
     known = list(dict.fromkeys(s for s, _ in out))
     for name in suites or []:
         if name not in known:

@@ -11,7 +11,7 @@ from leaderboard.fmt import (
     suite_key,
     table,
 )
-from leaderboard.select import Cells, by_suite, of_task
+from leaderboard.select import Cells, by_suite, of_task, own_columns
 
 
 def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the common signature
@@ -31,7 +31,7 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
         r = columns[s].get(m)
         return r.metrics[heads[s]]["value"] if r is not None and r.status == "ok" and heads[s] in r.metrics else None
 
-    own = [s for s in suites if all(r.own for r in columns[s].values())]  # another regime or a replicate: shown
+    own = own_columns(columns)  # another regime's or a replicate's column is shown, not averaged
 
     def average(m: str) -> float | None:
         values = [value(s, m) for s in own]

@@ -20,7 +20,7 @@ from leaderboard.fmt import (
     table,
     throughput,
 )
-from leaderboard.select import Cells, by_suite, of_task
+from leaderboard.select import Cells, by_suite, of_task, own_columns
 
 REFERENCE = "airrep"  # the method the Dim column's relative storage is stated against (the paper's)
 
@@ -46,7 +46,7 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
 
     # the average is over each suite in its own regime: another regime's or a replicate's column is shown,
     # not averaged
-    own = [s for s in suites if all(r.own for r in columns[s].values())]
+    own = own_columns(columns)
 
     def average(m: str, metric: str = "lds") -> float | None:
         values = [value(s, m, metric) for s in own]
@@ -101,10 +101,14 @@ def _replicate_spread(columns: dict[str, dict[str, RunRecord]], suites: list[str
     """Per suite (in a regime) with replicates: each method's LDS on every replicate, their spread, its CI."""
     import statistics
 
+    families: dict[tuple[str, str, bool], list[str]] = {}  # a suite in one regime -> its columns, in order
+    for s in suites:
+        r = next(iter(columns[s].values()))
+        families.setdefault((r.suite, r.regime, r.regime_default), []).append(s)
     out = []
-    for base in suites:
-        family = [s for s in suites if s == base or s.startswith(f"{base}-r") and s[len(base) + 2:].isdigit()]
-        if len(family) < 2 or not all(r.replicate == 0 for r in columns[base].values()):
+    for family in families.values():
+        base = family[0]
+        if len(family) < 2 or next(iter(columns[base].values())).replicate != 0:
             continue
         rows = []
         for m in order:
