@@ -74,6 +74,13 @@ def group_memory(suite_name: str, cache_dir: str | None, k: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def gemm_gflops(x, y) -> float:
+    """GFLOP/s of one timed `x @ y` (square n x n operands): the GEMM rate timed beside a measurement."""
+    t0 = time.perf_counter()
+    x @ y
+    return 2 * x.shape[0] ** 3 / (time.perf_counter() - t0) / 1e9
+
+
 def products_alone(step, repeats: int = 5, n: int = 2048) -> dict[str, float]:
     """The matrix products of one call of `step`, replayed alone, against an n x n GEMM, interleaved.
 
@@ -105,10 +112,7 @@ def products_alone(step, repeats: int = 5, n: int = 2048) -> dict[str, float]:
         for op, a, b in calls:
             op(a, b)
         seconds.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        x @ y
-        gemm = 2 * n**3 / (time.perf_counter() - t0)
-        shares.append(flops / seconds[-1] / gemm)
+        shares.append(flops / seconds[-1] / 1e9 / gemm_gflops(x, y))
     return {"calls": len(calls), "seconds": statistics.median(seconds), "gflop": flops / 1e9,
             "gflops": flops / statistics.median(seconds) / 1e9, "fraction_of_peak": median_spread(shares)}
 
@@ -209,9 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         step()
         step_s.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        x @ y
-        gemms.append(2 * 2048**3 / (time.perf_counter() - t0) / 1e9)
+        gemms.append(gemm_gflops(x, y))
         step_shares.append(flops / step_s[-1] / 1e9 / gemms[-1])
     peak = statistics.median(gemms)
     rate = flops / statistics.median(step_s) / 1e9
