@@ -187,7 +187,8 @@ def compute_prefix(model, data, first_layer: int, batch_size: int = 32) -> Prefi
     """Run `model` (a `transformers` decoder) up to decoder layer `first_layer` on every row of `data`.
 
     The pass stops at that layer (a pre-hook catches its input): the layers above cost nothing. Rows are right
-    padded, so a real token's state does not depend on the padding after it.
+    padded, so a real token's state does not depend on the padding after it; they go through in order of
+    length, so a batch pads to about its own rows' length, not to that of the longest row in the split.
     """
     layers = model.model.layers
     captured: list[torch.Tensor] = []
@@ -200,10 +201,11 @@ def compute_prefix(model, data, first_layer: int, batch_size: int = 32) -> Prefi
     was_training = model.training
     model.eval()
     n = len(data.lengths)
-    parts = []
+    rows: list[torch.Tensor | None] = [None] * n
+    by_length = torch.argsort(data.lengths, stable=True)
     try:
         for start in range(0, n, batch_size):
-            idx = torch.arange(start, min(start + batch_size, n))
+            idx = by_length[start: start + batch_size]
             batch = data.batch(idx)
             captured.clear()
             try:
@@ -211,12 +213,12 @@ def compute_prefix(model, data, first_layer: int, batch_size: int = 32) -> Prefi
             except _Stop:
                 pass
             states = captured[0].float()
-            real = batch["attention_mask"].bool()
-            parts.append(states[real])  # row-major: each row's real tokens in order (right padding)
+            for j, row in enumerate(idx.tolist()):  # each row's real tokens (right padding: the first ones)
+                rows[row] = states[j, : int(data.lengths[row])]
     finally:
         handle.remove()
         model.train(was_training)
-    return Prefix(torch.cat(parts) if parts else torch.zeros(0, model.config.hidden_size),
+    return Prefix(torch.cat(rows) if n else torch.zeros(0, model.config.hidden_size),  # type: ignore[arg-type]
                   _row_starts(data.lengths), data.lengths.clone(), first_layer)
 
 
@@ -527,17 +529,23 @@ def train_stacked(stacked: StackedLlama, data, members: Sequence[np.ndarray], se
 
 
 @torch.no_grad()
-def stacked_losses(stacked: StackedLlama, data, rows_per_pass: int = 1024, prefix: Prefix | None = None
-                   ) -> np.ndarray:
+def stacked_losses(stacked: StackedLlama, data, rows_per_pass: int = 1024, prefix: Prefix | None = None,
+                   logits_bytes: int = 256 << 20) -> np.ndarray:
     """Per-example mean response cross-entropy of every copy on every row of `data`, float64 [K, n].
 
     A top-layers stack takes `prefix`, the frozen layers' output on `data`.
 
     Rows are evaluated in chunks of about `rows_per_pass / K` per copy (the working set of one pass stays
-    about the same whatever K).
+    about the same whatever K), fewer where the logits of a pass (K x loss positions x vocabulary, float32)
+    would exceed `logits_bytes`: SmolLM2's 49,152-token vocabulary made one pass of 4 copies x 240 rows take
+    6 GiB (and more time than smaller passes). The built LMs' 4,000-token vocabularies stay within it.
     """
     n = len(data.lengths)
-    batch_size = max(8, rows_per_pass // stacked.k)
+    vocab = stacked.head.shape[0] if stacked.head is not None else \
+        (stacked.params["embed"] if stacked.tied else stacked.params["lm_head"]).shape[1]
+    labels_per_row = max(1.0, float((data.labels != -100).sum()) / max(n, 1))
+    fit = int(logits_bytes // (4 * vocab * labels_per_row * stacked.k))
+    batch_size = max(1, min(max(8, rows_per_pass // stacked.k), fit))
     out = np.empty((stacked.k, n), dtype=np.float64)
     for start in range(0, n, batch_size):
         index = torch.arange(start, min(start + batch_size, n)).expand(stacked.k, -1)

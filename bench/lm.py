@@ -153,13 +153,13 @@ class TargetLM:
 
     # -- training ---------------------------------------------------------------------------------------
     def first_trainable_layer(self) -> int:
-        """The lowest decoder layer that training updates: 0 unless `lm.train_layers` freezes the ones below.
+        """The lowest decoder layer that training updates: 0 unless `lm.train_layers` (> 0) freezes the ones below.
 
         Raises:
             ConfigError: `lm.train_layers` is not fewer than the model's layers.
         """
         n = self.spec.train_layers
-        if n is None:
+        if not n:  # unset or 0: every parameter trains
             return 0
         layers = int(self.model.config.num_hidden_layers)
         if n >= layers:

@@ -146,8 +146,8 @@ class LMSpec:
     train_layers: int | None = field(default=None, metadata={"omit_default": True, "help": (
         "Train only the top N decoder layers and the final norm; the embeddings, LM head and lower layers stay "
         "frozen, and their output on each split is computed once and shared by every retraining job "
-        "(bench.batched.Prefix). Warm-up training follows the same recipe. Unset: every parameter trains. The "
-        "gradient methods still differentiate their own modules (all MLP layers by default).")})
+        "(bench.batched.Prefix). Warm-up training follows the same recipe, and the gradient methods differentiate "
+        "only the trained layers' modules. Unset or 0 (a regime that undoes the recipe): every parameter trains.")})
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length",
@@ -172,9 +172,10 @@ class LMSpec:
             raise ConfigError(f"lm.max_grad_norm must be > 0, got {self.max_grad_norm}")
         if self.chat_template and self.model is None:
             raise ConfigError("lm.chat_template needs a pretrained lm.model (whose tokenizer has a chat template)")
-        if self.train_layers is not None and self.train_layers < 1:
-            raise ConfigError(f"lm.train_layers must be >= 1 (unset: every parameter trains), got {self.train_layers}")
-        if self.train_layers is not None and self.model is None and self.train_layers >= self.num_layers:
+        if self.train_layers is not None and self.train_layers < 0:
+            raise ConfigError(f"lm.train_layers must be >= 0 (0 or unset: every parameter trains), got "
+                              f"{self.train_layers}")
+        if self.train_layers and self.model is None and self.train_layers >= self.num_layers:
             raise ConfigError(f"lm.train_layers must be fewer than lm.num_layers ({self.num_layers}), got "
                               f"{self.train_layers} (unset: every parameter trains)")
         for name in ("warmup_lr", "finetune_lr"):
@@ -487,7 +488,7 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
 
 # the settings that make a regime: changed with --suite-set, the run's regime is `custom`
 REGIME_KEYS = ("lm.retrain_from", "lm.finetune_lr", "lm.finetune_epochs", "lm.base_steps", "ground_truth.fraction",
-               "data.generator.n_pretrain")
+               "data.generator.n_pretrain", "lm.train_layers")
 
 
 def implicit_regime(retrain_from: str) -> str:

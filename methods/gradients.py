@@ -11,6 +11,8 @@
   large pool are never held in memory, not even as dirty pages of a mapping) and reads the result back
   memory-mapped, so the pool's gradient store costs disk, not RAM.
 - `unit_normalize` is the unit normalisation of LoGra / TracIn / LESS.
+- `tracked_modules` names the linear modules a method differentiates: those matching its `modules` option
+  that training updates (under `lm.train_layers`, the top layers only).
 """
 
 from __future__ import annotations
@@ -69,6 +71,30 @@ class GradientConfig(MethodConfig):
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.modules:
             raise ConfigError("modules must name at least one module (e.g. modules=mlp)")
+
+
+def tracked_modules(lm, patterns: Sequence[str]) -> list[str]:
+    """The linear modules of `lm` whose names contain one of `patterns` and whose weights training updates.
+
+    Under a top-layers recipe (`lm.train_layers` = N) only the top N decoder layers train, in the ground
+    truth and in the warm-up, so a gradient method differentiates those layers' modules only: gradients of
+    frozen weights describe a change that no retraining makes. Without the recipe every matching module.
+    Exact names (logix and peft match them as substrings / suffixes; the dots keep `layers.2.` from matching
+    `layers.28.`).
+
+    Raises:
+        ConfigError: no trained linear module matches.
+    """
+    import torch
+
+    trained = set(lm.trainable_names())
+    found = [n for n, m in lm.model.named_modules() if isinstance(m, torch.nn.Linear)
+             and any(s in n for s in patterns) and f"{n}.weight" in trained]
+    if not found:
+        raise ConfigError(f"no trained linear layer of the target LM matches modules={list(patterns)}"
+                          + (f" (lm.train_layers = {lm.spec.train_layers} trains the top layers only)"
+                             if lm.spec.train_layers else ""))
+    return found
 
 
 def unit_normalize(rows):  # torch.Tensor [b, d] -> same

@@ -28,6 +28,7 @@ from methods.gradients import (
     check_logix,
     new_logix,
     per_example_gradients,
+    tracked_modules,
     unit_normalize,
 )
 
@@ -111,16 +112,16 @@ class LESS(Method):
         self._scratch = Scratch(self, ctx, "less")
         self._device = ctx.device
         lm = ctx.warmup_lm()
-        found = [n for n, m in lm.model.named_modules() if isinstance(m, torch.nn.Linear)
-                 and any(s in n for s in c.modules)]
-        if not found:
-            raise ConfigError(f"less: no linear layer of the target LM matches modules={list(c.modules)}")
+        try:
+            found = tracked_modules(lm, c.modules)  # under lm.train_layers, the trained top layers' only
+        except ConfigError as e:
+            raise ConfigError(f"less: {e}") from None
         torch.manual_seed(c.seed)
         with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5; nothing to act on
             warnings.filterwarnings("ignore", category=FutureWarning)
             lm.model = get_peft_model(lm.model, LoraConfig(
                 r=c.lora_rank, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
-                target_modules=list(c.modules), bias="none", task_type="CAUSAL_LM"))
+                target_modules=found, bias="none", task_type="CAUSAL_LM"))
         params = {n: p for n, p in lm.model.named_parameters() if p.requires_grad}
         args = {"suite": ctx.suite.name, "data": ctx.suite.data_fingerprint, "lm": config_dict(ctx.suite.spec.lm),
                 "lora": {k: getattr(c, k) for k in ("modules", "lora_rank", "lora_alpha", "lora_dropout", "epochs",

@@ -32,6 +32,7 @@ from methods.gradients import (
     check_logix,
     new_logix,
     per_example_gradients,
+    tracked_modules,
     unit_normalize,
 )
 
@@ -136,7 +137,7 @@ class LogixMethod(Method):
         lm.model = copy.deepcopy(self._base.model).float()
         init = c.init or self.init
         run = new_logix(self._scratch.path, f"fit{len(examples)}", lora={"init": init, "rank": c.rank})
-        run.watch(lm.model, name_filter=list(c.modules))
+        run.watch(lm.model, name_filter=tracked_modules(lm, c.modules))
         passes = 2 if c.projection == "logra" and init == "pca" else 1
         with progress(total=passes * len(examples), desc=f"{self.name} gradients (pool)", unit="ex") as bar:
             if c.projection == "logra":

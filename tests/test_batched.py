@@ -232,9 +232,12 @@ def test_top_layers_generations_use_the_trained_layers_over_the_start_weights():
 def test_train_layers_must_leave_a_frozen_layer():
     from bench.errors import ConfigError
 
-    for n in (0, 2, 3):  # every layer trained would train the embeddings too: that is `train_layers` unset
+    for n in (-1, 2, 3):  # every layer trained would train the embeddings too: that is `train_layers` unset
         with pytest.raises(ConfigError, match="train_layers"):
             LMSpec(num_layers=2, train_layers=n)
+    full = _lm(LMSpec(**{**TOP.__dict__, "train_layers": 0}))  # 0, as unset: every parameter trains
+    assert full.first_trainable_layer() == 0
+    assert full.trainable_names() == [n for n, _ in full.model.named_parameters()]
     lm = _lm(TOP)
     for n in (3, 40):  # a pretrained LM's layers are known when it is loaded
         lm.spec = LMSpec(model="some/dir", train_layers=n)

@@ -82,6 +82,33 @@ def test_logra_with_a_full_rank_pca_projection_keeps_the_brute_force_dot_product
     np.testing.assert_allclose(method.score(f_test, f_train), g_test @ g_train.T, atol=1e-5, rtol=0)
 
 
+@pytest.fixture(scope="module")
+def top_ctx(tmp_path_factory):
+    """`square_ctx`'s model under a top-layers recipe: only decoder layer 1 (of 2) and the final norm train."""
+    suite = load_suite("tiny", [("lm.hidden_size", 16), ("lm.intermediate_size", 16), ("lm.num_heads", 2),
+                                ("lm.warmup_steps", 5), ("lm.train_layers", 1)])
+    return RunContext(suite, cache=Cache(tmp_path_factory.mktemp("cache")))
+
+
+def test_under_a_top_layers_recipe_gradient_methods_differentiate_the_trained_layers_only(top_ctx):
+    """Gradients of frozen weights describe a change no retraining makes: LoGra/TracIn/DsDm and LESS skip them."""
+    method, f_train, f_test = _fit("tracin", top_ctx, projection="none", normalize=False)
+    lm = top_ctx.warmup_lm()
+    names = [n for n in mlp_weight_names(lm.model) if n.startswith("model.layers.1.")]
+    assert len(names) == 3 and set(names) < set(lm.trainable_names())
+    assert method.info()["modules"] == [n.removesuffix(".weight") for n in names]
+    train, test = _data(top_ctx)
+    g_train = brute_force_grads(lm.model, lm, train, names).numpy()
+    g_test = brute_force_grads(lm.model, lm, test, names).numpy()
+    assert f_train.shape == g_train.shape == (N_TRAIN, 3 * 16 * 16)  # layer 1's MLP only, not layer 0's
+    np.testing.assert_allclose(method.score(f_test, f_train), g_test @ g_train.T, atol=1e-5, rtol=0)
+    less = methods.get("less")(methods.get("less").config_cls(lora_rank=2, lora_alpha=4.0, epochs=1, lr=1e-3,
+                                                               dim=16, batch_size=4))
+    less.setup(top_ctx.method_context())
+    adapted = {n.split(".lora_")[0] for n, _ in less._lm.model.named_parameters() if "lora_" in n}
+    assert adapted and all(".layers.1.self_attn." in n for n in adapted)
+
+
 def _kfac_factors(lm, examples):
     """Token-averaged input (A) and output-gradient (S) covariances of each MLP linear layer, by own hooks."""
     mods = {n: m for n, m in lm.model.named_modules() if isinstance(m, torch.nn.Linear) and "mlp" in n}
