@@ -92,3 +92,29 @@ def test_grid_plan_totals_the_steps_and_prices_each_seed(tiny_cache, run_cli, mo
     # the cell three times (seed 0, then seeds 1 and 2); the suite's ground truth and warm-up once
     assert total["cells"]["cold_s"] == 3 * one["cold_s"]
     assert total["cold_harness_s"] is not None and total["cold_harness_s"] == plan_cmd.harness_sum(one["harness"])[1]
+
+
+def test_plan_probe_prices_an_unmeasured_table_from_timed_steps_and_another_regime_is_no_price(
+        run_cli, tmp_path, capsys):
+    """Records of one regime do not price another's retraining; --probe measures a few steps instead."""
+    import re
+
+    from bench.cli.main import main
+
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    code, _, err, _ = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny",
+                              "--results-dir", str(results), cache=cache)
+    assert code == 0, err
+    argv = ["plan", "--method", "random", "--task", "lds", "--suite", "tiny", "--regime", "base-start",
+            "--cache-dir", str(cache), "--results-dir", str(results)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    # warmup-start's record does not price base-start's retraining
+    assert "16 retraining jobs, 0 cached, 16 to run -> ?; cold ?" in out
+    assert main([*argv, "--probe"]) == 0
+    out = capsys.readouterr().out
+    # tiny: a pool of 400, subsets of 50% in batches of 32, 2 epochs: 14 steps; 4 jobs at once (group_size 4)
+    found = re.search(r"probed on cpu: ([0-9.]+) s per step of 4 job\(s\) at once, 14 steps per job, "
+                      r"evaluation ([0-9.]+) s, ([0-9.]+) s/job -> (\S+ \S+); cold (\S+ \S+)", out)
+    assert found, out
+    assert float(found.group(1)) > 0 and float(found.group(3)) > 0 and found.group(4) == found.group(5)

@@ -1,10 +1,12 @@
 """`bench plan`: the work a run would do and its estimated compute, before spending any.
 
 Harness work (warm-up LM, ground-truth retraining jobs) is read from the cache: what is there is done, the
-mean measured cost of the finished jobs prices the missing ones. Each cell is priced from the newest
-record of that (suite, task, method) in the results directory: with today's cache (phases at their wall
-time, cached ones at their load time) and cold (cached phases at what producing them cost, a method's
-setup counted once although its cells share it). Nothing is trained, featurised or written.
+mean measured cost of the finished jobs prices the missing ones; with nothing cached, the records of the same
+regime price it, and with none of those `--probe` times a few optimiser steps of one job. Each cell is
+priced from the newest record of that (suite, task, method) in the results directory: with today's cache
+(phases at their wall time, cached ones at their load time) and cold (cached phases at what producing them
+cost, a method's setup counted once although its cells share it). Nothing is written, and nothing trained
+but `--probe`'s steps (and the start LM it needs, if the cache lacks it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--cache-dir", type=Path, default=None, help="artefact cache (default $BENCH_CACHE)")
     p.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"),
                    help="records that price the cells (default leaderboard/results)")
+    p.add_argument("--probe", action="store_true",
+                   help="when no retraining job of the ground truth was measured (nothing cached, no record of this "
+                        "regime), time a few optimiser steps of one job on --device and price the table from them "
+                        "(loads the start LM, building it into the cache if it is not there, and trains it briefly)")
+    p.add_argument("--device", default="cpu", help="where --probe trains (cpu, cuda, cuda:N; default cpu)")
     p.set_defaults(func=run)
 
 
@@ -101,8 +108,10 @@ def plan(args: argparse.Namespace) -> dict:
         """What producing a harness phase cost, the median over these records' measures (None: no record)."""
         import statistics
 
+        # another regime's retraining is another recipe (full fine-tuning against top layers: ~20x): not a price
         costs = [p.get("original_wall_s") or p["wall_s"] for (t, _), r in latest.items()
-                 if task is None or t == task for p in r.cost["phases"] if p["name"] == phase]
+                 if (task is None or t == task) and r.regime == suite.spec.regime_name
+                 for p in r.cost["phases"] if p["name"] == phase]
         return statistics.median(costs) if costs else None
 
     # the harness's work, shared by the cells of a suite: name -> (seconds with this cache, seconds cold)
@@ -126,6 +135,16 @@ def plan(args: argparse.Namespace) -> dict:
         source = "" if mean is None else f"{mean:.2f} s/job measured"
         if cold is None and produced("ground_truth", "lds") is not None:  # nothing cached: the records' cost
             cold, source = produced("ground_truth", "lds"), "priced from the LDS records' cost of building it"
+        if cold is None and args.probe:
+            from bench.retrain import probe_table
+
+            probe = probe_table(RetrainSpec(suite_ref=suite.ref, cache_root=str(cache.root),
+                                            suite_overrides=suite.overrides_json, device=args.device),
+                                suite, fraction=gt.fraction)
+            cold = table["jobs"] * probe["job_s"]
+            source = (f"probed on {args.device}: {probe['step_s']:.2f} s per step of {probe['group_size']} job(s) at "
+                      f"once, {probe['steps_per_job']} steps per job, evaluation {probe['eval_s']:.1f} s, "
+                      f"{probe['job_s']:.1f} s/job")
         warm = 0.0 if not missing else (None if cold is None else cold * missing / table["jobs"])
         harness["ground truth (lds)"] = (warm, cold)
         print(f"  ground truth: {table['jobs']} retraining jobs, {table['cached']} cached, {missing} to run"

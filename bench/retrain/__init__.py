@@ -21,6 +21,7 @@ from bench.retrain.tables import (
     load_table,
     loo_table,
     plan_table,
+    probe_table,
     retrain_table,
     run_generate_group,
     run_loo_group,
@@ -32,7 +33,8 @@ from bench.retrain.tables import (
 
 __all__ = [
     "GenerateJob", "GroundTruth", "LooJob", "RetrainJob", "RetrainSpec", "discard_damaged", "generate_jobs",
-    "group_size", "job_file", "job_seed", "load_table", "loo_table", "plan_table", "pool_lm", "retrain_table",
+    "group_size", "job_file", "job_seed", "load_table", "loo_table", "plan_table", "pool_lm", "probe_table",
+    "retrain_table",
     "run_generate_group", "run_loo_group", "run_retrain_group", "run_retrain_job", "start_lm", "subset_mask",
     "subset_masks", "warmup_built", "warmup_cost", "warmup_lm", "base_lm",
 ]

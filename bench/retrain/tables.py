@@ -164,6 +164,62 @@ def plan_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: in
             "group_size": args["group_size"]}
 
 
+def probe_table(spec: RetrainSpec, suite: Suite, *, fraction: float, steps: tuple[int, int] = (2, 4),
+                eval_rows: int = 64) -> dict[str, float | int]:
+    """Time a few optimiser steps of this table's jobs and price a whole job from them (writes no job).
+
+    What `bench plan --probe` runs when no job of the table was measured (a recipe never run on this
+    machine, e.g. a GPU recipe priced on a CPU). A group of K jobs (`group_size`) trains on real pool rows
+    from the start LM: once for one step (untimed: the frozen layers' shared output and allocations), then
+    for `steps[0]` and `steps[1]` steps; the difference gives the seconds per step and the rest the
+    overhead. The evaluation is timed on `eval_rows` rows and scaled to the evaluated split. A job is
+    ceil(subset / batch size) x epochs steps. The one-time work of a process (loading the start LM, the
+    frozen layers' output) is not in the price.
+
+    Returns:
+        step_s, overhead_s and eval_s of a group, job_s (a group's time over K), group_size, steps_per_job.
+    """
+    import dataclasses
+    import math
+    import time
+
+    import torch
+
+    from bench.lm import finetune_group
+
+    if not 0 < steps[0] < steps[1]:
+        raise ValueError(f"steps must be increasing and positive, got {steps}")
+    lm, start, pool, evaluation = worker_state(spec)
+    k, recipe = group_size(suite), lm.spec
+    n_pool = len(pool.lengths)
+    subset = max(1, round(fraction * n_pool))
+    per_job = math.ceil(subset / recipe.batch_size) * recipe.finetune_epochs
+    rng = np.random.default_rng(0)
+
+    def group_s(n_steps: int, rows=None) -> float:
+        size = min(n_pool, n_steps * recipe.batch_size)
+        members = [np.sort(rng.choice(n_pool, size=size, replace=False)) for _ in range(k)]
+        t0 = time.perf_counter()
+        finetune_group(lm, start, pool, members, list(range(k)), evaluation=rows)
+        return time.perf_counter() - t0
+
+    lm.spec = dataclasses.replace(recipe, finetune_epochs=1)  # n steps = one epoch of n batches
+    try:
+        group_s(1, evaluation.take(torch.arange(1)))  # warms up: the frozen layers' output on both splits
+        short, long = group_s(steps[0]), group_s(steps[1])
+        step = max(0.0, (long - short) / (steps[1] - steps[0]))
+        overhead = max(0.0, short - steps[0] * step)
+        n_eval = len(evaluation.lengths)
+        m = min(n_eval, eval_rows)
+        evaluated = group_s(1, evaluation.take(torch.arange(m)) if m < n_eval else evaluation)
+        eval_s = max(0.0, evaluated - overhead - step) * n_eval / max(m, 1)
+    finally:
+        lm.spec = recipe
+    group = overhead + per_job * step + eval_s
+    return {"step_s": step, "overhead_s": overhead, "eval_s": eval_s, "job_s": group / k, "group_size": k,
+            "steps_per_job": per_job}
+
+
 def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: int, fraction: float,
                   seed: int, seeds_per_subset: int = 1, executor: Executor | None = None,
                   desc: str = "retraining") -> tuple[GroundTruth, int]:
