@@ -62,7 +62,8 @@ class GradientConfig(MethodConfig):
 
     batch_size: int = field(default=32, metadata={"help": "Examples per forward/backward pass."})
     modules: tuple[str, ...] = field(default=("mlp",), metadata={
-        "help": "Substrings of the linear modules whose gradients are used (paper: all MLP layers)."})
+        "help": "Substrings of the linear modules whose gradients are used (paper: all MLP layers); under a "
+                "top-layers recipe (lm.train_layers) only those of the trained layers."})
     normalize: bool = field(default=True, metadata={"help": "Unit-normalise the gradient vectors."})
     seed: int = field(default=0, metadata={"help": "Seed of random projections / initialisations."})
 

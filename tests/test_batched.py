@@ -105,6 +105,8 @@ def test_stacked_training_is_deterministic_and_each_copy_sees_only_its_own_data(
         results.append((history, stacked_losses(stack, data)))
     np.testing.assert_array_equal(results[0][1], results[1][1])  # bit-identical on one machine
     history, losses = results[0]
+    # evaluation passes cut down to fit a logits budget (one row per copy here) give the same losses
+    np.testing.assert_allclose(stacked_losses(stack, data, logits_bytes=1), losses, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(history[0], history[2])  # copies 0 and 2: same subset and seed
     np.testing.assert_array_equal(losses[0], losses[2])
     assert not np.array_equal(losses[0], losses[1])
@@ -168,6 +170,9 @@ def test_top_layers_stack_matches_transformers_from_the_prefix():
     data = Encoded(ids, mask, labels, lengths)
     prefix = compute_prefix(model, data, 2)
     assert prefix.hidden.shape == (int(lengths.sum()), 32)
+    with torch.no_grad():  # the shared LM head's path, in one pass and cut to one row per copy
+        np.testing.assert_allclose(stacked_losses(stack, data, prefix=prefix, logits_bytes=1),
+                                   stacked_losses(stack, data, prefix=prefix), rtol=1e-5, atol=1e-6)
     rows = torch.tensor([[0, 1, 2], [3, 4, 5]])
     packed = pack(ids[rows], mask[rows], labels[rows], rows=rows, prefix=prefix)
     batch_losses = stack.batch_losses(packed)
@@ -232,7 +237,7 @@ def test_top_layers_generations_use_the_trained_layers_over_the_start_weights():
 def test_train_layers_must_leave_a_frozen_layer():
     from bench.errors import ConfigError
 
-    for n in (-1, 2, 3):  # every layer trained would train the embeddings too: that is `train_layers` unset
+    for n in (-1, 2, 3):  # negative, or every layer (that would train the embeddings too: leave it unset)
         with pytest.raises(ConfigError, match="train_layers"):
             LMSpec(num_layers=2, train_layers=n)
     full = _lm(LMSpec(**{**TOP.__dict__, "train_layers": 0}))  # 0, as unset: every parameter trains

@@ -97,8 +97,9 @@ def test_grid_plan_totals_the_steps_and_prices_each_seed(tiny_cache, run_cli, mo
 def test_plan_probe_prices_an_unmeasured_table_from_timed_steps_and_another_regime_is_no_price(
         run_cli, tmp_path, capsys):
     """Records of one regime do not price another's retraining; --probe measures a few steps instead."""
-    import re
+    import argparse
 
+    from bench.cli import plan_cmd
     from bench.cli.main import main
 
     cache, results = tmp_path / "cache", tmp_path / "results"
@@ -109,12 +110,31 @@ def test_plan_probe_prices_an_unmeasured_table_from_timed_steps_and_another_regi
             "--cache-dir", str(cache), "--results-dir", str(results)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    # warmup-start's record does not price base-start's retraining
+    # warmup-start's record does not price base-start's retraining; its cell is priced, and says from where
     assert "16 retraining jobs, 0 cached, 16 to run -> ?; cold ?" in out
-    assert main([*argv, "--probe"]) == 0
+    assert "(priced from regime warmup-start: another recipe)" in out
+    parser = argparse.ArgumentParser()
+    plan_cmd.add_parser(parser.add_subparsers())
+    priced = plan_cmd.plan(parser.parse_args([*argv, "--probe"]))
     out = capsys.readouterr().out
     # tiny: a pool of 400, subsets of 50% in batches of 32, 2 epochs: 14 steps; 4 jobs at once (group_size 4)
-    found = re.search(r"probed on cpu: ([0-9.]+) s per step of 4 job\(s\) at once, 14 steps per job, "
-                      r"evaluation ([0-9.]+) s, ([0-9.]+) s/job -> (\S+ \S+); cold (\S+ \S+)", out)
-    assert found, out
-    assert float(found.group(1)) > 0 and float(found.group(3)) > 0 and found.group(4) == found.group(5)
+    assert "probed on cpu:" in out and "of 4 job(s) at once, 14 steps per job" in out, out
+    gt_warm, gt_cold = priced["harness"]["ground truth (lds)"]
+    assert gt_cold is not None and gt_cold > 0 and gt_warm == gt_cold  # nothing cached: all of it to run
+    warmup = priced["harness"]["warm-up LM"][1]
+    assert warmup is not None and warmup > 0  # no record of this regime, so priced by the probe's steps
+
+
+def test_probe_table_times_steps_of_the_tables_recipe(tiny_cache):
+    from bench.retrain import RetrainSpec, probe_table
+    from bench.suites import load_suite
+
+    suite = load_suite("tiny")
+    spec = RetrainSpec(suite_ref=suite.ref, cache_root=str(tiny_cache))
+    probe = probe_table(spec, suite, fraction=0.5)
+    assert probe["group_size"] == 4 and probe["steps_per_job"] == 14
+    assert probe["step_s"] >= 0 and probe["eval_s"] >= 0 and probe["warmup_step_s"] >= 0
+    assert probe["job_s"] * 4 >= probe["overhead_s"] + 14 * probe["step_s"] > 0
+    from bench.retrain.jobs import worker_state
+
+    assert worker_state(spec)[0].spec == suite.spec.lm  # the recipe is restored on the memoised LM

@@ -117,7 +117,7 @@ def plan(args: argparse.Namespace) -> dict:
     # the harness's work, shared by the cells of a suite: name -> (seconds with this cache, seconds cold)
     harness: dict[str, tuple[float | None, float | None]] = {}
     gt = suite.spec.ground_truth
-    warmup_cached = None
+    warmup_cached, probe = None, None
     if gt.released is not None:
         print(f"  ground truth: released table {gt.released} (no retraining)")
     elif "lds" in task_names:
@@ -142,9 +142,9 @@ def plan(args: argparse.Namespace) -> dict:
                                             suite_overrides=suite.overrides_json, device=args.device),
                                 suite, fraction=gt.fraction)
             cold = table["jobs"] * probe["job_s"]
-            source = (f"probed on {args.device}: {probe['step_s']:.2f} s per step of {probe['group_size']} job(s) at "
-                      f"once, {probe['steps_per_job']} steps per job, evaluation {probe['eval_s']:.1f} s, "
-                      f"{probe['job_s']:.1f} s/job")
+            source = (f"probed on {args.device}: {probe['step_s']:.3g} s per step of {probe['group_size']} job(s) at "
+                      f"once, {probe['steps_per_job']} steps per job, evaluation {probe['eval_s']:.3g} s, "
+                      f"{probe['job_s']:.3g} s/job")
         warm = 0.0 if not missing else (None if cold is None else cold * missing / table["jobs"])
         harness["ground truth (lds)"] = (warm, cold)
         print(f"  ground truth: {table['jobs']} retraining jobs, {table['cached']} cached, {missing} to run"
@@ -155,6 +155,8 @@ def plan(args: argparse.Namespace) -> dict:
             cost = warmup_cost(suite, cache) or produced("warmup")
         except DataError:  # its key needs the data
             cost = produced("warmup")
+        if cost is None and probe is not None:  # its steps at the probe's rate of one job's step
+            cost = suite.spec.lm.warmup_steps * probe["warmup_step_s"]
         state = "cached" if warmup_cached else "to train" if warmup_cached is False else "not checked"
         harness["warm-up LM"] = (0.0 if warmup_cached else cost, cost)
         print(f"  warm-up LM: {state}; cold {_fmt_s(cost)}")
@@ -178,8 +180,9 @@ def plan(args: argparse.Namespace) -> dict:
             cold_total += cold
             if cell_peak > peak:
                 peak, peak_cell = cell_peak, f"{m} {t}"
+            other = "" if r.regime == suite.spec.regime_name else f" (priced from regime {r.regime}: another recipe)"
             print(f"    {m:<12} {t:<15} {_fmt_s(warm):>10} with this cache, {_fmt_s(cold):>10} cold, "
-                  f"peak {cell_peak / 2**30:.2f} GiB")
+                  f"peak {cell_peak / 2**30:.2f} GiB{other}")
     harness_s, harness_cold = harness_sum(harness)
     print(f"  total: {_fmt_s(warm_total)} of cells with this cache (+ harness {_fmt_s(harness_s)}); "
           f"{_fmt_s(cold_total)} of cells cold (+ harness {_fmt_s(harness_cold)}); {unknown} cell(s) without a "

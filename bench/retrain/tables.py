@@ -176,8 +176,14 @@ def probe_table(spec: RetrainSpec, suite: Suite, *, fraction: float, steps: tupl
     ceil(subset / batch size) x epochs steps. The one-time work of a process (loading the start LM, the
     frozen layers' output) is not in the price.
 
+    The warm-up LM's steps (`TargetLM.train`, one model, through the whole model) are timed the same way.
+
     Returns:
-        step_s, overhead_s and eval_s of a group, job_s (a group's time over K), group_size, steps_per_job.
+        step_s, overhead_s and eval_s of a group, job_s (a group's time over K), group_size, steps_per_job,
+        warmup_step_s (one warm-up step).
+
+    Raises:
+        ConfigError: the pool is too small to time `steps[1]` steps.
     """
     import dataclasses
     import math
@@ -185,6 +191,7 @@ def probe_table(spec: RetrainSpec, suite: Suite, *, fraction: float, steps: tupl
 
     import torch
 
+    from bench.errors import ConfigError
     from bench.lm import finetune_group
 
     if not 0 < steps[0] < steps[1]:
@@ -192,6 +199,9 @@ def probe_table(spec: RetrainSpec, suite: Suite, *, fraction: float, steps: tupl
     lm, start, pool, evaluation = worker_state(spec)
     k, recipe = group_size(suite), lm.spec
     n_pool = len(pool.lengths)
+    if n_pool < steps[1] * recipe.batch_size:
+        raise ConfigError(f"--probe needs a pool of at least {steps[1] * recipe.batch_size} examples to time "
+                          f"{steps[1]} steps, this one has {n_pool}; run the ground truth instead")
     subset = max(1, round(fraction * n_pool))
     per_job = math.ceil(subset / recipe.batch_size) * recipe.finetune_epochs
     rng = np.random.default_rng(0)
@@ -203,21 +213,29 @@ def probe_table(spec: RetrainSpec, suite: Suite, *, fraction: float, steps: tupl
         finetune_group(lm, start, pool, members, list(range(k)), evaluation=rows)
         return time.perf_counter() - t0
 
+    n_eval = len(evaluation.lengths)
     lm.spec = dataclasses.replace(recipe, finetune_epochs=1)  # n steps = one epoch of n batches
     try:
-        group_s(1, evaluation.take(torch.arange(1)))  # warms up: the frozen layers' output on both splits
+        group_s(1, evaluation.take(torch.arange(1)) if n_eval else None)  # warms up: the frozen layers' output
         short, long = group_s(steps[0]), group_s(steps[1])
         step = max(0.0, (long - short) / (steps[1] - steps[0]))
         overhead = max(0.0, short - steps[0] * step)
-        n_eval = len(evaluation.lengths)
         m = min(n_eval, eval_rows)
-        evaluated = group_s(1, evaluation.take(torch.arange(m)) if m < n_eval else evaluation)
-        eval_s = max(0.0, evaluated - overhead - step) * n_eval / max(m, 1)
+        evaluated = group_s(1, evaluation.take(torch.arange(m)) if m < n_eval else evaluation) if m else 0.0
+        eval_s = max(0.0, evaluated - overhead - step) * n_eval / max(m, 1) if m else 0.0
+        # the warm-up trains one model with TargetLM.train (no shared frozen output): time its steps too
+        rows = pool.take(torch.arange(steps[1] * recipe.batch_size))
+        lm.load_state_dict(start)
+        t0 = time.perf_counter()
+        lm.train(rows, lr=recipe.warmup_lr, seed=0, steps=steps[0])
+        t1 = time.perf_counter()
+        lm.train(rows, lr=recipe.warmup_lr, seed=0, steps=steps[1])
+        warmup_step = max(0.0, (time.perf_counter() - t1 - (t1 - t0)) / (steps[1] - steps[0]))
     finally:
         lm.spec = recipe
     group = overhead + per_job * step + eval_s
     return {"step_s": step, "overhead_s": overhead, "eval_s": eval_s, "job_s": group / k, "group_size": k,
-            "steps_per_job": per_job}
+            "steps_per_job": per_job, "warmup_step_s": warmup_step}
 
 
 def retrain_table(spec: RetrainSpec, suite: Suite, cache: Cache, *, num_subsets: int, fraction: float,
