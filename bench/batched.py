@@ -413,6 +413,13 @@ class StackedLlama:
         return rows[:, order].reshape(weight.shape)
 
     @property
+    def vocab(self) -> int:
+        """Rows of the LM head: the shared frozen one, or each copy's (its tied embeddings)."""
+        if self.head is not None:
+            return int(self.head.shape[0])
+        return int((self.params["embed"] if self.tied else self.params["lm_head"]).shape[1])
+
+    @property
     def _deinterleave(self) -> torch.Tensor:
         return torch.argsort(self._interleave)
 
@@ -452,13 +459,11 @@ class StackedLlama:
             gate_up = torch.bmm(self._rms(h, p[f"{i}.ln2"]), p[f"{i}.gate_up"].transpose(1, 2))
             h = h + torch.bmm(_SwiGLU.apply(gate_up), p[f"{i}.down"].transpose(1, 2))
         if self.head is not None:  # frozen and shared: one product for the K copies
-            vocab = self.head.shape[0]
             logits = torch.matmul(self._rms(h, p["norm"]), self.head.t())
         else:
             head = p["embed"] if self.tied else p["lm_head"]
-            vocab = head.shape[1]
             logits = torch.bmm(self._rms(h, p["norm"]), head.transpose(1, 2))
-        ce = F.cross_entropy(logits.reshape(-1, vocab), packed.targets.reshape(-1), reduction="none")
+        ce = F.cross_entropy(logits.reshape(-1, self.vocab), packed.targets.reshape(-1), reduction="none")
         return ce.view(k, -1) * packed.valid
 
     def batch_losses(self, packed: Packed) -> torch.Tensor:
@@ -541,10 +546,8 @@ def stacked_losses(stacked: StackedLlama, data, rows_per_pass: int = 1024, prefi
     6 GiB (and more time than smaller passes). The built LMs' 4,000-token vocabularies stay within it.
     """
     n = len(data.lengths)
-    vocab = stacked.head.shape[0] if stacked.head is not None else \
-        (stacked.params["embed"] if stacked.tied else stacked.params["lm_head"]).shape[1]
     labels_per_row = max(1.0, float((data.labels != -100).sum()) / max(n, 1))
-    fit = int(logits_bytes // (4 * vocab * labels_per_row * stacked.k))
+    fit = int(logits_bytes // (4 * stacked.vocab * labels_per_row * stacked.k))
     batch_size = max(1, min(max(8, rows_per_pass // stacked.k), fit))
     out = np.empty((stacked.k, n), dtype=np.float64)
     for start in range(0, n, batch_size):

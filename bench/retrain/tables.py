@@ -69,10 +69,15 @@ def subset_mask(n_pool: int, fraction: float, seed: int, index: int) -> np.ndarr
     Returns:
         bool [n_pool].
     """
-    size = max(1, round(fraction * n_pool))
     mask = np.zeros(n_pool, dtype=bool)
-    mask[np.random.default_rng([seed, index]).choice(n_pool, size=size, replace=False)] = True
+    mask[np.random.default_rng([seed, index]).choice(n_pool, size=subset_size(n_pool, fraction),
+                                                     replace=False)] = True
     return mask
+
+
+def subset_size(n_pool: int, fraction: float) -> int:
+    """Members of every subset of a table: round(fraction * n_pool), at least 1."""
+    return max(1, round(fraction * n_pool))
 
 
 def subset_masks(n_pool: int, num_subsets: int, fraction: float, seed: int) -> np.ndarray:
@@ -202,8 +207,7 @@ def probe_table(spec: RetrainSpec, suite: Suite, *, fraction: float, steps: tupl
     if n_pool < steps[1] * recipe.batch_size:
         raise ConfigError(f"--probe needs a pool of at least {steps[1] * recipe.batch_size} examples to time "
                           f"{steps[1]} steps, this one has {n_pool}; run the ground truth instead")
-    subset = max(1, round(fraction * n_pool))
-    per_job = math.ceil(subset / recipe.batch_size) * recipe.finetune_epochs
+    per_job = math.ceil(subset_size(n_pool, fraction) / recipe.batch_size) * recipe.finetune_epochs
     rng = np.random.default_rng(0)
 
     def group_s(n_steps: int, rows=None) -> float:
