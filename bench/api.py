@@ -53,15 +53,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
-    "build", "ceiling_subset_variance", "check_model", "cluster_ids", "code_versions", "config_dict", "ConfigError",
-    "CostProfile", "crossover", "Crossover", "DataError", "draws_label", "encode_texts", "Example", "example_ids",
-    "Examples",
-    "feature_nbytes", "Features", "format_count", "format_seconds", "Interval", "lds", "lds_replicates",
-    "load_encoder", "load_pretrained_lm", "MAIN_LABEL_KINDS", "main_label_kind", "make_config", "mean_pool",
-    "Method", "method_cost_s", "MethodConfig", "MethodContext", "methods", "Metric", "noise_ceiling",
-    "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of", "progress", "register_method",
-    "register_task", "replicate_macro_means", "replicate_means", "Role", "RunContext", "spearman_rows",
-    "split_half_reliability", "Task", "TaskConfig", "TaskOutput", "tasks", "unigram_f1",
+    "build", "ceiling_subset_variance", "check_model", "cluster_ids", "code_versions", "compute_prefix",
+    "config_dict", "ConfigError", "CostProfile", "crossover", "Crossover", "DataError", "draws_label",
+    "encode_texts", "Example", "example_ids", "Examples", "feature_nbytes", "Features", "format_count",
+    "format_seconds", "Interval", "lds", "lds_replicates", "load_encoder", "load_pretrained_lm", "MAIN_LABEL_KINDS",
+    "main_label_kind", "make_config", "mean_pool", "Method", "method_cost_s", "MethodConfig", "MethodContext",
+    "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of",
+    "prefix_states", "progress", "register_method", "register_task", "replicate_macro_means", "replicate_means",
+    "Role", "RunContext", "spearman_rows", "split_half_reliability", "runs_from_prefix", "Task", "TaskConfig",
+    "TaskOutput", "tasks", "top_layer_losses", "unigram_f1",
 ]
 
 Role = Literal["train", "test"]
@@ -105,6 +105,37 @@ def per_example_loss(logits: Any, labels: Any) -> Any:
     from bench.lm import per_example_loss as loss
 
     return loss(logits, labels)
+
+
+def compute_prefix(model: Any, data: Any, first_layer: int) -> Any:
+    """The input of decoder layer `first_layer` at every real token of an `Encoded` (`bench.batched.Prefix`).
+
+    What a top-layers recipe's frozen layers (`lm.train_layers`) give every pass over the same examples.
+    """
+    from bench.batched import compute_prefix as compute
+
+    return compute(model, data, first_layer)
+
+
+def prefix_states(prefix: Any, rows: Any, width: int) -> Any:
+    """A `Prefix`'s states of `rows`, right-padded to `width` as `Encoded.batch` pads their tokens."""
+    from bench.batched import prefix_states as states
+
+    return states(prefix, rows, width)
+
+
+def top_layer_losses(model: Any, first_layer: int, states: Any, batch: dict[str, Any]) -> Any:
+    """`per_example_loss` of a batch from the input of decoder layer `first_layer` (`bench.batched`)."""
+    from bench.batched import top_layer_losses as losses
+
+    return losses(model, first_layer, states, batch)
+
+
+def runs_from_prefix(model: Any) -> bool:
+    """Whether `top_layer_losses` serves this `transformers` causal LM (its type feeds `inputs_embeds` as given)."""
+    from bench.batched import PREFIX_MODEL_TYPES
+
+    return getattr(model.config, "model_type", None) in PREFIX_MODEL_TYPES
 
 
 def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512) -> TargetLM:

@@ -198,6 +198,7 @@ def compute_prefix(model, data, first_layer: int, batch_size: int = 32) -> Prefi
         raise _Stop
 
     handle = layers[first_layer].register_forward_pre_hook(hook, with_kwargs=True)
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     n = len(data.lengths)
@@ -209,7 +210,7 @@ def compute_prefix(model, data, first_layer: int, batch_size: int = 32) -> Prefi
             batch = data.batch(idx)
             captured.clear()
             try:
-                model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                model.model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
             except _Stop:
                 pass
             states = captured[0].float()
@@ -238,6 +239,71 @@ def shared_prefix(model, data, first_layer: int, start: dict[str, torch.Tensor])
             else compute_prefix(model, data, first_layer)
         hit = data.memo[key] = (start, prefix)
     return hit[1]
+
+
+# decoders whose first layer takes `inputs_embeds` as given (no embedding scale), so a `Prefix`'s states can be fed
+PREFIX_MODEL_TYPES = ("llama", "qwen2", "mistral")
+
+
+class _PassThrough(torch.nn.Module):
+    """Stands in for a frozen decoder layer whose output is already known: returns its input."""
+
+    def forward(self, hidden_states, *args, **kwargs):  # noqa: D102
+        return hidden_states
+
+
+def prefix_states(prefix: Prefix, rows: torch.Tensor, width: int) -> torch.Tensor:
+    """The states of `rows`, right-padded to `width` as `Encoded.batch` pads their tokens: float [b, width, H].
+
+    Padding positions hold zeros; causal attention with the padding masked out never reads them for a real
+    token.
+    """
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    lengths = prefix.lengths[rows]
+    pos = torch.arange(width)
+    real = pos[None] < lengths[:, None]
+    at = (prefix.offsets[rows][:, None] + pos[None])[real].to(prefix.hidden.device)
+    out = prefix.hidden.new_zeros((len(rows), width, prefix.hidden.shape[1]))
+    out[real.to(out.device)] = prefix.hidden.index_select(0, at)
+    return out
+
+
+def top_layer_losses(model, first_layer: int, states: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`per_example_loss` of a batch, run from the input of decoder layer `first_layer` (`prefix_states`).
+
+    The model's own modules run, so hooks on them (logix's) see what they see in a full pass; the layers
+    below `first_layer` pass their input through for this call. The LM head runs only at the positions whose
+    next token is a label (nothing else reaches the loss), and the token losses are computed in
+    `per_example_loss`'s layout, so the values are the full pass's to float rounding (`tests/test_batched.py`).
+
+    Args:
+        model: a `transformers` causal LM of a `PREFIX_MODEL_TYPES` type (not a `peft` wrapper: its base model).
+        first_layer: the lowest decoder layer to run.
+        states: float [b, L, H], the input of that layer at every position (zeros at padding).
+        batch: `Encoded.batch`'s `attention_mask` and `labels`, [b, L].
+
+    Returns:
+        float [b], differentiable with respect to the parameters of the layers that ran.
+    """
+    layers = model.model.layers
+    below = [layers[i] for i in range(first_layer)]
+    try:
+        for i in range(first_layer):
+            layers[i] = _PassThrough()
+        hidden = model.model(inputs_embeds=states.to(model.dtype),
+                             attention_mask=batch["attention_mask"]).last_hidden_state
+    finally:
+        for i, layer in enumerate(below):
+            layers[i] = layer
+    labels = batch["labels"]
+    nxt = torch.full_like(labels, -100)
+    nxt[:, :-1] = labels[:, 1:]  # position p predicts the token at p + 1
+    rows, pos = (nxt != -100).nonzero(as_tuple=True)
+    logits = model.lm_head(hidden[rows, pos]).float()  # [N, V]
+    # [1, V, N] as per_example_loss's [n, V, L]: the same reduction kernel, the same token losses
+    tok = F.cross_entropy(logits.T[None], nxt[rows, pos][None], reduction="none")[0]
+    count = torch.bincount(rows, minlength=len(labels)).clamp(min=1)
+    return torch.zeros(len(labels), dtype=tok.dtype, device=tok.device).index_add(0, rows, tok) / count
 
 
 def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,

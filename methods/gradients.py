@@ -23,14 +23,24 @@ import shutil
 import tempfile
 import warnings
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.api import ConfigError, MethodConfig, MethodContext, per_example_loss
+from bench.api import (
+    ConfigError,
+    MethodConfig,
+    MethodContext,
+    compute_prefix,
+    per_example_loss,
+    prefix_states,
+    runs_from_prefix,
+    top_layer_losses,
+)
 
 _LOGIX_LOGGER = "AnaLog"  # the name logix gives its stdout logger
 
@@ -114,10 +124,17 @@ def per_example_gradients(run, lm, examples: Sequence[Any], *, batch_size: int,
                           bar=None) -> Iterator[tuple[np.ndarray, Any, Any]]:
     """Yield `(indices, flat [b, d] float32, raw log)` per batch, in order.
 
+    Under a top-layers recipe (`lm.train_layers`), the frozen layers' output of `examples` is computed once
+    and kept for every pass over the same examples and weights (`_FrozenInputs`), and each batch runs the
+    trained layers alone, with the LM head at the labelled positions only (`bench.api.top_layer_losses`):
+    the same losses and gradients, without re-running 28 of SmolLM2's 30 layers and its 49K-word head at
+    every position on each pass.
+
     Args:
         run: a `logix.LogIX` that watches the model with its statistics set up (`run.setup(...)`).
         lm: the harness's `TargetLM` (its `model` and `device`).
-        examples: the examples, tokenised batch by batch (memory does not grow with their number).
+        examples: the examples, tokenised batch by batch where every layer trains (memory does not grow with
+            their number; under a top-layers recipe their tokens and at most `_KEEP_BYTES` of states are held).
         batch_size: examples per pass.
         path: module order of the flattened rows; default the order logix tracks them in; empty: no rows
             (a pass that only collects statistics).
@@ -128,21 +145,81 @@ def per_example_gradients(run, lm, examples: Sequence[Any], *, batch_size: int,
 
     model = lm.model
     model.eval()
+    frozen = _FrozenInputs.of(lm, examples)
     for idx in batches(len(examples), batch_size):
-        enc = lm.encode([examples[i] for i in idx])
-        batch = {k: v.to(lm.device) for k, v in enc.batch(torch.arange(len(idx))).items()}
+        if frozen is None:
+            enc = lm.encode([examples[i] for i in idx])
+            batch = enc.batch(torch.arange(len(idx)))
+        else:
+            batch, states = frozen.batch(idx)
+        batch = {k: v.to(lm.device) for k, v in batch.items()}
         with run(data_id=[int(i) for i in idx], mask=batch["attention_mask"]), warnings.catch_warnings():
             # the embeddings are frozen, so the first tracked layer's inputs need no gradient: expected
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             model.zero_grad(set_to_none=True)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            per_example_loss(logits, batch["labels"]).sum().backward()
+            if frozen is None:
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                losses = per_example_loss(logits, batch["labels"])
+            else:
+                losses = top_layer_losses(frozen.model, frozen.first, states.to(lm.device), batch)
+            losses.sum().backward()
         _, log = run.get_log()
         order = path if path is not None else run.state.get_state("model_module")["path"]
         yield idx, (flatten_log(log, order).float() if order else None), log
         if bar is not None:
             bar.update(len(idx))
     model.zero_grad(set_to_none=True)
+
+
+class _FrozenInputs:
+    """The input of a top-layers LM's first trained layer for a set of examples: what every pass reuses.
+
+    Kept (up to `_KEEP_BYTES` of states, the last `_KEEP` example sets) under the identity of the frozen
+    weights (storage and in-place version of each) and a digest of the tokens, so LoGra's statistics and
+    gradient passes over the pool run the frozen layers once, and a deep copy or an edit of a frozen weight
+    never reads stale states. Sets larger than that (paper-scale pools) run the frozen layers batch by batch.
+    """
+
+    _memo: ClassVar[OrderedDict[tuple, Any]] = OrderedDict()
+
+    def __init__(self, model, first: int, enc, prefix) -> None:
+        self.model, self.first, self.enc, self.prefix = model, first, enc, prefix
+
+    @classmethod
+    def of(cls, lm, examples: Sequence[Any]) -> _FrozenInputs | None:
+        """None where nothing is frozen (every layer trains) or the model type cannot run from a prefix."""
+        import hashlib
+
+        first = lm.first_trainable_layer()
+        model = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model  # peft: its LM
+        if first == 0 or not runs_from_prefix(model):
+            return None
+        enc = lm.encode(examples)
+        frozen = [p for n, p in model.named_parameters()
+                  if not n.startswith("model.layers.") or int(n.split(".")[2]) < first]
+        digest = hashlib.sha1(enc.input_ids.numpy().tobytes() + enc.lengths.numpy().tobytes()).hexdigest()
+        key = (first, digest, tuple((p.data_ptr(), p._version) for p in frozen))
+        prefix = cls._memo.get(key)
+        if prefix is None and int(enc.lengths.sum()) * int(model.config.hidden_size) * 4 <= _KEEP_BYTES:
+            prefix = cls._memo[key] = compute_prefix(model, enc, first)
+            while len(cls._memo) > _KEEP:
+                cls._memo.popitem(last=False)
+        return cls(model, first, enc, prefix)
+
+    def batch(self, idx: np.ndarray):  # -> (Encoded.batch dict, float [b, L, H] states)
+        """Rows `idx`: their tokens (`Encoded.batch`) and their frozen layers' output, padded alike."""
+        import torch
+
+        rows = torch.as_tensor(idx, dtype=torch.long)
+        batch = self.enc.batch(rows)
+        width = batch["input_ids"].shape[1]
+        if self.prefix is not None:
+            return batch, prefix_states(self.prefix, rows, width)
+        part = self.enc.take(rows)
+        return batch, prefix_states(compute_prefix(self.model, part, self.first), torch.arange(len(rows)), width)
+
+
+_KEEP, _KEEP_BYTES = 2, 1 << 30  # the pool and the queries; SmolLM2's 800-example pool holds ~160 MB
 
 
 def new_logix(root: Path, name: str, **config: Any):

