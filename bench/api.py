@@ -124,11 +124,11 @@ def prefix_states(prefix: Any, rows: Any, width: int) -> Any:
     return states(prefix, rows, width)
 
 
-def top_layer_losses(model: Any, first_layer: int, states: Any, batch: dict[str, Any]) -> Any:
+def top_layer_losses(model: Any, first_layer: int, states: Any, batch: dict[str, Any], *, draw: bool = False) -> Any:
     """`per_example_loss` of a batch from the input of decoder layer `first_layer` (`bench.batched`)."""
     from bench.batched import top_layer_losses as losses
 
-    return losses(model, first_layer, states, batch)
+    return losses(model, first_layer, states, batch, draw=draw)
 
 
 def runs_from_prefix(model: Any) -> bool:
@@ -207,6 +207,10 @@ class Method(ABC):
     # True for a method that reads scores computed elsewhere (`bench.external`): it has no features or
     # costs of its own, so tasks that measure them refuse it, and `--method all` leaves it out
     precomputed: ClassVar[bool] = False
+    # True for a method whose scores are not a product of per-example features (EK-FAC's pairwise influence):
+    # `featurize` returns handles [n, 1] to the examples, `score` computes from them, and `dim` and
+    # `storage_bytes` describe what the method keeps (its gradient dimension and its factors), not the handles
+    pairwise: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()

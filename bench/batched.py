@@ -268,7 +268,8 @@ def prefix_states(prefix: Prefix, rows: torch.Tensor, width: int) -> torch.Tenso
     return out
 
 
-def top_layer_losses(model, first_layer: int, states: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def top_layer_losses(model, first_layer: int, states: torch.Tensor, batch: dict[str, torch.Tensor], *,
+                     draw: bool = False) -> torch.Tensor:
     """`per_example_loss` of a batch, run from the input of decoder layer `first_layer` (`prefix_states`).
 
     The model's own modules run, so hooks on them (logix's) see what they see in a full pass; the layers
@@ -281,6 +282,8 @@ def top_layer_losses(model, first_layer: int, states: torch.Tensor, batch: dict[
         first_layer: the lowest decoder layer to run.
         states: float [b, L, H], the input of that layer at every position (zeros at padding).
         batch: `Encoded.batch`'s `attention_mask` and `labels`, [b, L].
+        draw: score targets drawn from the model's own next-token distribution (torch's global generator) at
+            the labelled positions instead of the labels: the true Fisher's loss (kronfluence's `sample`).
 
     Returns:
         float [b], differentiable with respect to the parameters of the layers that ran.
@@ -300,8 +303,12 @@ def top_layer_losses(model, first_layer: int, states: torch.Tensor, batch: dict[
     nxt[:, :-1] = labels[:, 1:]  # position p predicts the token at p + 1
     rows, pos = (nxt != -100).nonzero(as_tuple=True)
     logits = model.lm_head(hidden[rows, pos]).float()  # [N, V]
+    targets = nxt[rows, pos]
+    if draw:
+        with torch.no_grad():
+            targets = torch.multinomial(torch.softmax(logits, dim=-1), 1)[:, 0]
     # [1, V, N] as per_example_loss's [n, V, L]: the same reduction kernel, the same token losses
-    tok = F.cross_entropy(logits.T[None], nxt[rows, pos][None], reduction="none")[0]
+    tok = F.cross_entropy(logits.T[None], targets[None], reduction="none")[0]
     count = torch.bincount(rows, minlength=len(labels)).clamp(min=1)
     return torch.zeros(len(labels), dtype=tok.dtype, device=tok.device).index_add(0, rows, tok) / count
 

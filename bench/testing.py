@@ -119,7 +119,10 @@ def check_method_contract(make_method, ctx: MethodContext | RunContext, n_train:
         assert len(feats.shape) == 2 and feats.shape[0] == n, f"features of shape {feats.shape}, expected [{n}, d]"
         kind = _dense(feats).dtype.kind
         assert kind in "fiu", f"features must be numeric, got dtype {_dense(feats).dtype}"
-    assert method.dim(tr) == tr.shape[1] > 0
+    if method.pairwise:  # handles to the examples; dim and storage are what the method keeps
+        assert tr.shape[1] == 1 and method.dim(tr) > 0 and method.storage_bytes(tr) > 0
+    else:
+        assert method.dim(tr) == tr.shape[1] > 0
     assert scores.shape == (n_test, n_train), f"score shape {scores.shape}"
     assert np.isfinite(scores).all(), "non-finite scores"
 
@@ -137,4 +140,5 @@ def check_method_contract(make_method, ctx: MethodContext | RunContext, n_train:
 
     cfg = method.config
     assert from_dict(type(cfg), json.loads(json.dumps(to_jsonable(cfg)))) == cfg, "config does not round-trip"
-    assert method.storage_bytes(tr) == _true_nbytes(tr), "storage bytes differ from the real feature size"
+    assert method.pairwise or method.storage_bytes(tr) == _true_nbytes(tr), \
+        "storage bytes differ from the real feature size"

@@ -125,7 +125,7 @@ def per_example_gradients(run, lm, examples: Sequence[Any], *, batch_size: int,
     """Yield `(indices, flat [b, d] float32, raw log)` per batch, in order.
 
     Under a top-layers recipe (`lm.train_layers`), the frozen layers' output of `examples` is computed once
-    and kept for every pass over the same examples and weights (`_FrozenInputs`), and each batch runs the
+    and kept for every pass over the same examples and weights (`FrozenInputs`), and each batch runs the
     trained layers alone, with the LM head at the labelled positions only (`bench.api.top_layer_losses`):
     the same losses and gradients, without re-running 28 of SmolLM2's 30 layers and its 49K-word head at
     every position on each pass.
@@ -145,7 +145,7 @@ def per_example_gradients(run, lm, examples: Sequence[Any], *, batch_size: int,
 
     model = lm.model
     model.eval()
-    frozen = _FrozenInputs.of(lm, examples)
+    frozen = FrozenInputs.of(lm, examples)
     for idx in batches(len(examples), batch_size):
         if frozen is None:
             enc = lm.encode([examples[i] for i in idx])
@@ -171,7 +171,7 @@ def per_example_gradients(run, lm, examples: Sequence[Any], *, batch_size: int,
     model.zero_grad(set_to_none=True)
 
 
-class _FrozenInputs:
+class FrozenInputs:
     """The input of a top-layers LM's first trained layer for a set of examples: what every pass reuses.
 
     Kept (up to `_KEEP_BYTES` of states, the last `_KEEP` example sets) under the identity of the frozen
@@ -186,7 +186,7 @@ class _FrozenInputs:
         self.model, self.first, self.enc, self.prefix = model, first, enc, prefix
 
     @classmethod
-    def of(cls, lm, examples: Sequence[Any]) -> _FrozenInputs | None:
+    def of(cls, lm, examples: Sequence[Any]) -> FrozenInputs | None:
         """None where nothing is frozen (every layer trains) or the model type cannot run from a prefix."""
         import hashlib
 
@@ -206,13 +206,16 @@ class _FrozenInputs:
                 cls._memo.popitem(last=False)
         return cls(model, first, enc, prefix)
 
-    def batch(self, idx: np.ndarray):  # -> (Encoded.batch dict, float [b, L, H] states)
-        """Rows `idx`: their tokens (`Encoded.batch`) and their frozen layers' output, padded alike."""
+    def batch(self, idx: np.ndarray, width: int | None = None):  # -> (Encoded.batch dict, float [b, L, H])
+        """Rows `idx`: their tokens (`Encoded.batch`) and their frozen layers' output, padded alike.
+
+        `width`: the states' padded length (default: the batch's longest row, as `Encoded.batch` trims).
+        """
         import torch
 
         rows = torch.as_tensor(idx, dtype=torch.long)
         batch = self.enc.batch(rows)
-        width = batch["input_ids"].shape[1]
+        width = batch["input_ids"].shape[1] if width is None else width
         if self.prefix is not None:
             return batch, prefix_states(self.prefix, rows, width)
         part = self.enc.take(rows)

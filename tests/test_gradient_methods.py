@@ -117,19 +117,43 @@ def test_top_layers_passes_over_the_same_examples_run_the_frozen_layers_once(top
     calls = []
     real = gradients.compute_prefix
     monkeypatch.setattr(gradients, "compute_prefix", lambda *a, **k: calls.append(len(a[1].lengths)) or real(*a, **k))
-    monkeypatch.setattr(gradients._FrozenInputs, "_memo", type(gradients._FrozenInputs._memo)())
+    monkeypatch.setattr(gradients.FrozenInputs, "_memo", type(gradients.FrozenInputs._memo)())
     method, f_train, f_test = _fit("logra", top_ctx)
     assert method.info()["init"] == "pca"  # two passes over the pool
     assert calls == [N_TRAIN, N_TEST]
     lm = top_ctx.warmup_lm()
     train, _ = _data(top_ctx)
-    first = gradients._FrozenInputs.of(lm, train)
-    assert gradients._FrozenInputs.of(lm, train).prefix is first.prefix
-    assert gradients._FrozenInputs.of(lm, train[:-1]).prefix is not first.prefix
+    first = gradients.FrozenInputs.of(lm, train)
+    assert gradients.FrozenInputs.of(lm, train).prefix is first.prefix
+    assert gradients.FrozenInputs.of(lm, train[:-1]).prefix is not first.prefix
     with torch.no_grad():
         lm.model.model.layers[0].mlp.up_proj.weight.mul_(1.5)
-    again = gradients._FrozenInputs.of(lm, train)
+    again = gradients.FrozenInputs.of(lm, train)
     assert again.prefix is not first.prefix and not torch.allclose(again.prefix.hidden, first.prefix.hidden)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["every_layer", "top_layers"])
+def test_ekfac_through_kronfluence_differentiates_the_harness_loss(recipe, request):
+    """kronfluence's identity strategy is the plain gradient inner product: our Task (loss, masks, tracked
+    modules, sign; under a top-layers recipe the trained layers run from the frozen ones' output) must give
+    brute force's; EK-FAC's preconditioning then changes the scores."""
+    square_ctx = request.getfixturevalue("square_ctx" if recipe == "every_layer" else "top_ctx")
+    train, test = _data(square_ctx)
+    lm = square_ctx.warmup_lm()
+    names = mlp_weight_names(lm.model)
+    if recipe == "top_layers":
+        names = [n for n in names if n.startswith("model.layers.1.")]
+    g_train = brute_force_grads(lm.model, lm, train, names).numpy()
+    g_test = brute_force_grads(lm.model, lm, test, names).numpy()
+    scores = {}
+    for strategy in ("identity", "ekfac"):
+        method, f_train, f_test = _fit("ekfac", square_ctx, strategy=strategy, query_batch_size=3)
+        assert f_train.shape == (N_TRAIN, 1) and method.dim(f_train) == g_train.shape[1]
+        scores[strategy] = method.score(f_test, f_train)
+    np.testing.assert_allclose(scores["identity"], g_test @ g_train.T, rtol=1e-4, atol=1e-6)
+    assert np.isfinite(scores["ekfac"]).all()
+    assert np.corrcoef(scores["ekfac"].ravel(), scores["identity"].ravel())[0, 1] < 0.99
 
 
 def _kfac_factors(lm, examples):

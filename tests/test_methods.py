@@ -5,7 +5,8 @@ import pytest
 from bench.api import methods
 from bench.testing import ToyMethod, check_method_contract, tiny_context
 
-HEAVY = {"gte", "gte_attn", "airrep", "airrep_sum"}  # load a 22M-parameter encoder: seconds, not milliseconds
+HEAVY = {"gte", "gte_attn", "airrep", "airrep_sum",  # load a 22M-parameter encoder: seconds, not milliseconds
+         "ekfac"}  # kronfluence fits and eigendecomposes its factors three times: tens of seconds
 
 
 # precomputed scores (`scores`) have no features or storage of their own: tests/test_external.py checks them

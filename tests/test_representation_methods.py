@@ -96,3 +96,36 @@ def test_rds_is_the_mean_of_the_warmup_models_last_hidden_states(tiny_cache):
         with torch.no_grad():
             h = lm.model(input_ids=enc.input_ids, output_hidden_states=True).hidden_states[-1][0]
         np.testing.assert_allclose(feats[i], h.mean(0).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_bm25_scores_are_bm25s_get_scores_of_each_query():
+    """Peer agreement: the sparse query-document product is exactly bm25s' own retrieval scores."""
+    import bm25s
+
+    pool = [Example(id=f"p{i}", prompt=p, response=r) for i, (p, r) in enumerate([
+        ("What is 3 plus 4?", "It is 7."), ("Name a red fruit.", "An apple is red."),
+        ("What colour is the sky?", "The sky is blue."), ("What is 3 times 3?", "It is 9, and 9 is odd."),
+        ("Name a fruit.", "A pear.")])]
+    queries = [Example(id="q0", prompt="What is 3 plus 3?", response="It is 6."),
+               Example(id="q1", prompt="Is an apple a red fruit or a red red berry?", response="A fruit."),
+               Example(id="q2", prompt="zzz", response="qqq")]  # only the text template's tokens are in the pool
+    cls = methods.get("bm25")
+    method = cls(cls.config_cls(k1=1.2, b=0.6))
+    method.fit(pool)
+    train, test = method.featurize(pool, "train"), method.featurize(queries, "test")
+    scores = method.score(test, train)
+    ref = bm25s.BM25(k1=1.2, b=0.6)
+    tokens = bm25s.tokenize([e.text() for e in pool], token_pattern=r"(?u)\b\w+\b", stopwords="en",
+                            return_ids=False, show_progress=False)
+    ref.index(tokens, show_progress=False)
+    for i, q in enumerate(queries):
+        query = bm25s.tokenize([q.text()], token_pattern=r"(?u)\b\w+\b", stopwords="en", return_ids=False,
+                               show_progress=False)[0]
+        expected = ref.get_scores([t for t in query if t in ref.vocab_dict])
+        np.testing.assert_allclose(scores[i], expected, rtol=1e-6, atol=1e-7)
+    assert scores[0].argmax() == 0 and scores[1].argmax() == 1 and scores[0, 0] > 0
+    np.testing.assert_allclose(method.featurize(pool[1:3], "train").toarray(), train[1:3].toarray())
+    with pytest.raises(Exception, match="pool it indexed"):
+        method.featurize(queries, "train")
+    with pytest.raises(Exception, match="absent terms"):
+        cls.config_cls(variant="bm25+")
