@@ -6,6 +6,11 @@
   layout (`{"train_subset": [...], "test_loss": [...]}`, one line per retrained subset; STRIDE reads it
   too) with each seed's losses in `test_loss_seeds`, a `suite.toml` that reads the export back as a
   suite with released ground truth, and a `README.md` with the recipe and the tda-bench version.
+- `export_model(suite, out, cache)`: the target LM that every model-based method uses (the warm-up LM:
+  the checkpoint the gradient methods linearise and RDS embeds with), written with `save_pretrained` with
+  its tokenizer into `model/`, every split tokenised with the harness's loss mask into `tokenized/`
+  (`datasets` on disk), and `model.json` (the parameters retraining updates, the loss), so that a peer
+  library computes scores on the same model and examples without reaching into the harness.
 
 Every file is written atomically into the output folder; a failure leaves no partial file.
 """
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +133,11 @@ def released_suite_toml(suite: Suite, written: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-def export_suite(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") -> dict[str, int]:
+def export_suite(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu", model: bool = False) -> dict[str, int]:
     """Write every split, `lds.jsonl`, `suite.toml` and `README.md`; returns rows written per file.
 
-    The ground truth is the suite's (computed and cached on first use, as by `bench run`).
+    The ground truth is the suite's (computed and cached on first use, as by `bench run`). With `model`, also
+    the target LM and the tokenised splits (`export_model`), described in the README.
     """
     from bench.api import RunContext
 
@@ -139,6 +147,8 @@ def export_suite(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") 
     for name in SPLITS:  # a split this suite lacks must not stay behind from an earlier export
         if f"{name}.jsonl" not in written:
             (out / f"{name}.jsonl").unlink(missing_ok=True)
+    if model:
+        written.update(export_model(suite, out, cache, device=device))
     rows = lds_rows(table)
     atomic_write_text(out / "lds.jsonl", _jsonl(rows))
     written["lds.jsonl"] = len(rows)
@@ -163,10 +173,96 @@ retrained subset, `train_subset` (row indices into `train.jsonl`) and `test_loss
 fraction {gt.fraction} of the pool, drawn with seed {gt.seed}; the loss is the mean cross-entropy over the response
 and EOS tokens. Data fingerprint `{suite.data_fingerprint}`.
 
-## Suite recipe
+{MODEL_README if model else ""}## Suite recipe
 
 ```json
 {recipe}
 ```
 """)
     return written
+
+
+MODEL_README = """## The target LM
+
+- `model/`: the model every model-based method of tda-bench uses (the suite's warm-up LM: the checkpoint
+  the gradient methods linearise), with its tokenizer: `AutoModelForCausalLM.from_pretrained("model")`,
+  `AutoTokenizer.from_pretrained("model")`.
+- `tokenized/`: each split tokenised as the harness tokenises it (`datasets.load_from_disk("tokenized")`),
+  rows in the order of the `.jsonl` files, unpadded: `input_ids`, `attention_mask`, `labels` (-100 where
+  no loss is taken: the prompt; the loss is on the response and what closes it).
+- `model.json`: the parameters that retraining updates (a gradient method should differentiate those
+  alone), the modules the harness's gradient methods track, and the loss.
+
+"""
+
+MODEL_LOSS = ("mean next-token cross-entropy over the positions whose label is not -100, per example: "
+              "logits[:, :-1] against labels[:, 1:], as transformers' causal-LM loss with one example per batch")
+
+
+def _replace_dir(out: Path, name: str, write) -> None:
+    """Call `write(tmp)` on a fresh temporary folder in `out`, then swap it in as `out/name` (no partial folder)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out))
+    try:
+        write(tmp)
+        final = out / name
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=out))
+            old.rmdir()
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def tokenized_rows(lm: Any, examples: Any) -> dict[str, list[list[int]]]:
+    """`lm.encode(examples)` without padding: `input_ids`, `attention_mask` and `labels` (-100 off the loss)."""
+    enc = lm.encode(examples)
+    cols: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
+    for i, n in enumerate(enc.lengths.tolist()):
+        cols["input_ids"].append(enc.input_ids[i, :n].tolist())
+        cols["attention_mask"].append(enc.attention_mask[i, :n].tolist())
+        cols["labels"].append(enc.labels[i, :n].tolist())
+    return cols
+
+
+def export_model(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") -> dict[str, int]:
+    """Write `model/`, `tokenized/` and `model.json`; returns rows written per tokenised split.
+
+    `model/` is the suite's warm-up LM (trained and cached on first use, as by `bench run`), the model that
+    LoGra, TracIn, DsDm, LESS (before its LoRA warm-up), EK-FAC and RDS use, in float32 with its tokenizer;
+    `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained` read it back. `tokenized/` is
+    a `datasets.DatasetDict` with one split per non-empty suite split, rows in the order of the exported
+    examples. Under a top-layers recipe (`lm.train_layers`) `model.json` lists only the top layers'
+    parameters as trained: the gradient methods differentiate those alone.
+    """
+    from datasets import Dataset, DatasetDict
+
+    from bench.api import RunContext
+
+    out = check_out_dir(out)
+    lm = RunContext(suite, cache=cache, device=device).warmup_lm()
+    splits = {name: suite.split(name) for name in SPLITS}  # type: ignore[arg-type]
+    splits = {name: examples for name, examples in splits.items() if examples}
+
+    def write_model(tmp: Path) -> None:
+        lm.model.save_pretrained(str(tmp), safe_serialization=True)
+        lm.tokenizer.save_pretrained(str(tmp))
+
+    def write_tokenized(tmp: Path) -> None:
+        DatasetDict({name: Dataset.from_dict(tokenized_rows(lm, examples))
+                     for name, examples in splits.items()}).save_to_disk(str(tmp))
+
+    _replace_dir(out, "model", write_model)
+    _replace_dir(out, "tokenized", write_tokenized)
+    meta = {"suite": suite.name, "suite_version": suite.spec.version, "data_fingerprint": suite.data_fingerprint,
+            "tda_bench": bench.__version__, "checkpoint": "warm-up LM",
+            "trained_parameters": lm.trainable_names(), "first_trained_layer": lm.first_trainable_layer(),
+            "gradient_methods_track": "the nn.Linear modules whose names contain 'mlp' among the trained "
+                                      "parameters (the gradient methods' default modules=mlp)",
+            "loss": MODEL_LOSS, "splits": {name: len(examples) for name, examples in splits.items()}}
+    atomic_write_text(out / "model.json", json.dumps(meta, indent=2) + "\n")
+    return {f"tokenized/{name}": len(examples) for name, examples in splits.items()}

@@ -72,6 +72,15 @@ def _dense(features: Features) -> np.ndarray:
     return np.asarray(features)
 
 
+def _rows(features: Features, idx: np.ndarray) -> Features:
+    """Rows `idx` of features of any kind the contract allows (array, memory map, CSR, tensor)."""
+    if hasattr(features, "detach"):
+        import torch
+
+        return features[torch.as_tensor(idx)]
+    return features[idx] if hasattr(features, "toarray") else np.asarray(features)[idx]
+
+
 def check_method_contract(make_method, ctx: MethodContext | RunContext, n_train: int = 24,
                           n_test: int = 6) -> None:
     """Assert the method contract on the first examples of the context's suite.
@@ -81,7 +90,8 @@ def check_method_contract(make_method, ctx: MethodContext | RunContext, n_train:
     `make_method()` must return a fresh, not yet set-up instance. Checks: a method with a `fit` refuses to
     featurise before it; featurising only transforms (the pool's first rows featurised on their own, after
     fitting on the whole pool, equal the pool's rows); featurize shapes and a numeric dtype; finite scores
-    of shape [n_test, n_train]; determinism (a second fresh instance gives identical scores); `group_score`
+    of shape [n_test, n_train]; determinism (a second fresh instance gives identical scores); reordered and
+    partial features score as the matching entries (reversed tests against a third of the pool); `group_score`
     of single-member subsets equals `score`; the config round-trips through JSON; the storage reported
     equals the real size of the train features. Raises AssertionError on a breach.
     """
@@ -128,6 +138,12 @@ def check_method_contract(make_method, ctx: MethodContext | RunContext, n_train:
 
     _, _, _, again = run_once()
     np.testing.assert_array_equal(again, scores, err_msg="scores differ between two fresh instances")
+
+    # scores follow the features given, not the order they were made in (a pairwise method's handles included)
+    rev, some = np.arange(n_test)[::-1].copy(), np.random.default_rng(0).permutation(n_train)[:max(2, n_train // 3)]
+    np.testing.assert_allclose(method.score(_rows(te, rev), _rows(tr, some)), scores[rev][:, some], rtol=1e-4,
+                               atol=1e-6 * max(1.0, float(np.abs(scores).max())),
+                               err_msg="scores of reordered, partial features must be the matching entries")
 
     singles = np.eye(n_train, dtype=bool)
     group = method.group_score(te, tr, singles)

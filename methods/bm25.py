@@ -41,7 +41,7 @@ class BM25(Method):
     IDF included, as a sparse matrix. The pool's features are that matrix's rows (CSR [n_train, V]); a test
     example's are the counts of its tokens in the pool's vocabulary (CSR [n_test, V]; tokens the pool never
     has score nothing). Their dot product is exactly bm25s' `get_scores` of the query, which sums the
-    document's weight of each query token, repeats included (`tests/test_methods.py` checks it against
+    document's weight of each query token, repeats included (`tests/test_representation_methods.py` checks it against
     `get_scores`). Text is "Question: prompt / Answer: response" on both sides, as for TF-IDF.
 
     Deviations from bm25s' defaults: the token pattern keeps one-character tokens (bm25s' pattern of 2+ characters drops

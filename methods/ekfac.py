@@ -74,7 +74,8 @@ class EKFAC(Method):
     Under a top-layers recipe (`lm.train_layers`) the frozen layers' output of each example set is computed
     once (`methods.gradients.FrozenInputs`) and each of kronfluence's passes runs the trained layers alone
     from it, with the LM head at labelled positions only (`bench.api.top_layer_losses`, which also draws the
-    true Fisher's targets there): SmolLM2's 28 frozen layers run once per set, not once per pass.
+    true Fisher's targets there): SmolLM2's 28 frozen layers run once per set, not once per pass, for sets
+    whose states fit `FrozenInputs`' budget (1 GiB); a larger set runs them row by row on every pass.
 
     The loss on both sides is the harness's per-example loss (mean cross-entropy over the response and EOS
     tokens, what the ground truth measures), as for the other gradient methods; kronfluence's examples sum
@@ -142,13 +143,14 @@ class EKFAC(Method):
             raise RuntimeError("ekfac: setup(ctx) must run before fit")
         self._calls += 1
         self._factors = f"factors{self._calls}"
-        torch.manual_seed(self.config.seed)  # the sampled labels of the true Fisher
-        self._analyzer.fit_all_factors(factors_name=self._factors, dataset=self._dataset(examples),
-                                       per_device_batch_size=self.config.batch_size,
-                                       factor_args=FactorArguments(strategy=self.config.strategy),
-                                       overwrite_output_dir=True)
-        self._info["factor_bytes"] = int(sum(p.stat().st_size for p in
-                                             self._analyzer.factors_output_dir(self._factors).rglob("*.safetensors")))
+        with torch.random.fork_rng():  # the true Fisher's sampled labels: seeded, the caller's RNG kept
+            torch.manual_seed(self.config.seed)
+            self._analyzer.fit_all_factors(factors_name=self._factors, dataset=self._dataset(examples),
+                                           per_device_batch_size=self.config.batch_size,
+                                           factor_args=FactorArguments(strategy=self.config.strategy),
+                                           overwrite_output_dir=True)
+        self._info["factor_bytes"] = _factor_bytes(self._analyzer.factors_output_dir(self._factors),
+                                                   self.config.strategy)
 
     def featurize(self, examples: Examples, role: Role) -> Features:
         """Handles [n, 1]: each example's number among those this instance keeps for `score`."""
@@ -182,12 +184,27 @@ class EKFAC(Method):
         return int(self._info.get("grad_dim", 0))
 
     def storage_bytes(self, train_features: Features) -> int:
-        """The factors on disk: eigenvectors and eigenvalue corrections of every tracked module."""
+        """The factors that scoring reads, on disk.
+
+        EK-FAC: the eigenvectors and eigenvalue corrections of every tracked module; the covariances they came
+        from are left out.
+        """
         return int(self._info.get("factor_bytes", 0))
 
     def info(self) -> dict[str, Any]:
         """Tracked modules, gradient dimension, factor bytes."""
         return dict(self._info)
+
+
+def _factor_bytes(directory, strategy: str) -> int:
+    """Bytes of the factor files that kronfluence's preconditioning under `strategy` reads (its `FactorConfig`)."""
+    from kronfluence.factor.config import FactorConfig, FactorStrategy
+
+    needs = FactorConfig.CONFIGS[FactorStrategy(strategy)]
+    kinds = [kind for kind, used in (("covariance", needs.requires_covariance_matrices_for_precondition),
+                                     ("eigen", needs.requires_eigendecomposition_for_precondition),
+                                     ("lambda", needs.requires_lambda_matrices_for_precondition)) if used]
+    return int(sum(p.stat().st_size for p in directory.rglob("*.safetensors") if any(k in p.stem for k in kinds)))
 
 
 class _Rows:

@@ -174,10 +174,12 @@ def per_example_gradients(run, lm, examples: Sequence[Any], *, batch_size: int,
 class FrozenInputs:
     """The input of a top-layers LM's first trained layer for a set of examples: what every pass reuses.
 
-    Kept (up to `_KEEP_BYTES` of states, the last `_KEEP` example sets) under the identity of the frozen
-    weights (storage and in-place version of each) and a digest of the tokens, so LoGra's statistics and
-    gradient passes over the pool run the frozen layers once, and a deep copy or an edit of a frozen weight
-    never reads stale states. Sets larger than that (paper-scale pools) run the frozen layers batch by batch.
+    Kept (up to `_KEEP_BYTES` of states, the `_KEEP` example sets used last) under the identity of the frozen
+    weights (storage and in-place version of each, and the tensors themselves, held by weak reference) and a
+    digest of the tokens, so LoGra's statistics and gradient passes over the pool run the frozen layers once,
+    and a deep copy, an edit of a frozen weight or a new model in an earlier one's freed storage never reads
+    stale states. Sets larger than that (paper-scale pools) run the frozen layers batch by batch, on every
+    pass.
     """
 
     _memo: ClassVar[OrderedDict[tuple, Any]] = OrderedDict()
@@ -199,11 +201,17 @@ class FrozenInputs:
                   if not n.startswith("model.layers.") or int(n.split(".")[2]) < first]
         digest = hashlib.sha1(enc.input_ids.numpy().tobytes() + enc.lengths.numpy().tobytes()).hexdigest()
         key = (first, digest, tuple((p.data_ptr(), p._version) for p in frozen))
-        prefix = cls._memo.get(key)
-        if prefix is None and int(enc.lengths.sum()) * int(model.config.hidden_size) * 4 <= _KEEP_BYTES:
-            prefix = cls._memo[key] = compute_prefix(model, enc, first)
-            while len(cls._memo) > _KEEP:
-                cls._memo.popitem(last=False)
+        refs, prefix = cls._memo.get(key, ((), None))
+        if prefix is not None and len(refs) == len(frozen) and all(r() is p for r, p in zip(refs, frozen, strict=True)):
+            cls._memo.move_to_end(key)  # least recently used goes first
+        else:  # another model whose weights took freed storage of an earlier one never matches: identity counts
+            prefix = None
+            if int(enc.lengths.sum()) * int(model.config.hidden_size) * 4 <= _KEEP_BYTES:
+                prefix = compute_prefix(model, enc, first)
+                cls._memo[key] = (tuple(weakref.ref(p) for p in frozen), prefix)
+                cls._memo.move_to_end(key)
+                while len(cls._memo) > _KEEP:
+                    cls._memo.popitem(last=False)
         return cls(model, first, enc, prefix)
 
     def batch(self, idx: np.ndarray, width: int | None = None):  # -> (Encoded.batch dict, float [b, L, H])

@@ -77,3 +77,82 @@ def test_export_to_a_file_is_one_line_and_writes_nothing(run_cli, tmp_path):
     code, _, err, _ = run_cli("export", "--suite", "tiny", "--out", str(target))
     assert code == 2 and err.strip().splitlines() == [f"error: --out '{target}' is a file; give a folder"]
     assert target.read_text() == "x"
+
+
+def _exported_losses(model, rows):
+    """Per-example mean next-token cross-entropy over labelled tokens, one unpadded row at a time."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for row in rows:
+            ids, labels = torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]])
+            logits = model(input_ids=ids).logits[:, :-1]
+            out.append(float(torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:])))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("top", [False, True])
+def test_export_model_is_the_warmup_lm_with_the_harness_tokens_and_losses(run_cli, tmp_path, tiny_cache, top):
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bench.api import RunContext
+    from bench.cache import Cache
+    from bench.config import parse_override
+    from bench.suites import load_suite
+
+    sets = ["--suite-set", "lm.train_layers=1"] if top else []
+    out = tmp_path / "export"
+    for _ in range(2):  # a second export replaces the folders and leaves no temporary one behind
+        code, stdout, err, _ = run_cli("export", "--suite", "tiny", *sets, "--model", "--out", str(out))
+        assert code == 0, err
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert f"{out / 'tokenized' / 'test'}: 64 rows" in stdout
+    suite = load_suite("tiny", [parse_override(s) for s in sets[1::2]])
+    lm = RunContext(suite, cache=Cache(tiny_cache)).warmup_lm()
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["trained_parameters"] == lm.trainable_names() and meta["first_trained_layer"] == (1 if top else 0)
+    if top:  # the frozen layer and the embeddings are not among the trained parameters
+        assert not any(n.startswith(("model.layers.0.", "model.embed_tokens")) for n in meta["trained_parameters"])
+    model = AutoModelForCausalLM.from_pretrained(out / "model").eval()
+    bos = lm.tokenizer.convert_tokens_to_ids("<bos>")
+    assert AutoTokenizer.from_pretrained(out / "model")("<bos>")["input_ids"] == [bos]
+    data = load_from_disk(str(out / "tokenized"))
+    assert set(data) == {"train", "test", "warmup", "airrep_train"}
+    test = suite.split("test")
+    enc = lm.encode(test)
+    row = data["test"][7]
+    n = int(enc.lengths[7])
+    assert row["input_ids"] == enc.input_ids[7, :n].tolist() and row["labels"] == enc.labels[7, :n].tolist()
+    assert row["labels"][0] == -100 and row["labels"][-1] != -100  # no loss on the prompt; the EOS counts
+    np.testing.assert_allclose(_exported_losses(model, data["test"]), lm.losses(enc), rtol=0, atol=2e-5)
+    assert "## The target LM" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_readme_kronfluence_script_scores_the_export_as_the_ekfac_method_does(run_cli, tmp_path, tiny_cache):
+    """The README's script, verbatim, on the export: its LDS is the harness's `ekfac` LDS up to the true Fisher's
+    sampled labels and batching."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    script = (root / "examples" / "kronfluence_scores.py").read_text()
+    assert script.strip() in (root / "README.md").read_text()  # the README shows the file as it stands
+    assert len([line for line in script.splitlines() if line.strip()]) < 40
+    out = tmp_path / "export"
+    code, _, err, _ = run_cli("export", "--suite", "tiny", "--model", "--out", str(out))
+    assert code == 0, err
+    proc = subprocess.run([sys.executable, str(root / "examples" / "kronfluence_scores.py"), str(out),
+                           str(tmp_path / "scores.npy")], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, _, err, results = run_cli("run", "--method", "scores", "--set", f"path={tmp_path / 'scores.npy'}",
+                                    "--task", "lds", "--suite", "tiny")
+    assert code == 0, err
+    code, _, err, results = run_cli("run", "--method", "ekfac", "--task", "lds", "--suite", "tiny")
+    assert code == 0, err
+    lds = {m: json.loads(next(results.rglob(f"tiny/lds/{m}/*.json")).read_text())["metrics"]["lds"]["value"]
+           for m in ("scores", "ekfac")}
+    assert lds["ekfac"] > 0.15 and abs(lds["scores"] - lds["ekfac"]) < 0.03, lds

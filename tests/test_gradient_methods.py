@@ -1,5 +1,7 @@
 """Gradient methods against brute force: per-example gradients from torch.func, one example at a time."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -130,6 +132,17 @@ def test_top_layers_passes_over_the_same_examples_run_the_frozen_layers_once(top
         lm.model.model.layers[0].mlp.up_proj.weight.mul_(1.5)
     again = gradients.FrozenInputs.of(lm, train)
     assert again.prefix is not first.prefix and not torch.allclose(again.prefix.hidden, first.prefix.hidden)
+    # another model that took the same storage (as a freed one's can) is told apart by the tensors themselves
+    twin = copy.deepcopy(lm)
+    memo = gradients.FrozenInputs._memo
+    key = next(k for k, (_, prefix) in memo.items() if prefix is again.prefix)
+    frozen = [p for n, p in twin.model.named_parameters() if not n.startswith("model.layers.1.")]
+    monkeypatch.setitem(memo, (key[0], key[1], tuple((p.data_ptr(), p._version) for p in frozen)), memo[key])
+    assert gradients.FrozenInputs.of(twin, train).prefix is not again.prefix
+    # the least recently used set goes first: a hit keeps the pool when the queries come and go
+    assert gradients.FrozenInputs.of(lm, train).prefix is again.prefix
+    gradients.FrozenInputs.of(lm, train[:3])
+    assert gradients.FrozenInputs.of(lm, train).prefix is again.prefix
 
 
 @pytest.mark.slow

@@ -56,6 +56,39 @@ def test_the_contract_catches_a_method_that_refits_in_featurize(tiny_cache):
         check_method_contract(lambda: Refits(), tiny_context(tiny_cache))
 
 
+def test_the_contract_catches_a_pairwise_method_that_ignores_its_handles(tiny_cache):
+    """Handles of a pairwise method are the same integers whatever the set: the scores must follow them."""
+    import numpy as np
+
+    class Ignores(ToyMethod):
+        pairwise = True
+
+        def fit(self, examples):
+            self._pool, self._kept = super().featurize(examples, "train"), {}
+
+        def featurize(self, examples, role):  # stable handles, as the ekfac method's
+            if not hasattr(self, "_pool"):
+                raise RuntimeError("fit first")
+            rows = super().featurize(examples, role)
+            for e, row in zip(examples, rows, strict=True):
+                self._kept.setdefault(e.id, (len(self._kept), row))
+            return np.array([[self._kept[e.id][0]] for e in examples], dtype=np.int64)
+
+        def score(self, test_features, train_features):  # wrong: the kept rows in the order they came
+            rows = np.stack([row for _, row in self._kept.values()])
+            n_pool = len(self._pool)
+            return rows[n_pool: n_pool + len(test_features)] @ rows[: len(train_features)].T
+
+        def dim(self, train_features):
+            return self._pool.shape[1]
+
+        def storage_bytes(self, train_features):
+            return self._pool.nbytes
+
+    with pytest.raises(AssertionError, match="reordered, partial features"):
+        check_method_contract(lambda: Ignores(), tiny_context(tiny_cache))
+
+
 def test_the_contract_catches_a_method_that_featurises_before_fit(tiny_cache):
     class NoGuard(ToyMethod):
         def fit(self, examples):

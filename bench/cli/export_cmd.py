@@ -5,7 +5,9 @@
 - `bench export --suite S --out DIR`: every split, `lds.jsonl` in the AirRep authors' layout
   (`{"train_subset": [...], "test_loss": [...]}`), a `suite.toml` that reads the folder back with the
   exported ground truth as released, and a `README.md` with the recipe. Builds the ground truth first
-  when it is not cached (as `bench run` would).
+  when it is not cached (as `bench run` would). With `--model`, also the target LM that the model-based
+  methods use (`model/`, `save_pretrained` with its tokenizer), every split tokenised with the harness's
+  loss mask (`tokenized/`, `datasets` on disk) and `model.json` (the trained parameters, the loss).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="artefact cache (default $BENCH_CACHE or ~/.cache/tda-bench)")
     p.add_argument("--device", default="cpu", help="device of the retraining when it is not cached (default cpu)")
+    p.add_argument("--model", action="store_true",
+                   help="also write the target LM (model/), the tokenised splits (tokenized/) and model.json")
     p.set_defaults(func=run_export)
 
 
@@ -66,7 +70,8 @@ def run_export(args: argparse.Namespace) -> int:
     suite = _suite(args)
     check_device(args.device)
     out = Path(args.out)
-    written = export_suite(suite, out, Cache(args.cache_dir or default_cache_dir()), device=args.device)
+    written = export_suite(suite, out, Cache(args.cache_dir or default_cache_dir()), device=args.device,
+                           model=args.model)
     _report(out, written)
     print(f"{out / 'suite.toml'}: reads the export back (bench run --method M --task lds --suite {out / 'suite.toml'})")
     return 0
