@@ -179,18 +179,32 @@ def commit(record: RunRecord) -> str:
     return sha.removesuffix("+dirty") + (" (uncommitted changes)" if dirty else "")
 
 
+def _machine(record: RunRecord) -> str:
+    """Where a record ran: the CPU model on a CPU (numbers move across CPU models at float rounding), or the device."""
+    device = str(record.env.get("device") or "unknown")
+    return str(record.env.get("cpu") or device) if device == "cpu" else device
+
+
 def provenance(records: list[RunRecord]) -> str:
-    """One line: suites, package versions, commits, devices and dates of the records of a table."""
+    """One line: each suite column's machines and commits, then package versions and dates of the records.
+
+    Per column, because records of one column pair (one ground truth) only if made on one machine, and a
+    table can hold columns made on different ones.
+    """
     if not records:
         return ""
-    suites = sorted({f"{r.suite} v{r.suite_version} ({r.regime}{f', replicate {r.replicate}' if r.replicate else ''})"
-                     for r in records})
+    columns: dict[str, tuple[set[str], set[str]]] = {}
+    for r in records:
+        name = f"{r.suite} v{r.suite_version} ({r.regime}{f', replicate {r.replicate}' if r.replicate else ''})"
+        machines, commits = columns.setdefault(name, (set(), set()))
+        machines.add(_machine(r))
+        commits.add(commit(r))
+    suites = [f"{name} on {', '.join(sorted(machines))} at {', '.join(sorted(commits))}"
+              for name, (machines, commits) in sorted(columns.items())]
     versions = sorted({str(r.env.get("package_version")) for r in records})
-    commits = sorted({commit(r) for r in records})
-    devices = sorted({str(r.env.get("device")) for r in records})
     dates = sorted(r.created_at[:10] for r in records)
-    return (f"<sub>Suites: {', '.join(suites)} · tda-bench {', '.join(versions)} · commit {', '.join(commits)} · "
-            f"device {', '.join(devices)} · records {dates[0]} to {dates[-1]}</sub>")
+    return (f"<sub>Suites: {'; '.join(suites)} · tda-bench {', '.join(versions)} · "
+            f"records {dates[0]} to {dates[-1]}</sub>")
 
 
 def footnote_lines(footnotes: dict[str, int]) -> list[str]:

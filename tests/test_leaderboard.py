@@ -106,4 +106,5 @@ def test_replicates_get_their_spread_table_and_stay_out_of_the_average():
     main = text[:text.index("### LDS across")]
     assert "| LDS small         | LDS small-r1      | LDS small-r2      | Average   |" in main
     assert main.split("| logra")[1].split("\n")[0].rstrip().endswith("| 0.600     |")
-    assert "small v2 (warmup-start), small v2 (warmup-start, replicate 1)" in main
+    # each column's machine and commit in the provenance line (a column pairs only records of one machine)
+    assert "small v2 (warmup-start) on unknown at unknown; small v2 (warmup-start, replicate 1) on unknown" in main
