@@ -1,0 +1,86 @@
+"""Peer agreement: the harness's `tracin` against dattri-llm's TracInAttributor, an independent implementation.
+
+`tests/test_gradient_methods.py` checks the harness's gradients against `torch.func` on the same loss; here a
+separate library (dattri-llm, which captures per-example gradients with its own hooks and factorised inner
+products) scores the same warm-up LM, the same MLP linear modules and the same per-example loss (mean next-token
+cross-entropy over the labelled tokens, summed over a batch), so a harness-side slip that brute force would share
+(the loss's reduction, a module left out, a row/column order) shows up as a disagreement. Unprojected gradients
+are compared: as raw inner products (TracIn) and as cosines (normalize=True / dattri's GradCos).
+"""
+
+import copy
+
+import numpy as np
+import pytest
+from dattri_llm import AttributionArguments, AttributionTask, HookManagerConfig, TracInAttributor, hash_sample
+from scipy.stats import pearsonr, spearmanr
+
+from bench.api import RunContext, methods, per_example_loss
+from bench.cache import Cache
+from bench.suites import load_suite
+
+N_TRAIN, N_TEST = 12, 5
+
+
+@pytest.fixture(scope="module")
+def square_ctx(tmp_path_factory):
+    """The tiny suite with a 16-wide model whose MLP layers are square (16 x 16), briefly warmed up."""
+    suite = load_suite("tiny", [("lm.hidden_size", 16), ("lm.intermediate_size", 16), ("lm.num_heads", 2),
+                                ("lm.warmup_steps", 5)])
+    return RunContext(suite, cache=Cache(tmp_path_factory.mktemp("cache")))
+
+
+def harness_scores(ctx, normalize):
+    """The `tracin` method's [n_train, n_test] scores without projection, and the modules it differentiates."""
+    cls = methods.get("tracin")
+    method = cls(cls.config_cls(batch_size=4, projection="none", normalize=normalize))
+    method.setup(ctx.method_context())
+    train, test = ctx.suite.split("train")[:N_TRAIN], ctx.suite.split("test")[:N_TEST]
+    method.fit(train)
+    f_train, f_test = method.featurize(train, "train"), method.featurize(test, "test")
+    return np.asarray(method.score(f_test, f_train), dtype=np.float64).T, method.info()["modules"]
+
+
+def harness_loss(model, batch):
+    """The harness's per-example loss summed over the batch, so each example's gradient is its own loss's."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return per_example_loss(logits, batch["labels"]).sum()
+
+
+def dattri_scores(ctx, modules, normalize, tmp_path):
+    """dattri-llm's TracIn / GradCos [n_train, n_test] scores on a copy of the warm-up LM, rows and columns
+    looked up by dattri's content hashes so that they are in the examples' order."""
+    lm = ctx.warmup_lm()
+    model = copy.deepcopy(lm.model)  # dattri moves the model, sets eval() and hooks it: leave the harness's alone
+
+    def dataset(examples):  # rows padded to a common width, so the default collate stacks them
+        enc = lm.encode(examples)
+        return [{"input_ids": enc.input_ids[i], "attention_mask": enc.attention_mask[i], "labels": enc.labels[i]}
+                for i in range(len(examples))]
+
+    def hashes(rows):
+        return [hash_sample({k: row[k] for k in ("input_ids", "attention_mask")}) for row in rows]
+
+    train, test = dataset(ctx.suite.split("train")[:N_TRAIN]), dataset(ctx.suite.split("test")[:N_TEST])
+    args = AttributionArguments(output_dir=str(tmp_path), per_device_train_batch_size=4,
+                                per_device_eval_batch_size=4, use_cpu=True)
+    attributor = TracInAttributor(args, task=AttributionTask(harness_loss, model))
+    hooks = HookManagerConfig(hook_types=dict.fromkeys(modules, "linear_io"))  # default: every linear layer
+    score = attributor.attribute(train, test, hook_config=hooks, normalized_grad=normalize)
+    assert score.layer_name == modules
+    return score.query(hashes(train), hashes(test)).double().numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("normalize", [False, True], ids=["dot", "cosine"])
+def test_tracin_agrees_with_dattri_llm(square_ctx, normalize, tmp_path):
+    ours, modules = harness_scores(square_ctx, normalize)
+    theirs = dattri_scores(square_ctx, modules, normalize, tmp_path)
+    assert ours.shape == theirs.shape == (N_TRAIN, N_TEST)
+    scale = np.abs(theirs).max()
+    agreement = (f"max |diff| {np.abs(ours - theirs).max():.2e} (scores up to {scale:.2e}), "
+                 f"Pearson {pearsonr(ours.ravel(), theirs.ravel())[0]:.8f}, "
+                 f"Spearman {spearmanr(ours.ravel(), theirs.ravel())[0]:.8f}")
+    # float32 on both sides agrees to ~1e-6 of the largest score; a lost module is off by ~1e-1 of it, and so (dot
+    # only: a cosine ignores each example's scale) is a loss summed over tokens or averaged over the batch
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale, err_msg=agreement)
