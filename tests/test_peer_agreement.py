@@ -5,7 +5,8 @@ separate library (dattri-llm, which captures per-example gradients with its own 
 products) scores the same warm-up LM, the same MLP linear modules and the same per-example loss (mean next-token
 cross-entropy over the labelled tokens, summed over a batch), so a harness-side slip that brute force would share
 (the loss's reduction, a module left out, a row/column order) shows up as a disagreement. Unprojected gradients
-are compared: as raw inner products (TracIn) and as cosines (normalize=True / dattri's GradCos).
+are compared: as raw inner products (TracIn) and as cosines (normalize=True / dattri's GradCos). Then `ekfac`
+(kronfluence) against dattri-llm's EK-FAC: one method through two libraries.
 """
 
 import copy
@@ -84,3 +85,46 @@ def test_tracin_agrees_with_dattri_llm(square_ctx, normalize, tmp_path):
     # float32 on both sides agrees to ~1e-6 of the largest score; a lost module is off by ~1e-1 of it, and so (dot
     # only: a cosine ignores each example's scale) is a loss summed over tokens or averaged over the batch
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale, err_msg=agreement)
+
+
+def dattri_ekfac(ctx, modules, damping, tmp_path):
+    """dattri-llm's EK-FAC [n_train, n_test] scores (empirical Fisher) on a copy of the warm-up LM, in example order."""
+    from dattri_llm import EKFACAttributor
+
+    lm = ctx.warmup_lm()
+    enc_train, enc_test = (lm.encode(ctx.suite.split(s)[:n]) for s, n in (("train", N_TRAIN), ("test", N_TEST)))
+    train, test = ([{"input_ids": e.input_ids[i], "attention_mask": e.attention_mask[i], "labels": e.labels[i]}
+                    for i in range(len(e.lengths))] for e in (enc_train, enc_test))
+
+    def hashes(rows):
+        return [hash_sample({k: row[k] for k in ("input_ids", "attention_mask")}) for row in rows]
+
+    args = AttributionArguments(output_dir=str(tmp_path), per_device_train_batch_size=4,
+                                per_device_eval_batch_size=4, use_cpu=True)
+    attributor = EKFACAttributor(args, task=AttributionTask(harness_loss, copy.deepcopy(lm.model)))
+    hooks = HookManagerConfig(hook_types=dict.fromkeys(modules, "linear_io"))
+    score = attributor.attribute(train, test, hook_config=hooks, damping=damping)
+    return score.query(hashes(train), hashes(test)).double().numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("damping", "least"), [(1e-5, 0.98), (1e-8, 0.5)])
+def test_ekfac_through_kronfluence_and_dattri_llm(square_ctx, damping, least, tmp_path):
+    """The `ekfac` method (kronfluence) and dattri-llm's EKFACAttributor on the same model, modules, loss and
+    damping (empirical Fisher on both sides). They agree closely once damping covers the factors' near-null
+    directions (1e-5), loosely at kronfluence's default 1e-8: dattri leaves token positions whose gradient is
+    exactly zero out of its Kronecker factors, kronfluence keeps every unmasked position, and a tiny damping lets
+    the directions where the two differ dominate. The README quotes both figures."""
+    cls = methods.get("ekfac")
+    method = cls(cls.config_cls(batch_size=4, query_batch_size=N_TEST, empirical_fisher=True, damping=damping))
+    method.setup(square_ctx.method_context())
+    train, test = square_ctx.suite.split("train")[:N_TRAIN], square_ctx.suite.split("test")[:N_TEST]
+    method.fit(train)
+    ours = np.asarray(method.score(method.featurize(test, "test"), method.featurize(train, "train"))).T
+    theirs = dattri_ekfac(square_ctx, method.info()["modules"], damping, tmp_path)
+    r = pearsonr(ours.ravel(), theirs.ravel())[0]
+    print(f"ekfac damping {damping:g}: Pearson {r:.3f}, Spearman {spearmanr(ours.ravel(), theirs.ravel())[0]:.3f}")
+    assert ours.shape == theirs.shape == (N_TRAIN, N_TEST)
+    assert r > least, r
+    # the same scale, not only the same order: no factor of the loss's reduction lost on either side
+    assert 0.5 < np.abs(ours).max() / np.abs(theirs).max() < 2.0
