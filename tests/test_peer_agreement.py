@@ -79,11 +79,13 @@ def test_tracin_agrees_with_dattri_llm(square_ctx, normalize, tmp_path):
     theirs = dattri_scores(square_ctx, modules, normalize, tmp_path)
     assert ours.shape == theirs.shape == (N_TRAIN, N_TEST)
     scale = np.abs(theirs).max()
-    agreement = (f"max |diff| {np.abs(ours - theirs).max():.2e} (scores up to {scale:.2e}), "
+    agreement = (f"max |diff| {np.abs(ours - theirs).max():.2e} = {np.abs(ours - theirs).max() / scale:.1e} of the "
+                 f"largest score {scale:.2e}, "
                  f"Pearson {pearsonr(ours.ravel(), theirs.ravel())[0]:.8f}, "
                  f"Spearman {spearmanr(ours.ravel(), theirs.ravel())[0]:.8f}")
     # float32 on both sides agrees to ~1e-6 of the largest score; a lost module is off by ~1e-1 of it, and so (dot
     # only: a cosine ignores each example's scale) is a loss summed over tokens or averaged over the batch
+    print(f"tracin ({'cosine' if normalize else 'dot'}) against dattri-llm: {agreement}")
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * scale, err_msg=agreement)
 
 
