@@ -456,13 +456,19 @@ class MethodContext:
         return self._acct.phase(name, count=count)
 
     # -- harness artefacts (never charged to a method) --------------------------------------------------
-    def warmup_lm(self) -> TargetLM:
-        """The suite's warm-up target LM (trained and cached on first use)."""
+    def warmup_lm(self, member: int = 0) -> TargetLM:
+        """The suite's warm-up target LM (trained and cached on first use).
+
+        `member` > 0: another, independently warmed-up LM of the same recipe (its own warm-up batch order, and
+        initialisation when built from scratch), for a method that ensembles checkpoints (TRAK's). Unlike the
+        suite's own warm-up LM, a harness artefact, its training is the method's cost: timed as the sub-phase
+        `setup/ensemble_warmup` (cached at what producing it cost).
+        """
         from bench.retrain import warmup_built, warmup_lm
 
-        was_cached = warmup_built(self.suite, self.cache)
-        with self._acct.phase("warmup") as ph:
-            lm, meta = warmup_lm(self.suite, self.cache, self.device)
+        was_cached = warmup_built(self.suite, self.cache, member)
+        with self._acct.phase("warmup" if member == 0 else "setup/ensemble_warmup") as ph:
+            lm, meta = warmup_lm(self.suite, self.cache, self.device, member)
             ph.cached, ph.original_wall_s = was_cached, meta["wall_s"]
         return lm
 

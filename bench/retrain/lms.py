@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench import versions
 from bench.cache import Cache, build, peek_built, peek_meta
+from bench.errors import ConfigError
 from bench.suites import Suite
 
 
@@ -34,9 +35,20 @@ def model_args(suite: Suite) -> dict:
     return {"suite": suite.name, "data": suite.data_fingerprint, "lm": lm}
 
 
-def warmup_built(suite: Suite, cache: Cache) -> bool:
-    """Whether the suite's warm-up model is in the cache (touches nothing)."""
-    return peek_built(cache, "warmup", model_args(suite), versions.of("lm"))
+# an ensemble member's seeds: the suite's initialisation seed plus this stride times the member, far from the
+# small shifts of `--replicate N` (which moves the initialisation seed by N)
+MEMBER_SEED_STRIDE = 1000
+
+
+def _warmup_args(suite: Suite, member: int) -> dict:
+    if member < 0:
+        raise ValueError(f"an ensemble member is >= 0, got {member}")
+    return model_args(suite) if member == 0 else {**model_args(suite), "ensemble_member": member}
+
+
+def warmup_built(suite: Suite, cache: Cache, member: int = 0) -> bool:
+    """Whether the suite's warm-up model (or ensemble member `member`) is in the cache (touches nothing)."""
+    return peek_built(cache, "warmup", _warmup_args(suite, member), versions.of("lm"))
 
 
 def warmup_cost(suite: Suite, cache: Cache) -> float | None:
@@ -45,16 +57,29 @@ def warmup_cost(suite: Suite, cache: Cache) -> float | None:
     return None if meta is None else meta.get("wall_s")
 
 
-def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, meta dict)
+def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu", member: int = 0):  # -> (TargetLM, meta dict)
     """Return the suite's warm-up target LM and its metadata, training and caching it on first use.
 
     The tokenizer is trained on the text of every split; the model is trained for `lm.warmup_steps` steps
     on the `warmup` split (no steps when that split is empty), from the built base LM when the suite has
     one (`lm.base_steps`), else from the random initialisation. Its `wall_s` includes the base's.
+
+    `member` > 0: an independently warmed-up LM of the same recipe for ensembles (TRAK's), its seeds moved by
+    `MEMBER_SEED_STRIDE * member`: its own order of warm-up batches, and its own initialisation where the
+    model starts from random weights (a pretrained or built base LM is the same for every member, as the
+    paper's checkpoints all start from the released model). Cached under its own key; member 0 is the
+    suite's warm-up LM itself.
     """
+    import dataclasses
+
     from bench.lm import TargetLM, load_pretrained_lm
 
     spec = suite.spec.lm
+    if member:
+        if (spec.model is not None or spec.base_steps) and not (spec.warmup_steps and suite.split("warmup")):
+            raise ConfigError(f"suite {suite.name}: warm-up LMs of an ensemble would all be the same model (a "
+                              "pretrained or base LM and no warm-up steps); give the suite a warm-up")
+        spec = dataclasses.replace(spec, init_seed=spec.init_seed + MEMBER_SEED_STRIDE * member)
 
     def produce(directory: Path) -> dict:
         import time
@@ -77,7 +102,7 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM,
         return {"wall_s": base_s + time.perf_counter() - t0, "base_wall_s": base_s, "steps": len(losses),
                 "n_warmup": len(warm), "final_loss": losses[-1] if losses else None, "vocab_size": len(lm.tokenizer)}
 
-    directory, meta, _ = build(cache, "warmup", model_args(suite), versions.of("lm"), produce)
+    directory, meta, _ = build(cache, "warmup", _warmup_args(suite, member), versions.of("lm"), produce)
     return _load_lm_dir(spec, directory, device), meta  # as a later cache hit sees it, also the first time
 
 
