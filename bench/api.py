@@ -60,7 +60,8 @@ __all__ = [
     "main_label_kind", "make_config", "mean_pool", "Method", "method_cost_s", "MethodConfig", "MethodContext",
     "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of",
     "prefix_states", "progress", "register_method", "register_task", "replicate_macro_means", "replicate_means",
-    "Role", "RunContext", "spearman_rows", "split_half_reliability", "runs_from_prefix", "Task", "TaskConfig",
+    "Role", "RunContext", "spearman_rows", "split_half_reliability", "suite_method_options", "runs_from_prefix", "Task",
+    "TaskConfig",
     "TaskOutput", "tasks", "top_layer_losses", "unigram_f1",
 ]
 
@@ -211,6 +212,9 @@ class Method(ABC):
     # `featurize` returns handles [n, 1] to the examples, `score` computes from them, and `dim` and
     # `storage_bytes` describe what the method keeps (its gradient dimension and its factors), not the handles
     pairwise: ClassVar[bool] = False
+    # a method that extends another (TRAK's ensemble of DsDm) takes that method's suite settings ([methods.NAME]
+    # of the suite's TOML) for the options they share, below its own table's: `suite_method_options`
+    settings_from: ClassVar[str | None] = None
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -415,6 +419,20 @@ def register_task(name: str, *, config: type[TaskConfig] = TaskConfig) -> Callab
 def make_config(cls: type[Any], overrides: dict[str, Any], *, where: str) -> Any:
     """Build a config from CLI/JSON overrides with the strict parser (unknown keys, types, ranges)."""
     return from_dict(cls, overrides, where=where)
+
+
+def suite_method_options(suite: Suite, name: str, method_cls: type[Method]) -> dict[str, Any]:
+    """The suite's settings of method `name` ([methods.NAME] in its TOML), over those it inherits.
+
+    A method with `settings_from` first takes the suite's settings of that method for the options its config
+    shares with it (so TRAK's ensemble runs each member as the suite runs DsDm), then its own table's.
+    """
+    own = dict(suite.spec.methods.get(name, {}))
+    if not method_cls.settings_from:
+        return own
+    fields = {f.name for f in dataclasses.fields(method_cls.config_cls)}
+    inherited = {k: v for k, v in suite.spec.methods.get(method_cls.settings_from, {}).items() if k in fields}
+    return {**inherited, **own}
 
 
 def config_dict(config: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import statistics
 from typing import Any
 
 from bench.accounting import Accountant
-from bench.api import Method, RunContext, code_versions, config_dict, make_config, methods
+from bench.api import Method, RunContext, code_versions, config_dict, make_config, methods, suite_method_options
 from bench.cache import build
 
 
@@ -102,7 +102,7 @@ def reference_profile(ctx: RunContext, name: str, *, repeats: int, repeat_sample
     compared with the same measurement, not a fresh one with its own noise.
     """
     ref_cls = methods.get(name)
-    ref_method = ref_cls(make_config(ref_cls.config_cls, ctx.suite.spec.methods.get(name, {}), where=name))
+    ref_method = ref_cls(make_config(ref_cls.config_cls, suite_method_options(ctx.suite, name, ref_cls), where=name))
     args = {"suite": ctx.suite.name, "data": ctx.suite.data_fingerprint, "reference": name,
             "config": config_dict(ref_method.config), "code_version": ref_cls.code_version,
             "repeats": repeats, "repeat_sample": repeat_sample, "device": ctx.device,

@@ -17,7 +17,7 @@ from typing import Any
 
 import bench
 from bench.accounting import Accountant
-from bench.api import RunContext, config_dict, make_config, methods, tasks
+from bench.api import RunContext, config_dict, make_config, methods, suite_method_options, tasks
 from bench.cache import Cache, atomic_path, default_cache_dir
 from bench.config import fingerprint, to_jsonable
 from bench.errors import BenchError, ConfigError
@@ -165,7 +165,7 @@ def _prepare(request: RunRequest) -> _Prepared:
         ((("replicate", request.replicate),) if request.replicate else ())
     suite = load_suite(request.suite, request.suite_options + chosen)
     # a suite may scale a method's defaults to its size ([methods.NAME] in its TOML); the CLI wins
-    method_options = {**suite.spec.methods.get(request.method, {}), **dict(request.method_options)}
+    method_options = {**suite_method_options(suite, request.method, method_cls), **dict(request.method_options)}
     # --seed seeds the method's own randomness (sampling, initialisation, projections) unless --set seed=
     if "seed" in {f.name for f in dataclasses.fields(method_cls.config_cls)} and \
             "seed" not in dict(request.method_options):

@@ -293,13 +293,15 @@ class TRAKEnsemble(Method):
     each member, DsDm's features: gradients of the tracked modules, a random projection of its own (seed
     `seed + k`), the empirical Fisher of the projected gradients preconditioning the test side. The features
     are the members' side by side, so a score is the sum of the members' scores (TRAK's mean times the
-    ensemble size: the same order). `members=1` is `dsdm` exactly (a test checks it). Deviations from TRAK as
+    ensemble size: the same order). Each member runs with the suite's settings of `dsdm` (`settings_from`:
+    the same rank and batch size), so `members=1` is `dsdm` exactly (a test checks it). Deviations from TRAK as
     for `dsdm` (logix's projection and Fisher, no (1 - p) output scaling, final checkpoints only); the
     members' warm-ups are the method's cost (`setup/ensemble_warmup`), its storage is members x `dsdm`'s.
     """
 
     family = "gradient"
     target_lm_option = "model"
+    settings_from = "dsdm"  # each member as the suite runs DsDm (its rank, batch size); [methods.trak_ens] wins
 
     def __init__(self, config: TRAKEnsembleConfig | None = None) -> None:
         super().__init__(config)

@@ -329,3 +329,16 @@ def test_trak_ensemble_refuses_bad_settings_and_identical_members(tmp_path):
     suite = load_suite("tiny", [("lm.base_steps", 5), ("lm.warmup_steps", 0), ("data.generator.n_pretrain", 50)])
     with pytest.raises(ConfigError, match="would all be the same model"):
         warmup_lm(suite, Cache(tmp_path), member=1)
+
+
+def test_trak_ensemble_takes_the_suites_dsdm_settings_below_its_own():
+    importlib.import_module("methods.logra")  # registers trak_ens where the installed entry points predate it
+    from bench.api import suite_method_options
+
+    cls = methods.get("trak_ens")
+    small = load_suite("small")
+    assert small.spec.methods["dsdm"]["rank"] == 64 and "trak_ens" not in small.spec.methods
+    assert suite_method_options(small, "trak_ens", cls) == {"rank": 64}
+    own = load_suite("small", [("methods.trak_ens.rank", 8), ("methods.trak_ens.members", 2)])
+    assert suite_method_options(own, "trak_ens", cls) == {"rank": 8, "members": 2}
+    assert suite_method_options(small, "logra", methods.get("logra")) == {"rank": 64}  # no inheritance
