@@ -473,21 +473,23 @@ class MethodContext:
             raise ValueError(f"a method's phases are parts of its setup, named 'setup/<part>', got '{name}'")
         return self._acct.phase(name, count=count)
 
-    # -- harness artefacts (never charged to a method) --------------------------------------------------
+    # -- harness artefacts (never charged to a method, but for an ensemble's extra warm-ups) -------------
     def warmup_lm(self, member: int = 0) -> TargetLM:
         """The suite's warm-up target LM (trained and cached on first use).
 
         `member` > 0: another, independently warmed-up LM of the same recipe (its own warm-up batch order, and
         initialisation when built from scratch), for a method that ensembles checkpoints (TRAK's). Unlike the
         suite's own warm-up LM, a harness artefact, its training is the method's cost: timed as the sub-phase
-        `setup/ensemble_warmup` (cached at what producing it cost).
+        `setup/ensemble_warmup_<member>` (cached at what producing it cost, less the shared base LM's).
         """
         from bench.retrain import warmup_built, warmup_lm
 
         was_cached = warmup_built(self.suite, self.cache, member)
-        with self._acct.phase("warmup" if member == 0 else "setup/ensemble_warmup") as ph:
+        with self._acct.phase("warmup" if member == 0 else f"setup/ensemble_warmup_{member}") as ph:
             lm, meta = warmup_lm(self.suite, self.cache, self.device, member)
-            ph.cached, ph.original_wall_s = was_cached, meta["wall_s"]
+            # a member's own warm-up: the base LM it continues from is the harness's, built for member 0
+            ph.cached = was_cached
+            ph.original_wall_s = meta["wall_s"] - (meta.get("base_wall_s") or 0.0 if member else 0.0)
         return lm
 
     def start_lm(self) -> TargetLM:
@@ -576,7 +578,7 @@ class RunContext:
         return draw_weights(n, rng=self.rng(*keys), n_resamples=n_resamples,
                             clusters=None if clusters is None else clusters["ids"])
 
-    # -- harness artefacts (never charged to a method) --------------------------------------------------
+    # -- harness artefacts (never charged to a method, but for an ensemble's extra warm-ups) -------------
     def warmup_lm(self) -> TargetLM:
         """The suite's warm-up target LM (`MethodContext.warmup_lm`)."""
         return self.method_context().warmup_lm()

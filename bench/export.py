@@ -143,12 +143,16 @@ def export_suite(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu", 
 
     out = check_out_dir(out)
     table = RunContext(suite, cache=cache, device=device).ground_truth()
+    tokenized = export_model(suite, out, cache, device=device) if model else {}
     written = _write_splits(suite, out, SPLITS)
     for name in SPLITS:  # a split this suite lacks must not stay behind from an earlier export
         if f"{name}.jsonl" not in written:
             (out / f"{name}.jsonl").unlink(missing_ok=True)
-    if model:
-        written.update(export_model(suite, out, cache, device=device))
+    written.update(tokenized)
+    if not model:  # an earlier export's model must not stay beside splits it was not made with
+        for name in ("model", "tokenized"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        (out / "model.json").unlink(missing_ok=True)
     rows = lds_rows(table)
     atomic_write_text(out / "lds.jsonl", _jsonl(rows))
     written["lds.jsonl"] = len(rows)
@@ -184,9 +188,10 @@ and EOS tokens. Data fingerprint `{suite.data_fingerprint}`.
 
 MODEL_README = """## The target LM
 
-- `model/`: the model every model-based method of tda-bench uses (the suite's warm-up LM: the checkpoint
-  the gradient methods linearise), with its tokenizer: `AutoModelForCausalLM.from_pretrained("model")`,
-  `AutoTokenizer.from_pretrained("model")`.
+- `model/`: the model the model-based methods of tda-bench use (the suite's warm-up LM: the checkpoint the
+  gradient methods linearise; LESS starts its LoRA warm-up from it), in float32, with its tokenizer:
+  `AutoModelForCausalLM.from_pretrained("model")`, `AutoTokenizer.from_pretrained("model")`. Retraining for
+  the ground truth starts from it, or from the base model where `model.json` says `retrain_from = base`.
 - `tokenized/`: each split tokenised as the harness tokenises it (`datasets.load_from_disk("tokenized")`),
   rows in the order of the `.jsonl` files, unpadded: `input_ids`, `attention_mask`, `labels` (-100 where
   no loss is taken: the prompt; the loss is on the response and what closes it).
@@ -209,7 +214,11 @@ def _replace_dir(out: Path, name: str, write) -> None:
             old = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=out))
             old.rmdir()
             final.rename(old)
-            tmp.rename(final)
+            try:
+                tmp.rename(final)
+            except OSError:
+                old.rename(final)  # the earlier folder back, as it was
+                raise
             shutil.rmtree(old)
         else:
             tmp.rename(final)
@@ -233,12 +242,16 @@ def export_model(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") 
     """Write `model/`, `tokenized/` and `model.json`; returns rows written per tokenised split.
 
     `model/` is the suite's warm-up LM (trained and cached on first use, as by `bench run`), the model that
-    LoGra, TracIn, DsDm, LESS (before its LoRA warm-up), EK-FAC and RDS use, in float32 with its tokenizer;
+    LoGra, TracIn, DsDm, EK-FAC and RDS use and LESS starts its LoRA warm-up from, in float32 (as the
+    gradient methods differentiate it, whatever the suite's `lm.dtype`) with its tokenizer;
     `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained` read it back. `tokenized/` is
     a `datasets.DatasetDict` with one split per non-empty suite split, rows in the order of the exported
     examples. Under a top-layers recipe (`lm.train_layers`) `model.json` lists only the top layers'
     parameters as trained: the gradient methods differentiate those alone.
     """
+    import copy
+
+    import torch
     from datasets import Dataset, DatasetDict
 
     from bench.api import RunContext
@@ -249,7 +262,8 @@ def export_model(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") 
     splits = {name: examples for name, examples in splits.items() if examples}
 
     def write_model(tmp: Path) -> None:
-        lm.model.save_pretrained(str(tmp), safe_serialization=True)
+        model = lm.model if lm.model.dtype == torch.float32 else copy.deepcopy(lm.model).float()
+        model.save_pretrained(str(tmp), safe_serialization=True)
         lm.tokenizer.save_pretrained(str(tmp))
 
     def write_tokenized(tmp: Path) -> None:
@@ -259,7 +273,8 @@ def export_model(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") 
     _replace_dir(out, "model", write_model)
     _replace_dir(out, "tokenized", write_tokenized)
     meta = {"suite": suite.name, "suite_version": suite.spec.version, "data_fingerprint": suite.data_fingerprint,
-            "tda_bench": bench.__version__, "checkpoint": "warm-up LM",
+            "tda_bench": bench.__version__, "checkpoint": "warm-up LM", "dtype": "float32",
+            "suite_dtype": getattr(suite.spec.lm, "dtype", "float32"), "retrain_from": suite.spec.lm.retrain_from,
             "trained_parameters": lm.trainable_names(), "first_trained_layer": lm.first_trainable_layer(),
             "gradient_methods_track": "the nn.Linear modules whose names contain 'mlp' among the trained "
                                       "parameters (the gradient methods' default modules=mlp)",

@@ -32,6 +32,9 @@ class LMTask(Task):  # each example's loss: the mean over its labelled tokens, s
     def get_influence_tracked_modules(self):
         return mlp
 
+    def get_attention_mask(self, batch):  # padding stays out of the covariances
+        return batch["attention_mask"]
+
 
 analyzer = Analyzer("export", prepare_model(model, LMTask()), LMTask(), cpu=True, output_dir=f"{out}.kronfluence")
 pad = DataCollatorForSeq2Seq(AutoTokenizer.from_pretrained(f"{export}/model"))  # pads labels with -100

@@ -182,7 +182,7 @@ def commit(record: RunRecord) -> str:
 def _machine(record: RunRecord) -> str:
     """Where a record ran: the CPU model on a CPU (numbers move across CPU models at float rounding), or the device."""
     device = str(record.env.get("device") or "unknown")
-    return str(record.env.get("cpu") or device) if device == "cpu" else device
+    return str(record.env.get("cpu") or device) if device == "cpu" else str(record.env.get("device_name") or device)
 
 
 def provenance(records: list[RunRecord]) -> str:

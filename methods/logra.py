@@ -268,6 +268,11 @@ class TRAKEnsembleConfig(DsDmConfig):
             raise ConfigError("trak_ens ensembles the suite's warm-up LMs: its model option must be 'suite'")
 
 
+# member k's projection seed: the run's seed plus this stride times k (member 0 is dsdm's), so that runs with
+# nearby seeds (--seeds 0,1,2) never share a member's projection
+MEMBER_PROJECTION_STRIDE = 7919
+
+
 class _Member:
     """A method context whose warm-up LM is ensemble member `member` (everything else is the run's)."""
 
@@ -289,9 +294,10 @@ class TRAKEnsemble(Method):
     Here member 0 is the suite's warm-up LM (the checkpoint `dsdm` uses) and members 1.. are warmed up with
     the same recipe and other seeds (`MethodContext.warmup_lm(member=k)`: their own order of warm-up
     batches, and their own initialisation where the model starts from random weights; a pretrained or
-    built base LM is the same for all, as the paper's checkpoints all start from the released model). At
-    each member, DsDm's features: gradients of the tracked modules, a random projection of its own (seed
-    `seed + k`), the empirical Fisher of the projected gradients preconditioning the test side. The features
+    built base LM is the same for all, as the paper's checkpoints all start from the released model). The
+    checkpoints are the suite's, fixed across `--seed` as `dsdm`'s is: a method seed moves the projections
+    only. At each member, DsDm's features: gradients of the tracked modules, a random projection of its own
+    (seed `seed + 7919 k`), the empirical Fisher of the projected gradients preconditioning the test side. The features
     are the members' side by side, so a score is the sum of the members' scores (TRAK's mean times the
     ensemble size: the same order). Each member runs with the suite's settings of `dsdm` (`settings_from`:
     the same rank and batch size), so `members=1` is `dsdm` exactly (a test checks it). Deviations from TRAK as
@@ -322,7 +328,7 @@ class TRAKEnsemble(Method):
         base = {f: getattr(c, f) for f in DsDmConfig.__dataclass_fields__}
         self._members = []
         for k in range(c.members):
-            member = DsDm(DsDmConfig(**{**base, "seed": c.seed + k}))
+            member = DsDm(DsDmConfig(**{**base, "seed": c.seed + MEMBER_PROJECTION_STRIDE * k}))
             member.setup(_Member(ctx, k))  # type: ignore[arg-type]
             self._members.append(member)
 
