@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.results import read_records
 from leaderboard.fmt import grid_runs, layout
-from leaderboard.select import Cells, latest, seed_groups
+from leaderboard.select import Cells, check_pairing, latest, seed_groups
 
 BESPOKE = ("lds", "classification", "selection", "crossover")  # tasks with a module in leaderboard/tables
 
@@ -83,6 +83,7 @@ def render(results_dir: Path, figures_dir: Path | None = None, relative_to: Path
     """
     records = read_records(results_dir)
     cells = latest(records)
+    check_pairing(cells)
     where = Path(results_dir)
     if relative_to is not None:  # as seen from the markdown file's folder (a repository-relative path)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bench.errors import DataError
 from bench.results import RunRecord, is_default
 
 Cells = dict[tuple[str, str, str], RunRecord]  # (suite, task, row) -> record
@@ -46,3 +47,25 @@ def by_suite(cells: Cells, suite_key) -> dict[str, dict[str, RunRecord]]:
 def own_columns(columns: dict[str, dict[str, RunRecord]]) -> list[str]:
     """The columns of suites in their own regime (not another regime's, not a replicate's): the averaged ones."""
     return [s for s, rows in columns.items() if all(r.own for r in rows.values())]
+
+
+def check_pairing(cells: Cells) -> None:
+    """Refuse a column of one task whose rows do not pair (another ground truth or other draws).
+
+    Such rows were made on another machine (ground truths differ at float rounding across CPU models) or by
+    code that built another ground truth: their values would sit side by side as if comparable, and the paired
+    tests behind bold and ranks could not run. The remedy is to remake the column in one place.
+
+    Raises:
+        DataError: naming the column and its groups of rows.
+    """
+    groups: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for (column, task, row), r in cells.items():
+        if r.status == "ok" and r.pairing is not None:
+            groups.setdefault((column, task), {}).setdefault(r.pairing, []).append(row)
+    for (column, task), keys in sorted(groups.items()):
+        if len(keys) > 1:
+            parts = " | ".join(", ".join(sorted(rows)) for rows in sorted(keys.values(), key=len, reverse=True))
+            raise DataError(f"column {column} of task {task} mixes records that do not pair (another ground truth "
+                            f"or draws: made on another machine or by other code): {parts}; rerun the column in one "
+                            f"place (bench grid --suite {column.split('-')[0]})")

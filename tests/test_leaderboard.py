@@ -108,3 +108,24 @@ def test_replicates_get_their_spread_table_and_stay_out_of_the_average():
     assert main.split("| logra")[1].split("\n")[0].rstrip().endswith("| 0.600     |")
     # each column's machine and commit in the provenance line (a column pairs only records of one machine)
     assert "small v2 (warmup-start) on unknown at unknown; small v2 (warmup-start, replicate 1) on unknown" in main
+
+
+def test_a_column_whose_rows_do_not_pair_is_refused():
+    """Rows of one column made on other ground truths (another machine) must not sit side by side."""
+    import pytest
+
+    from bench.errors import DataError
+    from bench.results import RunRecord
+    from leaderboard.select import check_pairing, latest
+
+    def record(method: str, pairing: str) -> RunRecord:
+        return RunRecord(suite="small", suite_version="2", task="lds", method=method, method_family="baseline",
+                         method_config={}, task_config={}, fingerprint=method, status="ok",
+                         metrics={"lds": {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "higher_is_better": True,
+                                          "n": 10, "test": "bootstrap"}},
+                         per_example={}, cost={}, env={}, seed=0, started_at="", created_at="2026-12-07",
+                         headline="lds", pairing=pairing)
+
+    check_pairing(latest([record("logra", "a"), record("tfidf", "a")]))  # one ground truth: fine
+    with pytest.raises(DataError, match=r"column small of task lds mixes .*: logra, tfidf \| ekfac"):
+        check_pairing(latest([record("logra", "a"), record("tfidf", "a"), record("ekfac", "b")]))
