@@ -489,7 +489,7 @@ class MethodContext:
             lm, meta = warmup_lm(self.suite, self.cache, self.device, member)
             # a member's own warm-up: the base LM it continues from is the harness's, built for member 0
             ph.cached = was_cached
-            ph.original_wall_s = meta["wall_s"] - (meta.get("base_wall_s") or 0.0 if member else 0.0)
+            ph.original_wall_s = meta["wall_s"] - ((meta.get("base_wall_s") or 0.0) if member else 0.0)
         return lm
 
     def start_lm(self) -> TargetLM:

@@ -30,6 +30,19 @@ def run_cli(tmp_path, tiny_cache, capsys):
     return call
 
 
+@pytest.fixture(scope="module")
+def square_ctx(tmp_path_factory):
+    """The tiny suite with a 16-wide model whose MLP layers are square (16 x 16), briefly warmed up (one per
+    test module: the gradient methods' brute-force checks and the peer-agreement tests)."""
+    from bench.api import RunContext
+    from bench.cache import Cache
+    from bench.suites import load_suite
+
+    suite = load_suite("tiny", [("lm.hidden_size", 16), ("lm.intermediate_size", 16), ("lm.num_heads", 2),
+                                ("lm.warmup_steps", 5)])
+    return RunContext(suite, cache=Cache(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def tiny_pretrained(tmp_path_factory):
     """A local model directory in the hub layout (config.json, safetensors, tokenizer with a chat template):

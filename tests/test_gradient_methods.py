@@ -14,14 +14,6 @@ from bench.suites import load_suite
 N_TRAIN, N_TEST = 12, 5
 
 
-@pytest.fixture(scope="module")
-def square_ctx(tmp_path_factory):
-    """The tiny suite with a 16-wide model whose MLP layers are square (16 x 16), briefly warmed up."""
-    suite = load_suite("tiny", [("lm.hidden_size", 16), ("lm.intermediate_size", 16), ("lm.num_heads", 2),
-                                ("lm.warmup_steps", 5)])
-    return RunContext(suite, cache=Cache(tmp_path_factory.mktemp("cache")))
-
-
 def _data(ctx):
     return ctx.suite.split("train")[:N_TRAIN], ctx.suite.split("test")[:N_TEST]
 

@@ -17,19 +17,9 @@ import torch
 from dattri_llm import AttributionArguments, AttributionTask, HookManagerConfig, TracInAttributor, hash_sample
 from scipy.stats import pearsonr, spearmanr
 
-from bench.api import RunContext, methods
-from bench.cache import Cache
-from bench.suites import load_suite
+from bench.api import methods
 
 N_TRAIN, N_TEST = 12, 5
-
-
-@pytest.fixture(scope="module")
-def square_ctx(tmp_path_factory):
-    """The tiny suite with a 16-wide model whose MLP layers are square (16 x 16), briefly warmed up."""
-    suite = load_suite("tiny", [("lm.hidden_size", 16), ("lm.intermediate_size", 16), ("lm.num_heads", 2),
-                                ("lm.warmup_steps", 5)])
-    return RunContext(suite, cache=Cache(tmp_path_factory.mktemp("cache")))
 
 
 def harness_scores(ctx, normalize):
@@ -60,28 +50,35 @@ def mlp_linears(model):
     return [n for n, m in model.named_modules() if type(m) is torch.nn.Linear and ".mlp." in n]
 
 
+def padded_rows(ctx, lm):
+    """The first train and test examples as dattri's datasets: dicts of rows padded to a common width (the
+    harness's encoding, so the default collate stacks them)."""
+    def rows(examples):
+        enc = lm.encode(examples)
+        return [{"input_ids": enc.input_ids[i], "attention_mask": enc.attention_mask[i], "labels": enc.labels[i]}
+                for i in range(len(examples))]
+
+    return rows(ctx.suite.split("train")[:N_TRAIN]), rows(ctx.suite.split("test")[:N_TEST])
+
+
+def content_hashes(rows):
+    """dattri's keys of the rows (padding stripped), to read its scores back in the rows' order."""
+    return [hash_sample({k: row[k] for k in ("input_ids", "attention_mask")}) for row in rows]
+
+
 def dattri_scores(ctx, modules, normalize, tmp_path):
     """dattri-llm's TracIn / GradCos [n_train, n_test] scores on a copy of the warm-up LM, rows and columns
     looked up by dattri's content hashes so that they are in the examples' order."""
     lm = ctx.warmup_lm()
     model = copy.deepcopy(lm.model)  # dattri moves the model, sets eval() and hooks it: leave the harness's alone
-
-    def dataset(examples):  # rows padded to a common width, so the default collate stacks them
-        enc = lm.encode(examples)
-        return [{"input_ids": enc.input_ids[i], "attention_mask": enc.attention_mask[i], "labels": enc.labels[i]}
-                for i in range(len(examples))]
-
-    def hashes(rows):
-        return [hash_sample({k: row[k] for k in ("input_ids", "attention_mask")}) for row in rows]
-
-    train, test = dataset(ctx.suite.split("train")[:N_TRAIN]), dataset(ctx.suite.split("test")[:N_TEST])
+    train, test = padded_rows(ctx, lm)
     args = AttributionArguments(output_dir=str(tmp_path), per_device_train_batch_size=4,
                                 per_device_eval_batch_size=4, use_cpu=True)
     attributor = TracInAttributor(args, task=AttributionTask(harness_loss, model))
     hooks = HookManagerConfig(hook_types=dict.fromkeys(modules, "linear_io"))  # default: every linear layer
     score = attributor.attribute(train, test, hook_config=hooks, normalized_grad=normalize)
     assert score.layer_name == modules
-    return score.query(hashes(train), hashes(test)).double().numpy()
+    return score.query(content_hashes(train), content_hashes(test)).double().numpy()
 
 
 @pytest.mark.slow
@@ -107,19 +104,14 @@ def dattri_ekfac(ctx, modules, damping, tmp_path):
     from dattri_llm import EKFACAttributor
 
     lm = ctx.warmup_lm()
-    enc_train, enc_test = (lm.encode(ctx.suite.split(s)[:n]) for s, n in (("train", N_TRAIN), ("test", N_TEST)))
-    train, test = ([{"input_ids": e.input_ids[i], "attention_mask": e.attention_mask[i], "labels": e.labels[i]}
-                    for i in range(len(e.lengths))] for e in (enc_train, enc_test))
-
-    def hashes(rows):
-        return [hash_sample({k: row[k] for k in ("input_ids", "attention_mask")}) for row in rows]
+    train, test = padded_rows(ctx, lm)
 
     args = AttributionArguments(output_dir=str(tmp_path), per_device_train_batch_size=4,
                                 per_device_eval_batch_size=4, use_cpu=True)
     attributor = EKFACAttributor(args, task=AttributionTask(harness_loss, copy.deepcopy(lm.model)))
     hooks = HookManagerConfig(hook_types=dict.fromkeys(modules, "linear_io"))
     score = attributor.attribute(train, test, hook_config=hooks, damping=damping)
-    return score.query(hashes(train), hashes(test)).double().numpy()
+    return score.query(content_hashes(train), content_hashes(test)).double().numpy()
 
 
 @pytest.mark.slow
