@@ -60,9 +60,10 @@ __all__ = [
     "main_label_kind", "make_config", "mean_pool", "Method", "method_cost_s", "MethodConfig", "MethodContext",
     "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of",
     "prefix_states", "progress", "register_method", "register_task", "replicate_macro_means", "replicate_means",
-    "Role", "RunContext", "spearman_rows", "split_half_reliability", "suite_method_options", "runs_from_prefix", "Task",
+    "Role", "RunContext", "save_pretrained_lm", "spearman_rows", "split_half_reliability", "suite_method_options",
+    "runs_from_prefix", "Task",
     "TaskConfig",
-    "TaskOutput", "tasks", "top_layer_losses", "unigram_f1",
+    "TaskOutput", "tasks", "tokenized_rows", "top_layer_losses", "unigram_f1",
 ]
 
 Role = Literal["train", "test"]
@@ -94,6 +95,26 @@ def feature_nbytes(features: Features) -> int:
     if hasattr(features, "element_size"):  # torch.Tensor
         return int(features.element_size() * features.nelement())
     return int(np.asarray(features).nbytes)
+
+
+def save_pretrained_lm(lm: Any, directory: Any) -> None:
+    """Write a `TargetLM` (float32) and its tokenizer with `save_pretrained` into `directory`.
+
+    As `bench export --model` writes `model/`: for a method whose library loads its model from a path.
+    """
+    from bench.export import save_pretrained_lm as save
+
+    save(lm, Path(directory))
+
+
+def tokenized_rows(lm: Any, examples: Any) -> dict[str, list[list[int]]]:
+    """Examples tokenised as `lm.encode` does, unpadded: `input_ids`, `attention_mask`, `labels` (-100 off the loss).
+
+    The columns of `bench export --model`'s `tokenized/` (for `datasets.Dataset.from_dict`).
+    """
+    from bench.export import tokenized_rows as rows
+
+    return rows(lm, examples)
 
 
 def per_example_loss(logits: Any, labels: Any) -> Any:

@@ -238,6 +238,21 @@ def tokenized_rows(lm: Any, examples: Any) -> dict[str, list[list[int]]]:
     return cols
 
 
+def save_pretrained_lm(lm: Any, directory: Path) -> None:
+    """`save_pretrained` of a `TargetLM`'s model in float32, with its tokenizer.
+
+    float32 as the gradient methods differentiate it, whatever its dtype; `AutoModelForCausalLM` and
+    `AutoTokenizer.from_pretrained` read it back.
+    """
+    import copy
+
+    import torch
+
+    model = lm.model if lm.model.dtype == torch.float32 else copy.deepcopy(lm.model).float()
+    model.save_pretrained(str(directory), safe_serialization=True)
+    lm.tokenizer.save_pretrained(str(directory))
+
+
 def export_model(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") -> dict[str, int]:
     """Write `model/`, `tokenized/` and `model.json`; returns rows written per tokenised split.
 
@@ -249,9 +264,6 @@ def export_model(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") 
     examples. Under a top-layers recipe (`lm.train_layers`) `model.json` lists only the top layers'
     parameters as trained: the gradient methods differentiate those alone.
     """
-    import copy
-
-    import torch
     from datasets import Dataset, DatasetDict
 
     from bench.api import RunContext
@@ -261,16 +273,11 @@ def export_model(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu") 
     splits = {name: suite.split(name) for name in SPLITS}  # type: ignore[arg-type]
     splits = {name: examples for name, examples in splits.items() if examples}
 
-    def write_model(tmp: Path) -> None:
-        model = lm.model if lm.model.dtype == torch.float32 else copy.deepcopy(lm.model).float()
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        lm.tokenizer.save_pretrained(str(tmp))
-
     def write_tokenized(tmp: Path) -> None:
         DatasetDict({name: Dataset.from_dict(tokenized_rows(lm, examples))
                      for name, examples in splits.items()}).save_to_disk(str(tmp))
 
-    _replace_dir(out, "model", write_model)
+    _replace_dir(out, "model", lambda tmp: save_pretrained_lm(lm, tmp))
     _replace_dir(out, "tokenized", write_tokenized)
     meta = {"suite": suite.name, "suite_version": suite.spec.version, "data_fingerprint": suite.data_fingerprint,
             "tda_bench": bench.__version__, "checkpoint": "warm-up LM", "dtype": "float32",

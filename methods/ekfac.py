@@ -19,7 +19,7 @@ from bench.api import (
     register_method,
     top_layer_losses,
 )
-from methods.gradients import FrozenInputs, GradientConfig, Scratch, tracked_modules
+from methods.gradients import FrozenInputs, GradientConfig, Handles, Scratch, tracked_modules
 
 KRONFLUENCE_INSTALL = "pip install --no-deps kronfluence==1.0.1 einconv==0.1.0"
 
@@ -93,8 +93,7 @@ class EKFAC(Method):
         self._model = None
         self._analyzer = None
         self._scratch: Scratch | None = None
-        self._kept: list = []  # every example featurised, in order: a handle is its place here
-        self._handles: dict[tuple[str, str, str], int] = {}
+        self._handles = Handles()
         self._factors = ""
         self._info: dict[str, Any] = {}
         self._calls = 0
@@ -156,14 +155,7 @@ class EKFAC(Method):
         """Handles [n, 1]: each example's number among those this instance keeps for `score`."""
         if not self._factors:
             raise RuntimeError("ekfac: fit(pool) must run before featurize")
-        out = np.empty((len(examples), 1), dtype=np.int64)
-        for j, e in enumerate(examples):  # the same example always gets the same handle
-            key = (e.id, e.prompt, e.response)
-            if key not in self._handles:
-                self._handles[key] = len(self._kept)
-                self._kept.append(e)
-            out[j, 0] = self._handles[key]
-        return out
+        return self._handles.of(examples)
 
     def score(self, test_features: Features, train_features: Features) -> np.ndarray:
         """Pairwise influence (kronfluence) of the train handles' examples on the test handles', [n_test, n_train]."""
@@ -171,7 +163,7 @@ class EKFAC(Method):
 
         self._calls += 1
         name = f"scores{self._calls}"
-        test, train = ([self._kept[int(i)] for i in np.asarray(f)[:, 0]] for f in (test_features, train_features))
+        test, train = self._handles.examples(test_features), self._handles.examples(train_features)
         self._analyzer.compute_pairwise_scores(
             scores_name=name, factors_name=self._factors, query_dataset=self._dataset(test),
             train_dataset=self._dataset(train), per_device_query_batch_size=self.config.query_batch_size,

@@ -11,6 +11,7 @@
   large pool are never held in memory, not even as dirty pages of a mapping) and reads the result back
   memory-mapped, so the pool's gradient store costs disk, not RAM.
 - `unit_normalize` is the unit normalisation of LoGra / TracIn / LESS.
+- `Handles` keeps the examples of a pairwise method (EK-FAC, DataInf, TrackStar) for its `score`.
 - `tracked_modules` names the linear modules a method differentiates: those matching its `modules` option
   that training updates (under `lm.train_layers`, the top layers only).
 """
@@ -299,3 +300,30 @@ class Scratch:
         """A `RowWriter` for a new file `name-K.npy` (earlier files stay valid while they are mapped)."""
         self._count += 1
         return RowWriter(self.path / f"{name}-{self._count}.npy", n, d)
+
+
+class Handles:
+    """The examples a pairwise method keeps for `score`, as it has no per-example features.
+
+    A handle is an example's place here; the same example (id, prompt, response) always gets the same handle.
+    """
+
+    def __init__(self) -> None:
+        self._kept: list = []
+        self._index: dict[tuple[str, str, str], int] = {}
+
+    def of(self, examples: Sequence[Any]) -> np.ndarray:
+        """Handles [n, 1] int64 of `examples`, keeping those not seen before."""
+        out = np.empty((len(examples), 1), dtype=np.int64)
+        for j, e in enumerate(examples):
+            key = (e.id, e.prompt, e.response)
+            if key not in self._index:
+                self._index[key] = len(self._kept)
+                self._kept.append(e)
+            out[j, 0] = self._index[key]
+        return out
+
+    def examples(self, features: Any) -> list:
+        """The examples that handles [n, 1] stand for, in order."""
+        return [self._kept[int(i)] for i in np.asarray(features)[:, 0]]
+

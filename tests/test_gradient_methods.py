@@ -255,6 +255,22 @@ def test_missing_logix_is_one_line_with_the_install_command(name, run_cli, monke
     assert not results.exists() or not any(results.rglob("*.json"))
 
 
+@pytest.mark.parametrize(("name", "library", "install"), [
+    ("ekfac", "kronfluence", "pip install --no-deps kronfluence==1.0.1 einconv==0.1.0"),
+    ("datainf", "dattri", "pip install --no-deps dattri==0.3.0"),
+    ("trackstar", "torchopt", "pip install --no-deps bergson==2.5.1"),
+])
+def test_a_missing_peer_library_is_one_line_with_the_install_command(name, library, install, run_cli, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: None if mod == library else real(mod, *a))
+    code, out, err, results = run_cli("run", "--method", name, "--task", "lds", "--suite", "tiny")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and install in err and library in err
+    assert not results.exists() or not any(results.rglob("*.json"))
+
+
 def test_scratch_of_a_dead_process_is_removed_and_a_live_ones_kept(tmp_path):
     import os
     import subprocess
@@ -334,3 +350,93 @@ def test_trak_ensemble_takes_the_suites_dsdm_settings_below_its_own():
     own = load_suite("small", [("methods.trak_ens.rank", 8), ("methods.trak_ens.members", 2)])
     assert suite_method_options(own, "trak_ens", cls) == {"rank": 8, "members": 2}
     assert suite_method_options(small, "logra", methods.get("logra")) == {"rank": 64}  # no inheritance
+
+
+def _datainf_closed_form(g_train, g_test, sizes, lam):
+    """DataInf from its formula (Kwon et al. 2024, eq. 5), written here with matrix products per module:
+    q_l = (v_l - (1/n) sum_i (g_il . v_l) / (lam + |g_il|^2) g_il) / lam; score = sum_l g_train,l . q_l."""
+    scores = np.zeros((len(g_test), len(g_train)))
+    start = 0
+    for size in sizes:
+        gl, vl = g_train[:, start:start + size], g_test[:, start:start + size]
+        weights = 1.0 / (lam + (gl ** 2).sum(1))  # [n]
+        q = (vl - (vl @ gl.T * weights) @ gl / len(gl)) / lam
+        scores += q @ gl.T
+        start += size
+    return scores
+
+
+@pytest.mark.parametrize("recipe", ["every_layer", "top_layers"])
+def test_datainf_through_dattri_equals_the_closed_form(recipe, request):
+    """The `datainf` method (dattri's vmap gradients, cache and transform of our loss) against DataInf's
+    formula on brute-force gradients: the loss, the modules, each module's own inverse, the damping rule and
+    the sign. A train set other than the pool (reordered, partial) scores as the matching pool columns."""
+    ctx = request.getfixturevalue("square_ctx" if recipe == "every_layer" else "top_ctx")
+    train, test = _data(ctx)
+    lm = ctx.warmup_lm()
+    names = mlp_weight_names(lm.model)
+    if recipe == "top_layers":
+        names = [n for n in names if n.startswith("model.layers.1.")]
+    g_train = brute_force_grads(lm.model, lm, train, names).numpy()
+    g_test = brute_force_grads(lm.model, lm, test, names).numpy()
+    sizes = [dict(lm.model.named_parameters())[n].numel() for n in names]
+    method, f_train, f_test = _fit("datainf", ctx, query_batch_size=2)
+    lam = 0.1 * float((g_train ** 2).mean())
+    assert method.info()["damping"] == pytest.approx(lam, rel=1e-4)
+    assert f_train.shape == (N_TRAIN, 1) and method.dim(f_train) == g_train.shape[1] == sum(sizes)
+    assert method.storage_bytes(f_train) == N_TRAIN * sum(sizes) * 4
+    scores = method.score(f_test, f_train)
+    expected = _datainf_closed_form(g_train, g_test, sizes, lam)
+    np.testing.assert_allclose(scores, expected, rtol=2e-3, atol=2e-3 * np.abs(expected).max())
+    # one inverse over all modules at once is another matrix, told apart at 5x the tolerance above: the
+    # per-module split is what is checked
+    pooled = _datainf_closed_form(g_train, g_test, [sum(sizes)], lam)
+    assert np.abs(pooled - expected).max() > 1e-2 * np.abs(expected).max()
+    # not the pool: its gradients are computed anew (reversed, one left out)
+    sub = method.featurize(train[::-1][1:], "train")
+    np.testing.assert_allclose(method.score(f_test, sub), scores[:, ::-1][:, 1:], rtol=1e-4,
+                               atol=1e-5 * np.abs(scores).max())
+    fixed, f_train, f_test = _fit("datainf", ctx, damping=1e-3)
+    np.testing.assert_allclose(fixed.score(f_test, f_train), _datainf_closed_form(g_train, g_test, sizes, 1e-3),
+                               rtol=2e-3, atol=2e-3 * np.abs(expected).max())
+
+
+@pytest.mark.slow
+def test_trackstar_through_bergson_differentiates_the_harness_loss_and_ranks_a_copy_first(square_ctx, tmp_path):
+    """The `trackstar` method's bergson setup: unprojected, bergson's gradients of our rows (its `mean` loss
+    over our labels, the modules we leave it) are brute force's; TrackStar's scores put a pool copy of a test
+    example first in that example's row (the same preconditioned, unit-normalised gradient: score 1), and a
+    train set other than the pool (reversed, one left out) scores as the matching columns."""
+    import dataclasses
+    import json
+
+    from bergson.cli.commands import Build
+    from bergson.config.config import PreprocessConfig
+    from bergson.data import load_module_gradients
+
+    train, test = _data(square_ctx)
+    lm = square_ctx.warmup_lm()
+    names = mlp_weight_names(lm.model)
+    g_train = brute_force_grads(lm.model, lm, train, names).numpy()
+    method, f_train, f_test = _fit("trackstar", square_ctx, projection_dim=4, target_downweight_components=4)
+    raw = dataclasses.replace(method._index_cfg(tmp_path / "raw", method._write(train, "raw_rows")),
+                              projection_dim=0)
+    Build(index_cfg=raw, preprocess_cfg=PreprocessConfig()).execute()
+    grads = load_module_gradients(tmp_path / "raw")
+    assert sorted(grads.keys()) == sorted(n.removeprefix("model.").removesuffix(".weight") for n in names)
+    ours = np.concatenate([np.asarray(grads[n.removeprefix("model.").removesuffix(".weight")], dtype=np.float64)
+                           for n in names], axis=1)
+    np.testing.assert_allclose(ours, g_train, rtol=1e-3, atol=1e-5 * np.abs(g_train).max())
+
+    pool = train + test[:2]  # two test examples copied into the pool
+    method.fit(pool)
+    f_pool, f_test = method.featurize(pool, "train"), method.featurize(test, "test")
+    scores = method.score(f_test, f_pool)
+    assert scores.shape == (N_TEST, N_TRAIN + 2) and method.dim(f_pool) == 4 * 4 * len(names)
+    assert list(scores[:2].argmax(1)) == [N_TRAIN, N_TRAIN + 1]
+    np.testing.assert_allclose(scores[[0, 1], [N_TRAIN, N_TRAIN + 1]], 1.0, atol=1e-4)
+    assert np.abs(scores[:2, :N_TRAIN]).max() < 0.9
+    sub = method.featurize(pool[::-1][1:], "train")
+    np.testing.assert_allclose(method.score(f_test, sub), scores[:, ::-1][:, 1:], rtol=1e-4, atol=1e-6)
+    info = json.loads(next(method._scratch.path.glob("run*/query/info.json")).read_text())
+    assert len(info["grad_sizes"]) == len(names) and set(info["grad_sizes"].values()) == {16}
