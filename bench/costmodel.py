@@ -114,22 +114,37 @@ def method_cost_s(phases: list[dict]) -> float:
 
     Cached setup work counts what producing it cost, not the time to load it.
     """
-    picked = [p for p in phases if p["name"] in METHOD_PHASES or p["name"].split("/")[0] in METHOD_PHASES]
-    if any(p["name"].startswith("setup/") for p in picked):
-        picked = [p for p in picked if p["name"] != "setup"]
-    return sum(phase_cost_s(p) for p in picked)
+    return _charged([p for p in phases if p["name"] in METHOD_PHASES or p["name"].split("/")[0] in METHOD_PHASES])
+
+
+def setup_cost_s(phases: list[dict]) -> float | None:
+    """The one-time cost charged to a method: its setup (parts at their original cost, see `_charged`)."""
+    picked = [p for p in phases if p["name"] == "setup" or p["name"].startswith("setup/")]
+    return _charged(picked) if picked else None
+
+
+def _charged(picked: list[dict]) -> float:
+    """Seconds of `picked` phases, `setup` counted once.
+
+    Its `setup/...` parts (nested inside it) at their original cost, plus the rest of setup's own time that no
+    part covers (e.g. a TRAK ensemble member's model loading beside its cached warm-up).
+    """
+    parts = [p for p in picked if p["name"].startswith("setup/")]
+    total = sum(phase_cost_s(p) for p in picked if p["name"] != "setup")
+    for p in picked:
+        if p["name"] == "setup":
+            total += max(0.0, phase_cost_s(p) - sum(float(q["wall_s"]) for q in parts)) if parts else phase_cost_s(p)
+    return total
 
 
 def gpu_hours(phases: list[dict], names: tuple[str, ...]) -> float | None:
     """GPU-hours of the recorded phases named `names` that ran on a CUDA device; None if none did.
 
-    `setup` counts as its `setup/...` parts when it has them (they are nested inside it). A ground truth
+    `setup` counts as its `setup/...` parts plus what of it they do not cover (`_charged`). A ground truth
     that ran as one job per GPU records the sum of the jobs' times, i.e. GPU time, not wall time.
     """
     picked = [p for p in phases if str(p.get("device", "")).startswith("cuda")
               and (p["name"] in names or p["name"].split("/")[0] in names)]
-    if any(p["name"].startswith("setup/") for p in picked):
-        picked = [p for p in picked if p["name"] != "setup"]
     if not picked:
         return None
-    return sum(phase_cost_s(p) for p in picked) / 3600.0
+    return _charged(picked) / 3600.0

@@ -12,7 +12,7 @@ import tomllib
 from tabulate import tabulate
 
 from bench import stats
-from bench.costmodel import phase_cost_s
+from bench.costmodel import setup_cost_s
 from bench.results import RunRecord
 
 FAILED = "✕"
@@ -148,13 +148,8 @@ def bytes_text(n: float | None) -> str:
 
 
 def setup_s(record: RunRecord) -> float | None:
-    """The one-time cost charged to the method: its setup phases at their original (uncached) cost."""
-    phases = [p for p in record.cost.get("phases", []) if p["name"].startswith("setup/")]
-    if not phases:
-        phases = [p for p in record.cost.get("phases", []) if p["name"] == "setup"]
-    if not phases:
-        return None
-    return sum(phase_cost_s(p) for p in phases)
+    """The one-time cost charged to the method: its setup at its original (uncached) cost (`setup_cost_s`)."""
+    return setup_cost_s(record.cost.get("phases", []))
 
 
 def hours(h: float | None) -> str:

@@ -35,6 +35,22 @@ def test_gpu_hours_count_cuda_phases_at_their_original_cost():
 
     phases = [ph("ground_truth", 1.0, cached=True, orig=3600.0), ph("setup", 100.0), ph("setup/train", 90.0),
               ph("setup/generate", 9.0, cached=True, orig=1800.0), ph("index", 360.0), ph("eval", 999.0)]
-    assert gpu_hours(phases, METHOD_PHASES) == (90.0 + 1800.0 + 360.0) / 3600  # setup as its parts, not twice
+    # setup as its parts (a cached one at its original cost) plus the 1 s of setup that no part covers
+    assert gpu_hours(phases, METHOD_PHASES) == (1.0 + 90.0 + 1800.0 + 360.0) / 3600
     assert gpu_hours(phases, HARNESS_PHASES) == 1.0
     assert gpu_hours([ph("index", 360.0, device="cpu")], METHOD_PHASES) is None
+
+
+def test_method_cost_counts_the_setup_that_its_parts_do_not_cover():
+    """A TRAK ensemble's setup: a cached member warm-up (a part) and the members' own loading (not a part)."""
+    from bench.costmodel import method_cost_s
+
+    def ph(name, wall, cached=False, orig=None):
+        return {"name": name, "wall_s": wall, "cached": cached, "original_wall_s": orig}
+
+    phases = [ph("warmup", 2.0), ph("setup/ensemble_warmup_1", 0.5, cached=True, orig=40.0), ph("setup", 10.5),
+              ph("index", 30.0), ph("score", 5.0)]
+    assert method_cost_s(phases) == 40.0 + 10.0 + 30.0 + 5.0
+    assert method_cost_s([ph("setup", 10.0), ph("index", 1.0)]) == 11.0
+    # parts that cover all of setup add nothing for it
+    assert method_cost_s([ph("setup/a", 4.0), ph("setup", 4.0)]) == 4.0
