@@ -55,7 +55,7 @@ __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
     "build", "ceiling_subset_variance", "check_model", "cluster_ids", "code_versions", "compute_prefix",
     "config_dict", "ConfigError", "CostProfile", "crossover", "Crossover", "DataError", "draws_label",
-    "encode_texts", "Example", "example_ids", "Examples", "feature_nbytes", "Features", "format_count",
+    "encode_texts", "ensemble_refusal", "Example", "example_ids", "Examples", "feature_nbytes", "Features", "format_count",
     "format_seconds", "Interval", "lds", "lds_replicates", "load_encoder", "load_pretrained_lm", "MAIN_LABEL_KINDS",
     "main_label_kind", "make_config", "mean_pool", "Method", "method_cost_s", "MethodConfig", "MethodContext",
     "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of",
@@ -95,6 +95,16 @@ def feature_nbytes(features: Features) -> int:
     if hasattr(features, "element_size"):  # torch.Tensor
         return int(features.element_size() * features.nelement())
     return int(np.asarray(features).nbytes)
+
+
+def ensemble_refusal(suite: Suite) -> str | None:
+    """Why the warm-up LMs of an ensemble (`MethodContext.warmup_lm(member=k)`) would all be one model, or None.
+
+    On a pretrained or base LM with no warm-up steps: for a method's `check_suite`.
+    """
+    from bench.retrain import ensemble_refusal as why
+
+    return why(suite)
 
 
 def save_pretrained_lm(lm: Any, directory: Any) -> None:

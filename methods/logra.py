@@ -21,6 +21,7 @@ from bench.api import (
     MethodContext,
     Role,
     attention_group_score,
+    ensemble_refusal,
     feature_nbytes,
     load_pretrained_lm,
     progress,
@@ -321,6 +322,11 @@ class TRAKEnsemble(Method):
     def check(self) -> None:
         """Logix must be installed."""
         check_logix()
+
+    def check_suite(self, suite) -> None:
+        """Refuse, before anything runs, a suite whose ensemble members would all be one model."""
+        if self.config.members > 1 and (why := ensemble_refusal(suite)) is not None:
+            raise ConfigError(f"trak_ens: {why}")
 
     def setup(self, ctx: MethodContext) -> None:
         """Warm up (or load) each member and set up DsDm on it."""

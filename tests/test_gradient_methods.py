@@ -337,6 +337,11 @@ def test_trak_ensemble_refuses_bad_settings_and_identical_members(tmp_path):
     suite = load_suite("tiny", [("lm.base_steps", 5), ("lm.warmup_steps", 0), ("data.generator.n_pretrain", 50)])
     with pytest.raises(ConfigError, match="would all be the same model"):
         warmup_lm(suite, Cache(tmp_path), member=1)
+    # the run's preflight refuses it before any training; one member is dsdm and needs no other model
+    with pytest.raises(ConfigError, match="trak_ens: suite tiny: .*would all be the same model"):
+        cls(cls.config_cls(members=2)).check_suite(suite)
+    cls(cls.config_cls(members=1)).check_suite(suite)
+    cls(cls.config_cls(members=2)).check_suite(load_suite("tiny", []))
 
 
 def test_trak_ensemble_takes_the_suites_dsdm_settings_below_its_own():

@@ -57,6 +57,18 @@ def warmup_cost(suite: Suite, cache: Cache) -> float | None:
     return None if meta is None else meta.get("wall_s")
 
 
+def ensemble_refusal(suite: Suite) -> str | None:
+    """Why the warm-up LMs of an ensemble (members > 0) would all be one model on `suite`, or None.
+
+    A pretrained or built base LM is the same for every member; without warm-up steps nothing tells them apart.
+    """
+    spec = suite.spec.lm
+    if (spec.model is not None or spec.base_steps) and not (spec.warmup_steps and suite.split("warmup")):
+        return (f"suite {suite.name}: warm-up LMs of an ensemble would all be the same model (a pretrained or "
+                "base LM and no warm-up steps); give the suite a warm-up")
+    return None
+
+
 def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu", member: int = 0):  # -> (TargetLM, meta dict)
     """Return the suite's warm-up target LM and its metadata, training and caching it on first use.
 
@@ -76,9 +88,8 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu", member: int = 0):
 
     spec = suite.spec.lm
     if member:
-        if (spec.model is not None or spec.base_steps) and not (spec.warmup_steps and suite.split("warmup")):
-            raise ConfigError(f"suite {suite.name}: warm-up LMs of an ensemble would all be the same model (a "
-                              "pretrained or base LM and no warm-up steps); give the suite a warm-up")
+        if (why := ensemble_refusal(suite)) is not None:
+            raise ConfigError(why)
         spec = dataclasses.replace(spec, init_seed=spec.init_seed + MEMBER_SEED_STRIDE * member)
 
     def produce(directory: Path) -> dict:
