@@ -29,10 +29,13 @@ class DataInfConfig(GradientConfig):
     """Options of DataInf; `modules`, `batch_size` and `seed` as for the other gradient methods."""
 
     damping_scale: float = field(default=0.1, metadata={
-        "help": "DataInf's damping rule: lambda = this x the mean squared gradient entry over the pool and the "
-                "tracked parameters (the paper's 0.1, applied to all tracked modules at once; see the docstring)."})
+        "help": "DataInf's damping rule: module l's lambda_l = this x the mean squared entry of its pool "
+                "gradients (the paper's 0.1)."})
     damping: float | None = field(default=None, metadata={
-        "help": "A fixed damping lambda instead of the rule (unset: the rule)."})
+        "help": "One fixed damping lambda for every module instead of the rule (unset: the rule)."})
+    max_gib: float = field(default=8.0, metadata={
+        "help": "Refuse a pool whose gradients (n x tracked parameters x 4 bytes, held twice while dattri caches "
+                "them) need more GiB than this."})
     query_batch_size: int = field(default=32, metadata={
         "help": "Test examples transformed at once (dattri's transform holds this squared x the largest module's "
                 "parameters x 4 bytes)."})
@@ -45,6 +48,8 @@ class DataInfConfig(GradientConfig):
             raise ConfigError(f"datainf.damping must be > 0 or unset, got {self.damping}")
         if self.query_batch_size < 1:
             raise ConfigError(f"datainf.query_batch_size must be >= 1, got {self.query_batch_size}")
+        if not self.max_gib > 0:
+            raise ConfigError(f"datainf.max_gib must be > 0, got {self.max_gib}")
 
 
 def check_dattri() -> None:
@@ -80,14 +85,16 @@ class DataInf(Method):
       Hessian of interest is theirs. Nothing is projected (DataInf's LoRA layers are small; here a module has
       up to 32K parameters on the built LMs), so storage is the pool's gradients, which DataInf's inverse is
       made of.
-    - One damping for all modules: the paper sets `lambda_l = 0.1 x mean_i |g_il|^2 / d_l` per module; dattri's
-      attributor takes one `regularization`, so the rule is applied to the tracked modules together
-      (`damping_scale` x the mean squared gradient entry over the pool and all tracked parameters). A fixed
-      `damping` replaces the rule.
-    - The cost is dattri's: its transform visits the pool's gradients one by one for every batch of test
-      examples (time and memory traffic grow as n_train x n_test x parameters; two matrix products would do it
-      in one pass), and its gradients run the whole LM for every example (no shared frozen layers under a
-      top-layers recipe).
+    - DataInf's approximation (swapping the inverse and the average) errs more the larger a module is (the
+      paper's bound grows with d_l); its LoRA modules are small, these up to 32K parameters. The damping is the
+      paper's per-module rule (`lambda_l = 0.1 x mean_i |g_il|^2 / d_l`), reached through dattri's single
+      `regularization` by rescaling each module's gradients (`fit`); a fixed `damping` is one lambda for all.
+    - Size: the pool's gradients are held in memory (`max_gib` refuses what does not fit: e.g. SmolLM2's two
+      trained layers, 5.3M parameters, need 17 GB for 800 examples).
+    - The cost is dattri's: an extra pass over the pool measures the damping; its transform visits the
+      pool's gradients one by one for every batch of test examples (time and memory traffic grow as
+      n_train x n_test x parameters; two matrix products would do it in one pass), and its gradients run the
+      whole LM for every example (no shared frozen layers under a top-layers recipe).
 
     The method has no per-example features (`pairwise`): `featurize` keeps the examples and returns handles,
     `fit` caches the pool's gradients (the index phase), and `score` transforms the test gradients and takes the
@@ -100,7 +107,11 @@ class DataInf(Method):
     def __init__(self, config: DataInfConfig | None = None) -> None:
         super().__init__(config)
         self._lm = None
-        self._task = None
+        self._model = None
+        self._state: dict = {}
+        self._weights: list[str] = []
+        self._sizes: list[int] = []
+        self._device = "cpu"
         self._attributor = None
         self._pool_keys: list[tuple[str, str, str]] = []
         self._handles = Handles()
@@ -116,10 +127,7 @@ class DataInf(Method):
         check_dattri()
 
     def setup(self, ctx: MethodContext) -> None:
-        """Load the warm-up LM and wrap it as dattri's `AttributionTask` (eager attention, float32, a copy)."""
-        import torch
-        from dattri.task import AttributionTask
-
+        """Load the warm-up LM: a float32 copy with eager attention, only the tracked weights requiring grad."""
         lm = ctx.warmup_lm()
         try:
             names = tracked_modules(lm, self.config.modules)
@@ -132,18 +140,33 @@ class DataInf(Method):
         model.requires_grad_(False)
         for n in names:
             model.get_submodule(n).weight.requires_grad_(True)
+        self._model, self._weights, self._device = model, [f"{n}.weight" for n in names], str(ctx.device)
+        self._state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._lm = lm
+        modules = dict(lm.model.named_modules())
+        self._sizes = [int(modules[n].weight.numel()) for n in names]
+        self._info = {"modules": names, "grad_dim": int(sum(self._sizes)),
+                      "model_params": int(sum(p.numel() for p in lm.model.parameters()))}
+
+    def _task(self, scales: list[float]):
+        """The harness loss as dattri's `AttributionTask`, module l's weight reparametrised as `scales[l] x p`.
+
+        p's gradient is `scales[l]` times the weight's (the per-module damping, see `fit`). dattri loads the
+        task's checkpoint into the shared model copy; it is made from the weights kept at setup.
+        """
+        import torch
+        from dattri.task import AttributionTask
+
+        model, factor = self._model, dict(zip(self._weights, scales, strict=True))
 
         def loss(params, data):  # one example (dattri vmaps over them): its tokens, mask and labels, [1, L] each
             ids, mask, labels = data
-            logits = torch.func.functional_call(model, params, (ids,), {"attention_mask": mask}).logits
+            weights = {k: v * factor[k] for k, v in params.items()}
+            logits = torch.func.functional_call(model, weights, (ids,), {"attention_mask": mask}).logits
             return per_example_loss(logits, labels)[0]
 
-        self._task = AttributionTask(loss_func=loss, model=model,
-                                     checkpoints={k: v.detach() for k, v in model.state_dict().items()})
-        self._lm = lm
-        modules = dict(lm.model.named_modules())
-        self._info = {"modules": names, "grad_dim": int(sum(modules[n].weight.numel() for n in names)),
-                      "model_params": int(sum(p.numel() for p in lm.model.parameters()))}
+        state = {k: v / factor[k] if k in factor else v for k, v in self._state.items()}
+        return AttributionTask(loss_func=loss, model=model, checkpoints=state)
 
     def _loader(self, examples: Examples, batch_size: int, desc: str) -> _Counted:
         """The examples' tokens, masks and labels in batches, with a progress bar advanced by each batch."""
@@ -162,33 +185,63 @@ class DataInf(Method):
         rows = []
         with self._loader(examples, self.config.batch_size, desc) as loader, torch.no_grad():
             for batch in loader:
-                rows.append(self._attributor.generate_train_rep(0, tuple(x.unsqueeze(0) for x in batch)))
+                rows.append(self._attributor.generate_train_rep(0, self._on_device(batch)))
         return torch.cat(rows)
 
+    def _on_device(self, batch) -> tuple:
+        """A batch as dattri's attributors take it: [1, b, ...] on the model's device."""
+        return tuple(x.to(self._device).unsqueeze(0) for x in batch)
+
     def fit(self, examples: Examples) -> None:
-        """Cache the pool's per-example gradients (dattri's `cache`) and set the damping."""
+        """Set each module's damping, then cache the pool's per-example gradients (dattri's `cache`).
+
+        DataInf damps module l with its own `lambda_l` (`damping_scale` x the mean squared entry of its pool
+        gradients); dattri's attributor takes one `regularization`. The two agree exactly when module l's
+        gradients are scaled by `s_l = sqrt(lambda / lambda_l)`: its term of the score with (s_l g, lambda) is
+        its term with (g, lambda_l). So a first pass over the pool (the task unscaled) measures lambda_l, and
+        the attributor runs on a task whose module l is reparametrised as `s_l x p` (p = weight / s_l; the
+        same model, p's gradient `s_l` times the weight's), with lambda the mean of the lambda_l.
+        """
         import torch
         from dattri.algorithm.influence_function import IFAttributorDataInf
 
-        if self._task is None:
+        if self._model is None:
             raise RuntimeError("datainf: setup(ctx) must run before fit")
-        self._attributor = IFAttributorDataInf(self._task, device="cpu",
-                                               regularization=self.config.damping or 1.0)
+        need = 2 * len(examples) * self._info["grad_dim"] * 4 / 2**30
+        if need > self.config.max_gib:
+            raise ConfigError(f"datainf: the pool's gradients need {need:.1f} GiB ({len(examples)} examples x "
+                              f"{self._info['grad_dim']:,} tracked parameters x 4 bytes, held twice while "
+                              f"dattri caches them), over datainf.max_gib = {self.config.max_gib:g}: track "
+                              "fewer modules (--set modules=...) or raise the limit")
+        if self.config.damping is not None:
+            lambdas = [float(self.config.damping)] * len(self._sizes)
+        else:
+            sums = np.zeros(len(self._sizes))
+            probe = IFAttributorDataInf(self._task([1.0] * len(self._sizes)), device=self._device)
+            with self._loader(examples, self.config.batch_size, f"{self.name} damping (pool)") as loader, \
+                    torch.no_grad():  # torch.func.grad differentiates inside; nothing outside keeps a graph
+                for batch in loader:
+                    rows = probe.generate_train_rep(0, self._on_device(batch)).double()
+                    sums += [float(block.pow(2).sum()) for block in rows.split(self._sizes, dim=1)]
+            lambdas = [self.config.damping_scale * total / (len(examples) * size)
+                       for total, size in zip(sums, self._sizes, strict=True)]
+            if not all(lam > 0 for lam in lambdas):
+                raise RuntimeError("datainf: a tracked module's pool gradients are all zero, so DataInf's damping "
+                                   "rule gives it 0")
+        lam = float(np.mean(lambdas))
+        self._attributor = IFAttributorDataInf(self._task([float(np.sqrt(lam / lam_l)) for lam_l in lambdas]),
+                                               device=self._device, regularization=lam)
         with self._loader(examples, self.config.batch_size, f"{self.name} gradients (pool)") as loader, \
-                torch.no_grad():  # torch.func.grad differentiates inside; nothing outside keeps a graph
+                torch.no_grad():
             self._attributor.cache(loader)
         pool = self._pool_gradients()
-        mean_square = sum(float(rows.double().pow(2).sum()) for rows in pool.split(256)) / max(pool.numel(), 1)
-        lam = self.config.damping or self.config.damping_scale * mean_square
-        if not lam > 0:
-            raise RuntimeError("datainf: every pool gradient is zero, so DataInf's damping rule gives 0")
-        self._attributor.regularization = lam
         self._pool_keys = [(e.id, e.prompt, e.response) for e in examples]
-        self._info.update(damping=lam, pool_bytes=int(pool.numel() * pool.element_size()))
+        self._info.update(damping=dict(zip(self._info["modules"], lambdas, strict=True)),
+                          pool_bytes=int(pool.numel() * pool.element_size()))
 
     def _pool_gradients(self):
-        # dattri keeps the cached gradients of checkpoint 0 here (pinned dattri==0.3.0; tests/test_datainf.py
-        # checks them against gradients it computes anew)
+        # dattri keeps the cached gradients of checkpoint 0 here (pinned dattri==0.3.0; the closed-form test in
+        # tests/test_gradient_methods.py checks scores made with them against brute-force gradients)
         return self._attributor._cached_train_reps[0]
 
     def featurize(self, examples: Examples, role: Role) -> Features:
@@ -211,9 +264,9 @@ class DataInf(Method):
             start = 0
             for batch in loader:
                 with torch.no_grad():
-                    v = self._attributor.generate_test_rep(0, tuple(x.unsqueeze(0) for x in batch))
+                    v = self._attributor.generate_test_rep(0, self._on_device(batch))
                     q = self._attributor.transform_test_rep(0, v)
-                    out[start:start + len(q)] = (q @ g_train.T).double().numpy()
+                    out[start:start + len(q)] = (q @ g_train.T).double().cpu().numpy()
                 start += len(q)
         return out
 

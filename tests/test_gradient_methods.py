@@ -2,6 +2,7 @@
 
 import copy
 import importlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,6 +259,7 @@ def test_missing_logix_is_one_line_with_the_install_command(name, run_cli, monke
 @pytest.mark.parametrize(("name", "library", "install"), [
     ("ekfac", "kronfluence", "pip install --no-deps kronfluence==1.0.1 einconv==0.1.0"),
     ("datainf", "dattri", "pip install --no-deps dattri==0.3.0"),
+    ("trackstar", "bergson", "pip install --no-deps bergson==2.5.1"),
     ("trackstar", "torchopt", "pip install --no-deps bergson==2.5.1"),
 ])
 def test_a_missing_peer_library_is_one_line_with_the_install_command(name, library, install, run_cli, monkeypatch):
@@ -357,12 +359,12 @@ def test_trak_ensemble_takes_the_suites_dsdm_settings_below_its_own():
     assert suite_method_options(small, "logra", methods.get("logra")) == {"rank": 64}  # no inheritance
 
 
-def _datainf_closed_form(g_train, g_test, sizes, lam):
-    """DataInf from its formula (Kwon et al. 2024, eq. 5), written here with matrix products per module:
-    q_l = (v_l - (1/n) sum_i (g_il . v_l) / (lam + |g_il|^2) g_il) / lam; score = sum_l g_train,l . q_l."""
+def _datainf_closed_form(g_train, g_test, sizes, lams):
+    """DataInf from its formula (Kwon et al. 2024, eq. 5), written here with matrix products per module l:
+    q_l = (v_l - (1/n) sum_i (g_il . v_l) / (lam_l + |g_il|^2) g_il) / lam_l; score = sum_l g_train,l . q_l."""
     scores = np.zeros((len(g_test), len(g_train)))
     start = 0
-    for size in sizes:
+    for size, lam in zip(sizes, lams, strict=True):
         gl, vl = g_train[:, start:start + size], g_test[:, start:start + size]
         weights = 1.0 / (lam + (gl ** 2).sum(1))  # [n]
         q = (vl - (vl @ gl.T * weights) @ gl / len(gl)) / lam
@@ -374,8 +376,9 @@ def _datainf_closed_form(g_train, g_test, sizes, lam):
 @pytest.mark.parametrize("recipe", ["every_layer", "top_layers"])
 def test_datainf_through_dattri_equals_the_closed_form(recipe, request):
     """The `datainf` method (dattri's vmap gradients, cache and transform of our loss) against DataInf's
-    formula on brute-force gradients: the loss, the modules, each module's own inverse, the damping rule and
-    the sign. A train set other than the pool (reordered, partial) scores as the matching pool columns."""
+    formula on brute-force gradients: the loss, the modules, each module's own inverse and own damping
+    (the paper's rule), the sign. A train set other than the pool (reordered, partial) scores as the matching
+    pool columns; a fixed damping is one lambda for every module."""
     ctx = request.getfixturevalue("square_ctx" if recipe == "every_layer" else "top_ctx")
     train, test = _data(ctx)
     lm = ctx.warmup_lm()
@@ -386,62 +389,128 @@ def test_datainf_through_dattri_equals_the_closed_form(recipe, request):
     g_test = brute_force_grads(lm.model, lm, test, names).numpy()
     sizes = [dict(lm.model.named_parameters())[n].numel() for n in names]
     method, f_train, f_test = _fit("datainf", ctx, query_batch_size=2)
-    lam = 0.1 * float((g_train ** 2).mean())
-    assert method.info()["damping"] == pytest.approx(lam, rel=1e-4)
+    blocks = np.split(g_train, np.cumsum(sizes)[:-1], axis=1)
+    lams = [0.1 * float((block ** 2).mean()) for block in blocks]
+    assert list(method.info()["damping"].values()) == pytest.approx(lams, rel=1e-4)
     assert f_train.shape == (N_TRAIN, 1) and method.dim(f_train) == g_train.shape[1] == sum(sizes)
     assert method.storage_bytes(f_train) == N_TRAIN * sum(sizes) * 4
     scores = method.score(f_test, f_train)
-    expected = _datainf_closed_form(g_train, g_test, sizes, lam)
-    np.testing.assert_allclose(scores, expected, rtol=2e-3, atol=2e-3 * np.abs(expected).max())
-    # one inverse over all modules at once is another matrix, told apart at 5x the tolerance above: the
-    # per-module split is what is checked
-    pooled = _datainf_closed_form(g_train, g_test, [sum(sizes)], lam)
-    assert np.abs(pooled - expected).max() > 1e-2 * np.abs(expected).max()
+    expected = _datainf_closed_form(g_train, g_test, sizes, lams)
+    tol = 2e-3 * np.abs(expected).max()
+    np.testing.assert_allclose(scores, expected, rtol=2e-3, atol=tol)
+    # what the test tells apart: one inverse over all modules, or one lambda for all, is off by > 5x the tolerance
+    pooled = _datainf_closed_form(g_train, g_test, [sum(sizes)], [float(np.mean(lams))])
+    one_lambda = _datainf_closed_form(g_train, g_test, sizes, [float(np.mean(lams))] * len(sizes))
+    assert np.abs(pooled - expected).max() > 5 * tol and np.abs(one_lambda - expected).max() > 5 * tol
     # not the pool: its gradients are computed anew (reversed, one left out)
     sub = method.featurize(train[::-1][1:], "train")
     np.testing.assert_allclose(method.score(f_test, sub), scores[:, ::-1][:, 1:], rtol=1e-4,
                                atol=1e-5 * np.abs(scores).max())
     fixed, f_train, f_test = _fit("datainf", ctx, damping=1e-3)
-    np.testing.assert_allclose(fixed.score(f_test, f_train), _datainf_closed_form(g_train, g_test, sizes, 1e-3),
+    np.testing.assert_allclose(fixed.score(f_test, f_train),
+                               _datainf_closed_form(g_train, g_test, sizes, [1e-3] * len(sizes)),
                                rtol=2e-3, atol=2e-3 * np.abs(expected).max())
 
 
-@pytest.mark.slow
-def test_trackstar_through_bergson_differentiates_the_harness_loss_and_ranks_a_copy_first(square_ctx, tmp_path):
-    """The `trackstar` method's bergson setup: unprojected, bergson's gradients of our rows (its `mean` loss
-    over our labels, the modules we leave it) are brute force's; TrackStar's scores put a pool copy of a test
-    example first in that example's row (the same preconditioned, unit-normalised gradient: score 1), and a
-    train set other than the pool (reversed, one left out) scores as the matching columns."""
+def test_datainf_refuses_a_pool_over_its_memory_limit(square_ctx):
+    from bench.errors import ConfigError
+
+    cls = methods.get("datainf")
+    method = cls(cls.config_cls(max_gib=1e-6))
+    method.setup(square_ctx.method_context())
+    with pytest.raises(ConfigError, match=r"datainf: the pool's gradients need .* GiB .*datainf.max_gib"):
+        method.fit(square_ctx.suite.split("train")[:N_TRAIN])
+
+
+def _bergson_gradients(method, examples, out, projection_dim):
+    """bergson's per-module gradients of `examples` (its `build` command, the method's settings), float64."""
     import dataclasses
-    import json
 
     from bergson.cli.commands import Build
     from bergson.config.config import PreprocessConfig
     from bergson.data import load_module_gradients
 
+    cfg = dataclasses.replace(method._index_cfg(out, method._write(examples, f"{out.name}_rows")),
+                              projection_dim=projection_dim)
+    Build(index_cfg=cfg, preprocess_cfg=PreprocessConfig()).execute()
+    grads = load_module_gradients(out)
+    return {name: np.asarray(grads[name], dtype=np.float64) for name in grads.keys()}
+
+
+def _trackstar_by_hand(g_test, g_train, components, normalize=True):
+    """TrackStar from Chang et al. (A.1.3), written here on bergson's projected gradients: per module the
+    autocorrelations R = G^T G / n of the test set and the pool, mixed as lam R_eval + (1 - lam) R_train with lam
+    putting the two pooled, sorted eigenvalue curves level at the `components`-th; both sides times the mix's
+    damped inverse square root (eigenvalues + 0.1 x their mean), unit-normalised, then inner products."""
+    mods = list(g_train)
+    r_train = {k: g_train[k].T @ g_train[k] / len(g_train[k]) for k in mods}
+    r_eval = {k: g_test[k].T @ g_test[k] / len(g_test[k]) for k in mods}
+    e_train, e_eval = (np.sort(np.concatenate([np.linalg.eigvalsh(r[k]) for k in mods]))[::-1]
+                       for r in (r_train, r_eval))
+    lam = e_train[components - 1] / (e_eval[components - 1] + e_train[components - 1])
+
+    def precondition(g, power):
+        out = []
+        for k in mods:
+            e, v = np.linalg.eigh(lam * r_eval[k] + (1 - lam) * r_train[k])
+            out.append(g[k] @ v @ np.diag((e + 0.1 * e.mean()) ** power) @ v.T)
+        x = np.concatenate(out, axis=1)
+        return x / np.linalg.norm(x, axis=1, keepdims=True) if normalize else x
+
+    if normalize:
+        return precondition(g_test, -0.5) @ precondition(g_train, -0.5).T, lam
+    return precondition(g_test, -1.0) @ np.concatenate([g_train[k] for k in mods], axis=1).T, lam
+
+
+@pytest.mark.slow
+def test_trackstar_through_bergson_is_trackstar_of_the_harness_loss(square_ctx, tmp_path, monkeypatch):
+    """The `trackstar` method against TrackStar written out by hand: unprojected, bergson's gradients of our
+    rows (its `mean` loss over our labels, the modules we leave it) are brute force's; projected, the method's
+    scores are TrackStar's (mixing weight, damped inverse square root, unit normalisation) recomputed in numpy
+    from bergson's projected gradients, and without the mix or the normalisation they change. A pool copy of a
+    test example scores 1, first in its row; a train set other than the pool scores as its columns; a relative
+    cache folder works (bergson resolves paths from its own folders)."""
+    from bench.cache import Cache
+
     train, test = _data(square_ctx)
     lm = square_ctx.warmup_lm()
     names = mlp_weight_names(lm.model)
-    g_train = brute_force_grads(lm.model, lm, train, names).numpy()
+    g_brute = brute_force_grads(lm.model, lm, train, names).numpy()
     method, f_train, f_test = _fit("trackstar", square_ctx, projection_dim=4, target_downweight_components=4)
-    raw = dataclasses.replace(method._index_cfg(tmp_path / "raw", method._write(train, "raw_rows")),
-                              projection_dim=0)
-    Build(index_cfg=raw, preprocess_cfg=PreprocessConfig()).execute()
-    grads = load_module_gradients(tmp_path / "raw")
-    assert sorted(grads.keys()) == sorted(n.removeprefix("model.").removesuffix(".weight") for n in names)
-    ours = np.concatenate([np.asarray(grads[n.removeprefix("model.").removesuffix(".weight")], dtype=np.float64)
-                           for n in names], axis=1)
-    np.testing.assert_allclose(ours, g_train, rtol=1e-3, atol=1e-5 * np.abs(g_train).max())
+    raw = _bergson_gradients(method, train, tmp_path / "raw", 0)
+    assert sorted(raw) == sorted(n.removeprefix("model.").removesuffix(".weight") for n in names)
+    ours = np.concatenate([raw[n.removeprefix("model.").removesuffix(".weight")] for n in names], axis=1)
+    np.testing.assert_allclose(ours, g_brute, rtol=1e-3, atol=1e-5 * np.abs(g_brute).max())
+
+    scores = method.score(f_test, f_train)
+    assert scores.shape == (N_TEST, N_TRAIN) and method.dim(f_train) == 4 * 4 * len(names)
+    g_train, g_test = (_bergson_gradients(method, ex, tmp_path / name, 4) for ex, name in ((train, "tr"),
+                                                                                         (test, "te")))
+    expected, lam = _trackstar_by_hand(g_test, g_train, 4)
+    assert method.info()["mixing_lambda"] == pytest.approx(lam, rel=1e-5) and 0.01 < lam < 0.99
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+    for options, by_hand in (({"mix_hessians": False}, _trackstar_by_hand(g_test, g_train, 4)[0]),
+                             ({"normalize": False}, _trackstar_by_hand(g_test, g_train, 4, normalize=False)[0])):
+        other, f_tr, f_te = _fit("trackstar", square_ctx, projection_dim=4, target_downweight_components=4,
+                                 **options)
+        changed = other.score(f_te, f_tr)
+        assert np.abs(changed - scores).max() > 0.05 * np.abs(scores).max(), options
+        if "normalize" in options:
+            np.testing.assert_allclose(changed, by_hand, rtol=1e-3, atol=1e-4 * np.abs(by_hand).max())
 
     pool = train + test[:2]  # two test examples copied into the pool
     method.fit(pool)
-    f_pool, f_test = method.featurize(pool, "train"), method.featurize(test, "test")
-    scores = method.score(f_test, f_pool)
-    assert scores.shape == (N_TEST, N_TRAIN + 2) and method.dim(f_pool) == 4 * 4 * len(names)
-    assert list(scores[:2].argmax(1)) == [N_TRAIN, N_TRAIN + 1]
-    np.testing.assert_allclose(scores[[0, 1], [N_TRAIN, N_TRAIN + 1]], 1.0, atol=1e-4)
-    assert np.abs(scores[:2, :N_TRAIN]).max() < 0.9
+    f_pool = method.featurize(pool, "train")
+    copied = method.score(f_test, f_pool)
+    assert list(copied[:2].argmax(1)) == [N_TRAIN, N_TRAIN + 1]
+    np.testing.assert_allclose(copied[[0, 1], [N_TRAIN, N_TRAIN + 1]], 1.0, atol=1e-4)
     sub = method.featurize(pool[::-1][1:], "train")
-    np.testing.assert_allclose(method.score(f_test, sub), scores[:, ::-1][:, 1:], rtol=1e-4, atol=1e-6)
-    info = json.loads(next(method._scratch.path.glob("run*/query/info.json")).read_text())
-    assert len(info["grad_sizes"]) == len(names) and set(info["grad_sizes"].values()) == {16}
+    np.testing.assert_allclose(method.score(f_test, sub), copied[:, ::-1][:, 1:], rtol=1e-4, atol=1e-6)
+    assert not any(method._root.glob("run*"))  # each score's files are removed
+
+    monkeypatch.chdir(tmp_path)
+    ctx = RunContext(square_ctx.suite, cache=Cache(Path("relative-cache")))
+    relative, f_train, f_test = _fit("trackstar", ctx, projection_dim=4, target_downweight_components=4)
+    np.testing.assert_allclose(relative.score(f_test, f_train), scores, atol=1e-5)
+
+
