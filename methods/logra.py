@@ -245,8 +245,11 @@ class LoGraAttention(LoGra):
     """LoGra with AirRep's attention pooling over subsets (paper Figure 5's LoGra + attention).
 
     The same features and pair scores as `logra`; the group score is the softmax-over-|s_i| weighted sum
-    instead of the sum, isolating what the pooling contributes to a gradient method.
+    instead of the sum, isolating what the pooling contributes to a gradient method. It runs with the suite's
+    settings of `logra` (`settings_from`: its rank), so the ablation changes the pooling alone.
     """
+
+    settings_from = "logra"  # the same rank as the suite's LoGra; [methods.logra_attn] wins
 
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:
         """Attention pooling of the pair scores."""

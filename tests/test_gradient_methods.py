@@ -357,6 +357,8 @@ def test_trak_ensemble_takes_the_suites_dsdm_settings_below_its_own():
     own = load_suite("small", [("methods.trak_ens.rank", 8), ("methods.trak_ens.members", 2)])
     assert suite_method_options(own, "trak_ens", cls) == {"rank": 8, "members": 2}
     assert suite_method_options(small, "logra", methods.get("logra")) == {"rank": 64}  # no inheritance
+    # LoGra + attention pooling, the Figure 5 ablation, runs at LoGra's rank: the pooling is all that changes
+    assert suite_method_options(small, "logra_attn", methods.get("logra_attn")) == {"rank": 64}
 
 
 def _datainf_closed_form(g_train, g_test, sizes, lams):
