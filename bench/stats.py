@@ -188,6 +188,35 @@ def t_two_sided_p(t: float, df: float) -> float:
     return _betainc(df / 2.0, 0.5, df / (df + t * t))
 
 
+def t_quantile(p: float, df: float | None) -> float:
+    """The t with two-sided p-value `p` under Student's t with `df` degrees of freedom (normal when None)."""
+    tail = (lambda t: math.erfc(t / math.sqrt(2))) if df is None else (lambda t: t_two_sided_p(t, df))
+    low, high = 0.0, 1.0
+    while tail(high) > p:  # the tail falls as t grows
+        high *= 2.0
+    for _ in range(200):
+        mid = (low + high) / 2.0
+        low, high = (mid, high) if tail(mid) > p else (low, mid)
+    return (low + high) / 2.0
+
+
+def bootstrap_interval(point: float, replicates: Sequence[float | None], df: float | None = None,
+                       alpha: float = 0.05) -> tuple[float, float]:
+    """The (1 - alpha) interval of a paired difference that matches `bootstrap_p`: point +- t x sd(replicates).
+
+    The same standard error and t reference as the p-value, so the interval excludes 0 exactly when p < alpha
+    (a percentile interval of 1,000 replicates over 8 clusters is narrower than the t reference and could
+    exclude 0 beside a p above alpha). NaNs with fewer than two finite replicates.
+    """
+    reps = [float(v) for v in replicates if v is not None and math.isfinite(float(v))]
+    if len(reps) < 2:
+        return (math.nan, math.nan)
+    mean = sum(reps) / len(reps)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in reps) / (len(reps) - 1))
+    half = t_quantile(alpha, df) * sd
+    return (point - half, point + half)
+
+
 def bootstrap_p(point: float, replicates: Sequence[float], df: float | None = None) -> float:
     """Two-sided p-value that a paired difference is 0, from its bootstrap replicates' standard error.
 
@@ -256,7 +285,8 @@ class Comparison:
     """Record a's metric against record b's, paired: the difference a - b, its CI and p-value.
 
     `p` is the two-sided p-value of the metric's own test (`test`) for this pair alone; `column` adds the
-    Holm-adjusted one of a whole column.
+    Holm-adjusted one of a whole column. The CI is `bootstrap_interval`'s: it excludes 0 exactly when the
+    bootstrap's p is below 0.05 (McNemar, which can only raise p on 0/1 outcomes, is not in the interval).
     """
 
     metric: str
@@ -324,9 +354,9 @@ def compare(a: RunRecord, b: RunRecord, metric: str) -> Comparison:
     higher = bool(ma.get("higher_is_better", True))
     reps_a, reps_b = ma.get("replicates"), mb.get("replicates")
     d = [x - y for x, y in zip(reps_a or [], reps_b or [], strict=True) if x is not None and y is not None]
-    low, high = percentile_interval(d)
     n = ma.get("n") or len(a.per_example.get(metric, []))
     df = units(a.clusters["ids"] if a.clusters else None, int(n or 0)) - 1
+    low, high = bootstrap_interval(diff, d, df=max(df, 1))
     p = bootstrap_p(diff, d, df=max(df, 1)) if d else 1.0
     if ma["test"] == MCNEMAR:  # the bootstrap of a few discordant pairs is anti-conservative: McNemar guards it
         exact = mcnemar_p(_values(a, metric), _values(b, metric))

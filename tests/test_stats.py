@@ -66,6 +66,26 @@ def test_t_reference_matches_scipy_and_is_wider_than_the_normal():
     assert stats.bootstrap_p(0.1, reps, df=7) > 10 * stats.bootstrap_p(0.1, reps)  # 8 clusters: far less sure
 
 
+def test_a_comparisons_interval_excludes_zero_exactly_when_its_p_is_below_alpha():
+    """The difference's CI and p-value share the bootstrap's standard error and t reference (8 clusters, as
+    `qa`): a percentile interval of the same replicates is narrower and excluded 0 beside p = 0.07."""
+    from scipy import stats as sps
+
+    assert stats.t_quantile(0.05, 7) == pytest.approx(sps.t.ppf(0.975, 7), rel=1e-9)
+    assert stats.t_quantile(0.05, None) == pytest.approx(1.959964, rel=1e-6)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for point in np.linspace(0.0, 0.06, 25):
+        reps = list(rng.normal(point, 0.0125, 1000))
+        low, high = stats.bootstrap_interval(point, reps, df=7)
+        p = stats.bootstrap_p(point, reps, df=7)
+        assert (low > 0 or high < 0) == (p < 0.05), (point, low, high, p)
+        percentile = stats.percentile_interval(reps)
+        seen.add((p < 0.05, percentile[0] > 0))
+    assert (False, True) in seen  # the percentile interval alone would have said otherwise somewhere
+    assert all(np.isnan(stats.bootstrap_interval(0.1, [0.1])))  # too few replicates: NaNs
+
+
 def test_clustered_interval_is_wider_when_clusters_differ():
     """Examples that share a cluster effect: the clustered CI is wider than the one that treats them as iid."""
     rng = np.random.default_rng(0)
