@@ -129,3 +129,32 @@ def test_a_column_whose_rows_do_not_pair_is_refused():
     check_pairing(latest([record("logra", "a"), record("tfidf", "a")]))  # one ground truth: fine
     with pytest.raises(DataError, match=r"column small of task lds mixes .*: logra, tfidf \| ekfac"):
         check_pairing(latest([record("logra", "a"), record("tfidf", "a"), record("ekfac", "b")]))
+
+
+def test_a_classification_column_where_no_method_beats_random_is_marked_and_left_out_of_the_average():
+    """Each committed classification column is marked *at chance* exactly when no row is significantly above
+    random in its own judgement (the tests and Holm that give bold and ranks); a marked column is not averaged
+    (stereoset's stance is at chance for every method: its top-10 chance is 0.999)."""
+    from bench import stats
+    from bench.results import read_records
+    from leaderboard.select import by_suite, latest, of_task
+    from leaderboard.tables.classification import section
+
+    root = Path(__file__).resolve().parents[1]
+    cells = latest([r for r in read_records(root / "leaderboard" / "results") if r.task == "classification"])
+    text = "\n".join(section(cells, {}))
+    header = next(line for line in text.splitlines() if line.startswith("| Method"))
+    marked = set()
+    for suite, records in by_suite(of_task(cells, "classification"), lambda key: key[0]).items():
+        ok = {m: r for m, r in records.items() if r.status == "ok"}
+        head = next(r.headline for r in ok.values())
+        col = stats.column({m: r for m, r in ok.items() if head in r.metrics}, head)
+        chance = "random" in ok and not any(stats.better(col, m, "random") for m in ok if m != "random")
+        assert (f"{suite} ({head}; *at chance*)" in header) == chance, suite
+        marked |= {suite} if chance else set()
+    assert marked == {"stereoset"}
+    # the average leaves stereoset out: dsdm's is its mean over small, shifted and qa
+    row = next(line for line in text.splitlines() if line.startswith("| dsdm"))
+    cells_ = [c.strip() for c in row.strip("|").split("|")]
+    values = [float(c.strip("*").split(" ")[0]) for c in cells_[1:4]]
+    assert float(cells_[-1]) == round(sum(values) / 3, 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench import stats
 from leaderboard.fmt import (
     fmt,
     footnote_lines,
@@ -31,7 +32,17 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
         r = columns[s].get(m)
         return r.metrics[heads[s]]["value"] if r is not None and r.status == "ok" and heads[s] in r.metrics else None
 
-    own = own_columns(columns)  # another regime's or a replicate's column is shown, not averaged
+    def at_chance(s: str) -> bool:
+        """No method significantly above random in the column's own judgement (its tests, Holm)."""
+        records = {m: r for m, r in columns[s].items() if r.status == "ok" and heads[s] in r.metrics}
+        if not heads[s] or "random" not in records:
+            return False
+        col = stats.column(records, heads[s])
+        return not any(stats.better(col, m, "random") for m in records if m != "random")
+
+    chance_columns = {s for s in suites if at_chance(s)}
+    # another regime's or a replicate's column is shown, not averaged; nor is one where no method beats random
+    own = [s for s in own_columns(columns) if s not in chance_columns]
 
     def average(m: str) -> float | None:
         values = [value(s, m) for s in own]
@@ -53,8 +64,11 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
            "Share of test examples whose top-1 training example by the method's score has the test example's "
            "label: the suite's main label (task, source, stance). " +
            stats_caption(records, {s: h for s, h in heads.items() if h}) +
-           " *chance*: a random ranking. Rows sorted by the average.", "",
-           table(rows, ["Method", *[f"{s} ({heads[s] or ''})" for s in suites], "Average"]), "",
+           " *chance*: a random ranking. A column where no method is significantly above the random baseline "
+           "(the same tests, Holm over the column) is marked *at chance* and left out of the average. Rows sorted "
+           "by the average.", "",
+           table(rows, ["Method", *[f"{s} ({heads[s] or ''}{'; *at chance*' if s in chance_columns else ''})"
+                                    for s in suites], "Average"]), "",
            provenance(records), ""]
     out += footnote_lines(footnotes)
     for suite in suites:
