@@ -129,10 +129,7 @@ class DataInf(Method):
     def setup(self, ctx: MethodContext) -> None:
         """Load the warm-up LM: a float32 copy with eager attention, only the tracked weights requiring grad."""
         lm = ctx.warmup_lm()
-        try:
-            names = tracked_modules(lm, self.config.modules)
-        except ConfigError as e:
-            raise ConfigError(f"datainf: {e}") from None
+        names = tracked_modules(lm, self.config.modules, self.name)
         model = copy.deepcopy(lm.model).float().eval()
         model.set_attn_implementation("eager")
         # dattri differentiates the parameters that require grad; its DataInf splits its per-module inverse by

@@ -113,10 +113,7 @@ class EKFAC(Method):
 
         self._scratch = Scratch(self, ctx, "ekfac")
         lm = ctx.warmup_lm()
-        try:
-            names = tracked_modules(lm, self.config.modules)
-        except ConfigError as e:
-            raise ConfigError(f"ekfac: {e}") from None
+        names = tracked_modules(lm, self.config.modules, self.name)
         modules = dict(lm.model.named_modules())
         self._info = {"modules": names, "strategy": self.config.strategy,
                       "grad_dim": int(sum(modules[n].weight.numel() for n in names)),

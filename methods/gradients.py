@@ -85,7 +85,7 @@ class GradientConfig(MethodConfig):
             raise ConfigError("modules must name at least one module (e.g. modules=mlp)")
 
 
-def tracked_modules(lm, patterns: Sequence[str]) -> list[str]:
+def tracked_modules(lm, patterns: Sequence[str], method: str | None = None) -> list[str]:
     """The linear modules of `lm` whose names contain one of `patterns` and whose weights training updates.
 
     Under a top-layers recipe (`lm.train_layers` = N) only the top N decoder layers train, in the ground
@@ -103,7 +103,8 @@ def tracked_modules(lm, patterns: Sequence[str]) -> list[str]:
     found = [n for n, m in lm.model.named_modules() if isinstance(m, torch.nn.Linear)
              and any(s in n for s in patterns) and f"{n}.weight" in trained]
     if not found:
-        raise ConfigError(f"no trained linear layer of the target LM matches modules={list(patterns)}"
+        raise ConfigError(f"{method + ': ' if method else ''}no trained linear layer of the target LM matches "
+                          f"modules={list(patterns)}"
                           + (f" (lm.train_layers = {lm.spec.train_layers} trains the top layers only)"
                              if lm.spec.train_layers else ""))
     return found

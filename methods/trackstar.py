@@ -149,10 +149,7 @@ class TrackStar(Method):
         import torch
 
         lm = ctx.warmup_lm()
-        try:
-            names = tracked_modules(lm, self.config.modules)
-        except ConfigError as e:
-            raise ConfigError(f"trackstar: {e}") from None
+        names = tracked_modules(lm, self.config.modules, self.name)
         self._scratch = Scratch(self, ctx, "trackstar")
         self._root = self._scratch.path.resolve()  # bergson resolves paths from its own run folders
         self._model_dir = self._root / "model"

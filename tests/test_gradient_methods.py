@@ -516,3 +516,13 @@ def test_trackstar_through_bergson_is_trackstar_of_the_harness_loss(square_ctx, 
     np.testing.assert_allclose(relative.score(f_test, f_train), scores, atol=1e-5)
 
 
+
+
+@pytest.mark.parametrize("name", ["ekfac", "datainf", "trackstar"])
+def test_a_peer_method_names_itself_when_no_module_matches(name, square_ctx):
+    from bench.errors import ConfigError
+
+    cls = methods.get(name)
+    with pytest.raises(ConfigError, match=rf"^{name}: no trained linear layer of the target LM matches "
+                                          r"modules=\['nothing'\]$"):
+        cls(cls.config_cls(modules=("nothing",))).setup(square_ctx.method_context())
