@@ -112,39 +112,68 @@ def phase_cost_s(phase: dict) -> float:
 def method_cost_s(phases: list[dict]) -> float:
     """The method's seconds among recorded phases: setup (its parts at their original cost), featurisation, scoring.
 
-    Cached setup work counts what producing it cost, not the time to load it.
+    Cached setup work counts what producing it cost, not the time to load it; the shared warm-up LM, loaded or
+    trained inside the method's setup, is the harness's (`_charged`).
     """
-    return _charged([p for p in phases if p["name"] in METHOD_PHASES or p["name"].split("/")[0] in METHOD_PHASES])
+    return _charged(phases, lambda p: _named(p, METHOD_PHASES))
 
 
 def setup_cost_s(phases: list[dict]) -> float | None:
     """The one-time cost charged to a method: its setup (parts at their original cost, see `_charged`)."""
-    picked = [p for p in phases if p["name"] == "setup" or p["name"].startswith("setup/")]
-    return _charged(picked) if picked else None
+    if not any(p["name"] == "setup" for p in phases):
+        return None
+    return _charged(phases, lambda p: p["name"] == "setup" or p["name"].startswith("setup/"))
 
 
-def _charged(picked: list[dict]) -> float:
-    """Seconds of `picked` phases, `setup` counted once.
+def _named(phase: dict, names: tuple[str, ...]) -> bool:
+    return phase["name"] in names or phase["name"].split("/")[0] in names
 
-    Its `setup/...` parts (nested inside it) at their original cost, plus the rest of setup's own time that no
-    part covers (e.g. a TRAK ensemble member's model loading beside its cached warm-up).
+
+def nested_in_setup(phases: list[dict]) -> list[dict]:
+    """The phases that ran inside the method's `setup`: its `setup/...` parts and a `warmup` it triggered.
+
+    The accountant appends a phase when it ends, and phases never overlap but by nesting, so the phases nested
+    in `setup` are the run of them right before it in the list (a `warmup` the ground truth triggered comes
+    before `ground_truth`, which ends the run).
     """
-    parts = [p for p in picked if p["name"].startswith("setup/")]
-    total = sum(phase_cost_s(p) for p in picked if p["name"] != "setup")
-    for p in picked:
+    names = [p["name"] for p in phases]
+    if "setup" not in names:
+        return []
+    end = len(names) - 1 - names[::-1].index("setup")
+    start = end
+    while start > 0 and (names[start - 1].startswith("setup/") or names[start - 1] == "warmup"):
+        start -= 1
+    return phases[start:end]
+
+
+def _charged(phases: list[dict], keep) -> float:
+    """Seconds of the phases `keep` accepts, `setup` counted once.
+
+    Its `setup/...` parts at their original cost, plus what of setup's own time no nested phase covers (e.g. a
+    TRAK ensemble's members' model loading beside their cached warm-ups); a `warmup` nested in it (the suite's
+    warm-up LM, shared by every method) is not the method's.
+    """
+    nested = nested_in_setup(phases)
+    total = 0.0
+    for p in phases:
+        if not keep(p):
+            continue
         if p["name"] == "setup":
-            total += max(0.0, phase_cost_s(p) - sum(float(q["wall_s"]) for q in parts)) if parts else phase_cost_s(p)
+            total += max(0.0, phase_cost_s(p) - sum(float(q["wall_s"]) for q in nested))
+        else:
+            total += phase_cost_s(p)
     return total
 
 
 def gpu_hours(phases: list[dict], names: tuple[str, ...]) -> float | None:
     """GPU-hours of the recorded phases named `names` that ran on a CUDA device; None if none did.
 
-    `setup` counts as its `setup/...` parts plus what of it they do not cover (`_charged`). A ground truth
+    `setup` counts as its `setup/...` parts plus what of it no nested phase covers (`_charged`). A ground truth
     that ran as one job per GPU records the sum of the jobs' times, i.e. GPU time, not wall time.
     """
-    picked = [p for p in phases if str(p.get("device", "")).startswith("cuda")
-              and (p["name"] in names or p["name"].split("/")[0] in names)]
-    if not picked:
+    def keep(p: dict) -> bool:
+        return str(p.get("device", "")).startswith("cuda") and _named(p, names)
+
+    if not any(keep(p) for p in phases):
         return None
-    return _charged(picked) / 3600.0
+    return _charged(phases, keep) / 3600.0

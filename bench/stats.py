@@ -190,6 +190,8 @@ def t_two_sided_p(t: float, df: float) -> float:
 
 def t_quantile(p: float, df: float | None) -> float:
     """The t with two-sided p-value `p` under Student's t with `df` degrees of freedom (normal when None)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"a two-sided p-value in (0, 1) has a t quantile, got {p}")
     tail = (lambda t: math.erfc(t / math.sqrt(2))) if df is None else (lambda t: t_two_sided_p(t, df))
     low, high = 0.0, 1.0
     while tail(high) > p:  # the tail falls as t grows
@@ -424,6 +426,31 @@ def column(records: Mapping[str, RunRecord], metric: str) -> Column:
             key = (m, best) if m < best else (best, m)
             result.bold[m] = m == best or key in comparisons and not better(result, best, m)
     return result
+
+
+def above_baseline(records: Mapping[str, RunRecord], metric: str, baseline: str = "random") -> set[str] | None:
+    """The rows significantly better than the `baseline` row on `metric`.
+
+    Each row against the baseline with the metric's own test, Holm over those comparisons (the family of the
+    question "does anything beat the baseline").
+
+    None when the question cannot be answered: no successful baseline row, or a row that cannot be compared
+    with it (no paired statistics).
+    """
+    ok = {m: r for m, r in records.items() if r.status == "ok" and metric in r.metrics}
+    if baseline not in ok:
+        return None
+    comparisons = {}
+    for m, r in ok.items():
+        if m == baseline:
+            continue
+        try:
+            comparisons[m] = compare(r, ok[baseline], metric)
+        except NotComparable:
+            return None
+    adjusted = holm({m: c.p for m, c in comparisons.items()})
+    return {m for m, c in comparisons.items()
+            if adjusted[m] < ALPHA and c.diff * (1 if c.higher_is_better else -1) > 0}
 
 
 @dataclass(frozen=True)

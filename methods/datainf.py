@@ -90,7 +90,7 @@ class DataInf(Method):
       paper's per-module rule (`lambda_l = 0.1 x mean_i |g_il|^2 / d_l`), reached through dattri's single
       `regularization` by rescaling each module's gradients (`fit`); a fixed `damping` is one lambda for all.
     - Size: the pool's gradients are held in memory (`max_gib` refuses what does not fit: e.g. SmolLM2's two
-      trained layers, 5.3M parameters, need 17 GB for 800 examples).
+      trained layers, 5.3M parameters, need 17 GB for 800 examples, twice that while dattri caches them).
     - The cost is dattri's: an extra pass over the pool measures the damping; its transform visits the
       pool's gradients one by one for every batch of test examples (time and memory traffic grow as
       n_train x n_test x parameters; two matrix products would do it in one pass), and its gradients run the
@@ -204,6 +204,9 @@ class DataInf(Method):
 
         if self._model is None:
             raise RuntimeError("datainf: setup(ctx) must run before fit")
+        # the probe below loads its weights into the shared model copy: no earlier attributor outlives a fit
+        # that fails after it (it would score with the probe's weights, not its own)
+        self._attributor = None
         need = 2 * len(examples) * self._info["grad_dim"] * 4 / 2**30
         if need > self.config.max_gib:
             raise ConfigError(f"datainf: the pool's gradients need {need:.1f} GiB ({len(examples)} examples x "

@@ -112,10 +112,7 @@ class LESS(Method):
         self._scratch = Scratch(self, ctx, "less")
         self._device = ctx.device
         lm = ctx.warmup_lm()
-        try:
-            found = tracked_modules(lm, c.modules)  # under lm.train_layers, the trained top layers' only
-        except ConfigError as e:
-            raise ConfigError(f"less: {e}") from None
+        found = tracked_modules(lm, c.modules, self.name)  # under lm.train_layers, the trained top layers' only
         torch.manual_seed(c.seed)
         with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5; nothing to act on
             warnings.filterwarnings("ignore", category=FutureWarning)

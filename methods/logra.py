@@ -138,7 +138,7 @@ class LogixMethod(Method):
         lm.model = copy.deepcopy(self._base.model).float()
         init = c.init or self.init
         run = new_logix(self._scratch.path, f"fit{len(examples)}", lora={"init": init, "rank": c.rank})
-        run.watch(lm.model, name_filter=tracked_modules(lm, c.modules))
+        run.watch(lm.model, name_filter=tracked_modules(lm, c.modules, self.name))
         passes = 2 if c.projection == "logra" and init == "pca" else 1
         with progress(total=passes * len(examples), desc=f"{self.name} gradients (pool)", unit="ex") as bar:
             if c.projection == "logra":

@@ -33,12 +33,9 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
         return r.metrics[heads[s]]["value"] if r is not None and r.status == "ok" and heads[s] in r.metrics else None
 
     def at_chance(s: str) -> bool:
-        """No method significantly above random in the column's own judgement (its tests, Holm)."""
-        records = {m: r for m, r in columns[s].items() if r.status == "ok" and heads[s] in r.metrics}
-        if not heads[s] or "random" not in records:
-            return False
-        col = stats.column(records, heads[s])
-        return not any(stats.better(col, m, "random") for m in records if m != "random")
+        """No row significantly above random (each against it, Holm over them); False where that is untested."""
+        above = stats.above_baseline(columns[s], heads[s]) if heads[s] else None
+        return above is not None and not above
 
     chance_columns = {s for s in suites if at_chance(s)}
     # another regime's or a replicate's column is shown, not averaged; nor is one where no method beats random
@@ -46,7 +43,9 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
 
     def average(m: str) -> float | None:
         values = [value(s, m) for s in own]
-        return sum(values) / len(values) if all(v is not None for v in values) else None  # type: ignore[misc]
+        if not values or any(v is None for v in values):
+            return None
+        return sum(values) / len(values)  # type: ignore[arg-type]
 
     order = sorted(rows_names, key=lambda m: (average(m) is None, -(average(m) or 0.0), m))
     rows = [[m, *[judged[s].get(m, "") for s in suites], fmt(average(m))] for m in order]
@@ -65,8 +64,8 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
            "label: the suite's main label (task, source, stance). " +
            stats_caption(records, {s: h for s, h in heads.items() if h}) +
            " *chance*: a random ranking. A column where no method is significantly above the random baseline "
-           "(the same tests, Holm over the column) is marked *at chance* and left out of the average. Rows sorted "
-           "by the average.", "",
+           "(each method against it with the same tests, Holm over those) is marked *at chance* and left out of "
+           "the average; a column without a random row is not tested. Rows sorted by the average.", "",
            table(rows, ["Method", *[f"{s} ({heads[s] or ''}{'; *at chance*' if s in chance_columns else ''})"
                                     for s in suites], "Average"]), "",
            provenance(records), ""]
