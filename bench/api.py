@@ -183,7 +183,7 @@ def load_pretrained_lm(ref: str, device: str = "cpu", max_length: int = 512) -> 
 
 # a suite's main label kind, in this order of preference: the embedded suites' task, source and stance, and
 # SafeRLHF's safety (the label the paper's Tables 1 and 2 group by)
-MAIN_LABEL_KINDS = ("task", "source", "stance", "safety")
+MAIN_LABEL_KINDS = ("task", "source", "stance", "safety", "correctness")
 
 
 def main_label_kind(examples: Examples) -> str | None:

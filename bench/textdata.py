@@ -15,6 +15,10 @@ its directory is found with `importlib.util.find_spec`. Two recipes (`[data.text
   `stereotype` and one `anti-stereotype`: a binary label on responses to the same prompt, the role
   SafeRLHF's safe / unsafe plays in the paper. Both continuations of a context stay in one split, so the
   test split is half and half.
+- `nq`: NQ-open (CC BY-SA 3.0) questions with a model's answer that NQ's annotators judged: a question with
+  a definitely correct prediction gives one example labelled `correct` (its first such prediction), any
+  other question with a definitely incorrect one an example labelled `incorrect`: a binary label on
+  responses (SafeRLHF's role), drawn per label so every split is half and half, each question once.
 
 Splits are disjoint by content: rows are deduplicated by their normalised prompt (`bench.hygiene`) across
 every file of the recipe before the split is drawn, and each prompt lands in exactly one split (per source,
@@ -51,6 +55,7 @@ QA_SOURCES: dict[str, tuple[str, ...]] = {
     "mmlu": ("MMLU/test.jsonl",),
 }
 STEREOSET_FILES = ("StereoSet/test.jsonl",)
+NQ_FILES = ("NQ-open/test.jsonl",)
 SPLIT_ORDER = ("test", "train", "airrep_train", "warmup")
 
 
@@ -58,10 +63,13 @@ SPLIT_ORDER = ("test", "train", "airrep_train", "warmup")
 class TextSpec:
     """An embedded real-text recipe (`[data.text]` in a suite TOML)."""
 
-    recipe: Literal["qa", "stereoset"] = field(metadata={"help": "qa (source label) or stereoset (stance label)."})
+    recipe: Literal["qa", "stereoset", "nq"] = field(metadata={
+        "help": "qa (source label), stereoset (stance label) or nq (judged correctness of an answer)."})
     n_test: int = field(default=30, metadata={
-        "help": "Test rows per source (qa) or test contexts, each with its two continuations (stereoset)."})
-    n_train: int = field(default=150, metadata={"help": "Pool rows per source (qa) or pool contexts (stereoset)."})
+        "help": "Test rows per source (qa), test contexts, each with its two continuations (stereoset), or test "
+                "questions per label (nq)."})
+    n_train: int = field(default=150, metadata={
+        "help": "Pool rows per source (qa), pool contexts (stereoset) or pool questions per label (nq)."})
     n_airrep_train: int = field(default=250, metadata={"help": "airrep_train rows per source / contexts."})
     n_warmup: int = field(default=600, metadata={"help": "Warm-up rows per source / contexts (at most what is left)."})
     sources: tuple[str, ...] = field(default=tuple(QA_SOURCES), metadata={"help": "qa: the sources mixed."})
@@ -84,6 +92,8 @@ class TextSpec:
         """The data files the recipe reads, relative to the data directory."""
         if self.recipe == "stereoset":
             return STEREOSET_FILES
+        if self.recipe == "nq":
+            return NQ_FILES
         return tuple(f for s in self.sources for f in QA_SOURCES[s])
 
 
@@ -169,6 +179,17 @@ def _candidates(spec: TextSpec, root: Path) -> dict[str, list[tuple[str, list[tu
                     continue
                 seen.add(key)
                 rows.append((prompt, pair))
+        return out
+    if spec.recipe == "nq":
+        for _, row in _rows(root / NQ_FILES[0]):
+            prompt, _ = _qa_pair("nq_open", row)
+            prompt = _cut(prompt, spec.max_prompt_words, last=True)
+            key = normalise(prompt)
+            for label, column in (("correct", "def_correct_predictions"), ("incorrect", "def_incorrect_predictions")):
+                response = _cut(_answer(row.get(column) or ""), spec.max_response_words, last=False)
+                if response and key not in seen:
+                    seen.add(key)
+                    out.setdefault(label, []).append((prompt, [(response, {"correctness": label})]))
         return out
     passages: set[str] = set()  # a passage (BoolQ, SIQA, ASDiv) with several questions gives one example
     for source in spec.sources:

@@ -8,7 +8,7 @@ from bench.data import Example
 from bench.hygiene import describe, normalise, report
 from bench.suites import load_suite
 
-EMBEDDED = ["tiny", "small", "shifted", "qa", "stereoset"]
+EMBEDDED = ["tiny", "small", "shifted", "qa", "stereoset", "nq"]
 
 
 def test_normalise_folds_case_spacing_and_punctuation():
@@ -35,7 +35,7 @@ def test_every_embedded_suite_is_disjoint_by_content(name):
     assert rep["test_overlap_any"] == 0, rep
     assert not any(rep["duplicates"].values()), rep
     assert all(rep["sizes"][s] > 0 for s in ("train", "test", "warmup", "airrep_train"))
-    if name in ("small", "shifted", "qa", "stereoset"):  # every split pair, not only test vs the others
+    if name in ("small", "shifted", "qa", "stereoset", "nq"):  # every split pair, not only test vs the others
         prompts = {s: {normalise(e.prompt) for e in suite.split(s)} for s in rep["sizes"]}
         names = sorted(prompts)
         for i, a in enumerate(names):
@@ -52,6 +52,16 @@ def test_stereoset_test_split_is_half_and_half_with_both_continuations_together(
     for e in test:
         by_prompt.setdefault(e.prompt, set()).add(e.labels["stance"])
     assert all(v == {"stereotype", "anti-stereotype"} for v in by_prompt.values())
+
+
+def test_nq_splits_are_half_correct_half_incorrect_with_one_example_per_question():
+    suite = load_suite("nq")
+    for name, size in (("test", 300), ("train", 500), ("airrep_train", 120), ("warmup", 188)):
+        labels = [e.labels["correctness"] for e in suite.split(name)]
+        assert len(labels) == size and labels.count("correct") == labels.count("incorrect"), name
+    prompts = [e.prompt for name in ("test", "train", "airrep_train", "warmup") for e in suite.split(name)]
+    assert len(prompts) == len(set(prompts))
+    assert all(e.response and e.response != "None" for e in suite.split("test"))
 
 
 def test_a_user_suite_with_overlap_says_how_many_test_examples_overlap(run_cli, tmp_path):
