@@ -210,13 +210,23 @@ def bootstrap_interval(point: float, replicates: Sequence[float | None], df: flo
     (a percentile interval of 1,000 replicates over 8 clusters is narrower than the t reference and could
     exclude 0 beside a p above alpha). NaNs with fewer than two finite replicates.
     """
-    reps = [float(v) for v in replicates if v is not None and math.isfinite(float(v))]
-    if len(reps) < 2:
+    sd = _replicate_sd(replicates)
+    if sd is None:
         return (math.nan, math.nan)
-    mean = sum(reps) / len(reps)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in reps) / (len(reps) - 1))
     half = t_quantile(alpha, df) * sd
     return (point - half, point + half)
+
+
+def _replicate_sd(replicates: Sequence[float | None]) -> float | None:
+    """The standard deviation of the finite bootstrap replicates (the difference's standard error).
+
+    None with fewer than two.
+    """
+    reps = [float(v) for v in replicates if v is not None and math.isfinite(float(v))]
+    if len(reps) < 2:
+        return None
+    mean = sum(reps) / len(reps)
+    return math.sqrt(sum((v - mean) ** 2 for v in reps) / (len(reps) - 1))
 
 
 def bootstrap_p(point: float, replicates: Sequence[float], df: float | None = None) -> float:
@@ -228,11 +238,9 @@ def bootstrap_p(point: float, replicates: Sequence[float], df: float | None = No
     examples (LOO) or 8 clusters (`qa`) would overstate significance. A difference with no spread is
     significant unless it is 0.
     """
-    reps = [float(v) for v in replicates if v is not None and math.isfinite(float(v))]
-    if len(reps) < 2:
+    sd = _replicate_sd(replicates)
+    if sd is None:
         return 1.0
-    mean = sum(reps) / len(reps)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in reps) / (len(reps) - 1))
     if sd == 0:
         return 1.0 if point == 0 else 0.0
     t = abs(point) / sd

@@ -113,7 +113,7 @@ class DataInf(Method):
         self._sizes: list[int] = []
         self._device = "cpu"
         self._attributor = None
-        self._pool_keys: list[tuple[str, str, str]] = []
+        self._pool = np.empty((0, 1), dtype=np.int64)  # the fitted pool's handles
         self._handles = Handles()
         self._info: dict[str, Any] = {}
 
@@ -235,7 +235,7 @@ class DataInf(Method):
                 torch.no_grad():
             self._attributor.cache(loader)
         pool = self._pool_gradients()
-        self._pool_keys = [(e.id, e.prompt, e.response) for e in examples]
+        self._pool = self._handles.of(examples)
         self._info.update(damping=dict(zip(self._info["modules"], lambdas, strict=True)),
                           pool_bytes=int(pool.numel() * pool.element_size()))
 
@@ -254,12 +254,12 @@ class DataInf(Method):
         """DataInf influence of the train handles' examples on the test handles', [n_test, n_train]."""
         import torch
 
-        test, train = self._handles.examples(test_features), self._handles.examples(train_features)
-        if [(e.id, e.prompt, e.response) for e in train] == self._pool_keys:
+        test = self._handles.examples(test_features)
+        if np.array_equal(np.asarray(train_features), self._pool):
             g_train = self._pool_gradients()
         else:
-            g_train = self._gradients(train, f"{self.name} gradients (train)")
-        out = np.empty((len(test), len(train)))
+            g_train = self._gradients(self._handles.examples(train_features), f"{self.name} gradients (train)")
+        out = np.empty((len(test), len(g_train)))
         with self._loader(test, self.config.query_batch_size, f"{self.name} transform (test)") as loader:
             start = 0
             for batch in loader:

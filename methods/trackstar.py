@@ -131,6 +131,7 @@ class TrackStar(Method):
         self._exclude = ""
         self._token_batch = 0
         self._pool_hessian: Path | None = None
+        self._pool_eigenvalues: dict = {}
         self._handles = Handles()
         self._info: dict[str, Any] = {}
         self._calls = 0
@@ -201,6 +202,8 @@ class TrackStar(Method):
         with _quiet():  # bergson's `hessian` command, as its pipeline's first step runs it
             Hessian(hessian_cfg=HessianConfig(method="autocorrelation"),
                     index_cfg=self._index_cfg(self._pool_hessian, pool)).execute()
+        # the pool's eigenvalues, for the mixing weight of every later score (its eigenvectors are not needed)
+        self._pool_eigenvalues = _eigenvalues(self._pool_hessian)
         # what mixing a new query's matrix in reads: the pool's matrices and their eigenvalues
         self._info["hessian_bytes"] = int((self._pool_hessian / "hessians.pth").stat().st_size
                                           + self._info["dim"] * 4)
@@ -229,11 +232,12 @@ class TrackStar(Method):
                                   mix_hessians=self.config.mix_hessians, stats_sample_size=None, resume=True)
             with _quiet():
                 trackstar(self._index_cfg(run, self._write(train, f"train{self._calls}")), cfg)
-            scores = np.asarray(load_scores(run / "scores")[:], dtype=np.float64)
-            if scores.shape != (len(train), len(test)) or not load_scores(run / "scores").is_written():
+            store = load_scores(run / "scores")
+            scores = np.asarray(store[:], dtype=np.float64)
+            if scores.shape != (len(train), len(test)) or not store.is_written():
                 raise RuntimeError(f"trackstar: bergson's score store at {run / 'scores'} is incomplete")
             if self.config.mix_hessians:
-                self._info["mixing_lambda"] = _mixing_lambda(run / "query_hessian", self._pool_hessian,
+                self._info["mixing_lambda"] = _mixing_lambda(run / "query_hessian", self._pool_eigenvalues,
                                                              self._components())
         finally:  # a run's matrices are ~1 GB on small: nothing of it is needed again
             shutil.rmtree(run, ignore_errors=True)
@@ -260,13 +264,18 @@ class TrackStar(Method):
         return dict(self._info)
 
 
-def _mixing_lambda(query: Path, pool: Path, components: int) -> float:
-    """The weight of the test set's matrix in the mix, as bergson's `mix` computed it (`compute_lambda`)."""
+def _eigenvalues(hessian: Path) -> dict:
+    """Module -> (eigenvalues, None) of a bergson autocorrelation step's folder, as `compute_lambda` reads them."""
     from bergson.gradients import GradientProcessor
+
+    return {name: (values, None) for name, (values, _) in GradientProcessor.load(hessian).hessians_eigen.items()}
+
+
+def _mixing_lambda(query: Path, pool: dict, components: int) -> float:
+    """The weight of the test set's matrix in the mix, as bergson's `mix` computed it (`compute_lambda`)."""
     from bergson.utils.math import compute_lambda
 
-    return float(compute_lambda(GradientProcessor.load(query).hessians_eigen,
-                                GradientProcessor.load(pool).hessians_eigen, components))
+    return float(compute_lambda(_eigenvalues(query), pool, components))
 
 
 @contextlib.contextmanager
