@@ -64,7 +64,7 @@ __all__ = [
     "Role", "RunContext", "save_pretrained_lm", "spearman_rows", "split_half_reliability", "suite_method_options",
     "runs_from_prefix", "Task",
     "TaskConfig",
-    "TaskOutput", "tasks", "tokenized_rows", "top_layer_losses", "unigram_f1",
+    "TaskOutput", "tasks", "tokenized_rows", "top_layer_losses", "TrainedOn", "unigram_f1",
 ]
 
 Role = Literal["train", "test"]
@@ -247,6 +247,9 @@ class Method(ABC):
     # a method that extends another (TRAK's ensemble of DsDm) takes that method's suite settings ([methods.NAME]
     # of the suite's TOML) for the options they share, below its own table's: `suite_method_options`
     settings_from: ClassVar[str | None] = None
+    # the tasks the method answers, None: every task. A baseline of one task's own question (the mislabel
+    # task's loss and gradient-norm rows) names it; other tasks refuse it and `--method all` leaves it out
+    tasks: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -472,6 +475,24 @@ def config_dict(config: Any) -> dict[str, Any]:
     return to_jsonable(config) if dataclasses.is_dataclass(config) else {}
 
 
+@dataclass(frozen=True)
+class TrainedOn:
+    """A task's model to attribute, in place of the suite's warm-up LM: the start LM fine-tuned on `examples`.
+
+    Where a task's question is about a model trained on other data than the suite's pool (the mislabel task:
+    self-influence on a model that saw the corrupted pool), its run context carries this, and every
+    `MethodContext.warmup_lm` call of the methods it runs returns that model (`bench.retrain.trained_lm`,
+    cached): the suite's fine-tuning recipe unless `epochs` / `lr`, batch order from `seed`. Ensemble members
+    (`warmup_lm(member=k)`) are their own warm-up LMs fine-tuned the same way.
+    """
+
+    examples: tuple[Example, ...]
+    seed: int
+    what: str
+    epochs: int | None = None
+    lr: float | None = None
+
+
 class MethodContext:
     """What a method sees of the harness (`Method.setup`).
 
@@ -483,13 +504,14 @@ class MethodContext:
     """
 
     def __init__(self, suite: Suite, *, cache: Cache, acct: Accountant, seed: int = 0, device: str = "cpu",
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, trained_on: TrainedOn | None = None) -> None:
         self.suite = suite
         self.cache = cache
         self.seed = seed
         self.device = device
         self._acct = acct
         self._executor = executor if executor is not None else LocalExecutor()
+        self._trained_on = trained_on
 
     def rng(self, *keys: int) -> np.random.Generator:
         """A generator seeded from the run seed and `keys`."""
@@ -516,12 +538,26 @@ class MethodContext:
         """
         from bench.retrain import warmup_built, warmup_lm
 
+        if self._trained_on is not None:
+            return self._trained_lm(member)
         was_cached = warmup_built(self.suite, self.cache, member)
         with self._acct.phase("warmup" if member == 0 else f"setup/ensemble_warmup_{member}") as ph:
             lm, meta = warmup_lm(self.suite, self.cache, self.device, member)
             # a member's own warm-up: the base LM it continues from is the harness's, built for member 0
             ph.cached = was_cached
             ph.original_wall_s = meta["wall_s"] - ((meta.get("base_wall_s") or 0.0) if member else 0.0)
+        return lm
+
+    def _trained_lm(self, member: int) -> TargetLM:
+        """`warmup_lm` of a task that attributes another model (`TrainedOn`): the start LM trained on its pool."""
+        from bench.retrain import trained_lm
+
+        t = self._trained_on
+        assert t is not None
+        with self._acct.phase("warmup" if member == 0 else f"setup/ensemble_warmup_{member}") as ph:
+            lm, meta, ph.cached = trained_lm(self.suite, self.cache, t.examples, seed=t.seed, what=t.what,
+                                             device=self.device, epochs=t.epochs, lr=t.lr, member=member)
+            ph.original_wall_s = float(meta["wall_s"]) + float(meta.get("start_wall_s") or 0.0)
         return lm
 
     def start_lm(self) -> TargetLM:
@@ -570,23 +606,29 @@ class RunContext:
     """
 
     def __init__(self, suite: Suite, *, cache: Cache, acct: Accountant | None = None, seed: int = 0,
-                 device: str = "cpu", executor: Executor | None = None) -> None:
+                 device: str = "cpu", executor: Executor | None = None, trained_on: TrainedOn | None = None) -> None:
         self.suite = suite
         self.cache = cache
         self.acct = acct if acct is not None else Accountant(device=device)
         self.seed = seed
         self.device = device
         self.executor = executor if executor is not None else LocalExecutor()
+        self.trained_on = trained_on
 
     def method_context(self) -> MethodContext:
         """The method-facing context of this run: the same suite, cache, accountant, seed, device, executor."""
         return MethodContext(self.suite, cache=self.cache, acct=self.acct, seed=self.seed, device=self.device,
-                             executor=self.executor)
+                             executor=self.executor, trained_on=self.trained_on)
 
     def with_accountant(self, acct: Accountant) -> RunContext:
         """This run's context with its own accountant (a measurement whose phases are not the run's)."""
         return RunContext(self.suite, cache=self.cache, acct=acct, seed=self.seed, device=self.device,
-                          executor=self.executor)
+                          executor=self.executor, trained_on=self.trained_on)
+
+    def with_trained_on(self, trained_on: TrainedOn) -> RunContext:
+        """This run's context whose methods attribute the start LM fine-tuned on other data (`TrainedOn`)."""
+        return RunContext(self.suite, cache=self.cache, acct=self.acct, seed=self.seed, device=self.device,
+                          executor=self.executor, trained_on=trained_on)
 
     def rng(self, *keys: int) -> np.random.Generator:
         """A generator seeded from the run seed and `keys`."""

@@ -177,6 +177,9 @@ def _prepare(request: RunRequest) -> _Prepared:
     check_device(request.device)
     executor = get_executor(request.executor, device=request.device, shard=request.shard,
                             gpus_per_job=suite.spec.ground_truth.gpus_per_job, workers=request.workers)
+    if not answers(method_cls, request.task):
+        raise ConfigError(f"method '{request.method}' is a baseline of the {', '.join(method_cls.tasks)} task only "
+                          f"(not {request.task}); run it with --task {method_cls.tasks[0]}")
     if method_cls.precomputed and task_cls.needs_features:
         raise ConfigError(f"task '{request.task}' measures a method's own features and costs, which "
                           f"'{request.method}' (precomputed scores) does not have; use lds, classification or "
@@ -205,6 +208,11 @@ def _prepare(request: RunRequest) -> _Prepared:
                   label=label, options=options, data=suite.data_fingerprint, regime=suite.regime.name,
                   regime_default=suite.regime.default, replicate=suite.spec.replicate)
     return _Prepared(method, task, suite, executor, common, label, hashes)
+
+
+def answers(method_cls: Any, task: str) -> bool:
+    """Whether a method class runs on task `task` (`Method.tasks`: a task's own baselines run on it alone)."""
+    return method_cls.tasks is None or task in method_cls.tasks
 
 
 def code_versions(method_cls: Any, task_cls: Any) -> dict[str, Any]:
@@ -380,7 +388,8 @@ def run_grid(request: RunRequest, method_names: list[str], task_names: list[str]
     from bench.results import read_record
 
     out = []
-    cells = [(m, t) for t in task_names for m in method_names]
+    # a task's own baselines (`Method.tasks`) join only that task's cells
+    cells = [(m, t) for t in task_names for m in method_names if answers(methods.get(m), t)]
     with progress(total=len(cells), desc="grid", unit="cell") as bar:
         for m, t in cells:
             bar.set_postfix_str(f"{m} / {t}", refresh=True)

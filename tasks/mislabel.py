@@ -25,6 +25,7 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    TrainedOn,
     main_label_kind,
     register_task,
 )
@@ -40,10 +41,19 @@ class MislabelConfig(TaskConfig):
     label_kind: str | None = field(default=None, metadata={
         "help": "The label a donor must differ in (default: task, source, stance or safety, the first all carry)."})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% CIs."})
+    epochs: int | None = field(default=None, metadata={
+        "help": "Epochs of training the attributed model on the corrupted pool (default: the suite's "
+                "lm.finetune_epochs)."})
+    lr: float | None = field(default=None, metadata={
+        "help": "Learning rate of that training (default: the suite's lm.finetune_lr)."})
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction < 0.5:
             raise ConfigError(f"mislabel.fraction must be in (0, 0.5), got {self.fraction}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"mislabel.epochs must be >= 1, got {self.epochs}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"mislabel.lr must be > 0, got {self.lr}")
         if self.bootstrap_resamples < 100:
             raise ConfigError(f"mislabel.bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
 
@@ -134,16 +144,21 @@ def _figure(name: str, suite: str, x: np.ndarray, y: np.ndarray, value: float | 
 
 @register_task("mislabel", config=MislabelConfig)
 class Mislabel(Task):
-    """Mislabel detection: rank a corrupted pool by self-influence, as dattri and quanda do.
+    """Mislabel detection: rank a corrupted pool by self-influence, on a model trained on it, as dattri and quanda do.
 
     A copy of the pool has `fraction` (10%) of its responses replaced by the response of an example with
     another label (`corrupt`, fixed seed; the donor keeps its own, so that response appears twice); the
     suite's own pool, and every other task's ground truth, stay clean (the corruption is this task's
-    option, not the suite's: no other task ever sees it). Deviation from dattri's and quanda's setup: there
-    the model is trained on the noisy data, so self-influence catches memorised wrong labels; here every
-    method scores with its usual model (the suite's warm-up LM, AirRep's encoder), which never saw the
-    corrupted pool, so the AUC measures how much a swapped response stands out to that model. The method
-    is set up as usual, fitted on the corrupted pool and featurises it both as training and as test
+    option, not the suite's: no other task ever sees it). As in dattri's and quanda's noisy-label
+    benchmarks, the attributed model has seen the corruption: the suite's start LM (the model every
+    retraining job starts from) is fine-tuned on the corrupted pool with the suite's fine-tuning recipe
+    (`epochs` / `lr` to change it; batch order from `seed`), cached, and every model-based method takes that
+    model where it would take the warm-up LM (`bench.api.TrainedOn`; TRAK's ensemble members are their own
+    warm-up LMs fine-tuned the same way). Methods without a target LM (TF-IDF, BM25, DSIR, GTE, random) and
+    AirRep, whose encoder is trained on the suite's clean retraining data, score as they do everywhere.
+    Two reference rows are the trained model's own loss (`loss`) and gradient norm (`grad_norm`) on each
+    example (`methods.selfscore`): what self-influence must beat to be worth its cost.
+    The method is set up, fitted on the corrupted pool and featurises it both as training and as test
     examples; an example's self-influence is its score against itself (the diagonal).
     Reported: the AUC of separating corrupted from clean examples by self-influence (bootstrap CI,
     resampling corrupted and clean examples separately, the same draws for every method), the share of
@@ -155,7 +170,9 @@ class Mislabel(Task):
     """
 
     needs_features = True  # a score file holds no scores of the pool against itself
-    code_version = "4"  # 2: float32-constant self-scores; 3: relative only; 4: pairing by the harness
+    # 2: float32-constant self-scores; 3: relative only; 4: pairing by the harness; 5: the attributed model is
+    # trained on the corrupted pool
+    code_version = "5"
     requires = ("train",)
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
@@ -167,6 +184,11 @@ class Mislabel(Task):
             raise DataError(f"suite '{ctx.suite.name}' has no label kind ({', '.join(MAIN_LABEL_KINDS)}) on every "
                             f"pool example to draw donors of another label from; set --task-set label_kind=...")
         corrupted, positive = corrupt(pool, cfg.fraction, cfg.seed, kind)
+        lm = ctx.suite.spec.lm
+        epochs = lm.finetune_epochs if cfg.epochs is None else cfg.epochs
+        lr = lm.finetune_lr if cfg.lr is None else cfg.lr
+        ctx = ctx.with_trained_on(TrainedOn(examples=tuple(corrupted), seed=cfg.seed, epochs=epochs, lr=lr,
+                                            what=f"fine-tune on the corrupted {ctx.suite.name} pool"))
         ctx.setup(method)
         train = ctx.featurize(method, corrupted, "train")
         as_test = ctx.featurize(method, corrupted, "test")
@@ -198,7 +220,9 @@ class Mislabel(Task):
                         value, float(ci.low), float(ci.high), n=int(positive.sum()),
                         note=f"Wilson interval over the corrupted examples; chance {share:g}")
             x, y = detection_curve(self_scores, positive)
-        extra = {"constant_self_score": constant,
+        extra = {"attributed_model": {"start": lm.retrain_from, "trained_on": "corrupted pool", "epochs": epochs,
+                                      "lr": lr, "steps": epochs * math.ceil(len(pool) / lm.batch_size)},
+                 "constant_self_score": constant,
                  **({"summary": ["self-scores constant (up to rounding): the method ranks nothing, no AUC"]}
                     if constant else {}), "label_kind": kind, "n_corrupted": int(positive.sum()),
                  "corrupted": [e.id for e, p in zip(pool, positive, strict=True) if p],

@@ -77,3 +77,79 @@ def test_the_constant_rule_is_relative():
     assert is_constant(1.0 + np.random.default_rng(0).normal(scale=2e-6, size=50))  # unit cosines: rounding
     assert is_constant(np.zeros(5)) and is_constant(np.full(5, 3.0))
     assert not is_constant(np.array([0.1, 0.5, 0.2]))
+
+
+def _corrupted_tiny(cache):
+    """The tiny suite, its corrupted pool and mask as the task makes them, and a run context on `cache`."""
+    from bench.api import RunContext
+    from bench.cache import Cache
+    from bench.suites import load_suite
+
+    suite = load_suite("tiny")
+    pool = suite.split("train")
+    corrupted, positive = corrupt(pool, 0.1, 0, "task")
+    return suite, corrupted, positive, RunContext(suite, cache=Cache(cache))
+
+
+def test_the_attributed_model_is_the_start_lm_trained_on_the_corrupted_pool(run_cli, tiny_cache):
+    """The loss row is the model's loss after the suite's fine-tuning recipe on the corrupted pool, by hand."""
+    import torch
+
+    from bench.api import TrainedOn
+
+    code, _, err, results = run_cli("run", "--method", "loss", "--task", "mislabel", "--suite", "tiny")
+    assert code == 0, err
+    record = json.loads(next(results.rglob("tiny/mislabel/loss/*.json")).read_text())
+    suite, corrupted, positive, ctx = _corrupted_tiny(tiny_cache)
+    spec = suite.spec.lm
+    lm = ctx.warmup_lm()
+    before = lm.losses(lm.encode(corrupted))
+    lm.train(lm.encode(corrupted), lr=spec.finetune_lr, seed=0, epochs=spec.finetune_epochs)
+    after = lm.losses(lm.encode(corrupted))
+    self_scores = np.array(record["per_example"]["self_score"])
+    np.testing.assert_allclose(np.sqrt(self_scores), after, rtol=1e-5)  # the pair score is the values' product
+    assert np.abs(after - before).max() > 1e-3  # told apart from the warm-up LM's losses
+    steps = spec.finetune_epochs * int(np.ceil(len(corrupted) / spec.batch_size))
+    assert record["extra"]["attributed_model"]["steps"] == steps
+    assert np.array_equal(np.array(record["per_example"]["corrupted"], dtype=bool), positive)
+    # what a gradient method's setup gets in the task: the same trained weights, cached
+    trained = ctx.with_trained_on(TrainedOn(examples=tuple(corrupted), seed=0, what="t",
+                                            epochs=spec.finetune_epochs, lr=spec.finetune_lr))
+    got = trained.method_context().warmup_lm().model.state_dict()
+    for name, weight in lm.model.state_dict().items():
+        torch.testing.assert_close(got[name], weight, rtol=1e-5, atol=1e-6)
+    # an ensemble member is its own warm-up LM trained the same way: another model
+    member = trained.method_context().warmup_lm(member=1).model.state_dict()
+    assert any(not torch.equal(member[n], got[n]) for n in got)
+
+
+def test_grad_norm_is_each_examples_own_gradient_norm(tiny_cache):
+    """grad_norm's values equal brute force: one example at a time, its loss's gradient over every parameter."""
+    import torch
+
+    from bench.api import per_example_loss
+    from methods.selfscore import GradNormBaseline, SelfScoreConfig
+
+    suite, corrupted, _, ctx = _corrupted_tiny(tiny_cache)
+    method = GradNormBaseline(SelfScoreConfig(batch_size=7))
+    ctx.setup(method)
+    got = method.featurize(corrupted[:20], "train")[:, 0]
+    lm = ctx.warmup_lm()
+    params = list(lm.model.parameters())
+    for i in range(20):
+        batch = lm.encode([corrupted[i]]).batch(torch.arange(1))
+        loss = per_example_loss(lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                                batch["labels"])[0]
+        grads = torch.autograd.grad(loss, params)
+        assert got[i] == pytest.approx(float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))), rel=1e-4)
+    assert np.ptp(got) > 0
+
+
+def test_the_self_score_rows_belong_to_the_mislabel_task_alone(run_cli):
+    from bench.api import methods
+    from bench.runner import answers
+
+    assert answers(methods.get("loss"), "mislabel") and not answers(methods.get("loss"), "lds")
+    assert not answers(methods.get("grad_norm"), "classification") and answers(methods.get("logra"), "lds")
+    code, _, err, _ = run_cli("run", "--method", "grad_norm", "--task", "lds", "--suite", "tiny")
+    assert code == 2 and "baseline of the mislabel task only" in err and len(err.strip().splitlines()) == 1

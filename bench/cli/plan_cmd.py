@@ -83,17 +83,20 @@ def plan(args: argparse.Namespace) -> dict:
     from bench.errors import DataError
     from bench.results import read_records
     from bench.retrain import RetrainSpec, plan_table, warmup_cost
+    from bench.runner import answers
     from bench.suites import load_suite
 
     suite = load_suite(args.suite, [parse_override(o) for o in args.suite_options]
                        + ([("regime", args.regime)] if args.regime else [])
                        + ([("replicate", args.replicate)] if args.replicate else []))
     method_names, task_names = _names(args.method, methods), _names(args.task, tasks)
+    # a task's own baselines (`Method.tasks`) have cells of that task only
+    method_names = [m for m in method_names if any(answers(methods.get(m), t) for t in task_names)]
+    n_cells = sum(answers(methods.get(m), t) for m in method_names for t in task_names)
     cache = Cache(args.cache_dir or default_cache_dir())
     replicate = f", replicate {suite.spec.replicate}" if suite.spec.replicate else ""
     print(f"plan: suite {suite.name} (v{suite.spec.version}, regime {suite.spec.regime_name}{replicate}), "
-          f"{len(method_names)} method(s) x {len(task_names)} task(s) = {len(method_names) * len(task_names)} "
-          f"cell(s); cache {cache.root}")
+          f"{len(method_names)} method(s) x {len(task_names)} task(s) = {n_cells} cell(s); cache {cache.root}")
 
     latest = {}
     if args.results_dir.is_dir():
@@ -170,6 +173,8 @@ def plan(args: argparse.Namespace) -> dict:
     for m in method_names:
         seen_setup: set[str] = set()  # a method's setup is shared by its cells: produced once
         for t in task_names:
+            if not answers(methods.get(m), t):  # a task's own baseline: no cell elsewhere
+                continue
             r = latest.get((t, m))
             if r is None:
                 unknown += 1

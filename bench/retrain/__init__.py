@@ -9,7 +9,16 @@ differs (each family's cache key, job files, group computation and reader).
 from __future__ import annotations
 
 from bench.retrain.jobs import RetrainSpec, discard_damaged, group_size
-from bench.retrain.lms import base_lm, ensemble_refusal, pool_lm, start_lm, warmup_built, warmup_cost, warmup_lm
+from bench.retrain.lms import (
+    base_lm,
+    ensemble_refusal,
+    pool_lm,
+    start_lm,
+    trained_lm,
+    warmup_built,
+    warmup_cost,
+    warmup_lm,
+)
 from bench.retrain.tables import (
     GenerateJob,
     GroundTruth,
@@ -36,5 +45,6 @@ __all__ = [
     "group_size", "job_file", "job_seed", "load_table", "loo_table", "plan_table", "pool_lm", "probe_table",
     "retrain_table",
     "run_generate_group", "run_loo_group", "run_retrain_group", "run_retrain_job", "start_lm", "subset_mask",
+    "trained_lm",
     "subset_masks", "warmup_built", "warmup_cost", "warmup_lm", "base_lm", "ensemble_refusal",
 ]

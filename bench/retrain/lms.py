@@ -187,6 +187,49 @@ def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
     return _load_lm_dir(spec, directory, device), meta
 
 
+def trained_lm(suite: Suite, cache: Cache, examples, *, seed: int, what: str, device: str = "cpu",
+               epochs: int | None = None, lr: float | None = None, member: int = 0):  # -> (TargetLM, meta, cached)
+    """The retraining start model fine-tuned on `examples` (the suite's recipe unless `epochs` / `lr`); cached.
+
+    A model trained on another pool than the suite's, e.g. the mislabel task's corrupted pool, so that
+    self-influence is computed on a model that saw the corrupted examples (as dattri and quanda run it). Keyed
+    on the examples' text and ids, the seed of the batch order and the recipe; `what` names it in the
+    progress bar. `member` > 0 starts from ensemble member `member`'s warm-up LM (`warmup_lm`) where the
+    suite retrains from its warm-up LM, with its batch order's seed moved by `MEMBER_SEED_STRIDE * member`.
+
+    Returns:
+        (the LM; metadata: `wall_s` of the fine-tuning, `steps`, `n_examples`, `final_loss`, `start_wall_s`
+        of the member's warm-up where member > 0 built it; whether the cache held it).
+    """
+    import hashlib
+    import json
+
+    spec = suite.spec.lm
+    epochs = spec.finetune_epochs if epochs is None else epochs
+    lr = spec.finetune_lr if lr is None else lr
+    seed = seed + MEMBER_SEED_STRIDE * member
+    digest = hashlib.sha256(json.dumps([[e.id, e.prompt, e.response] for e in examples]).encode()).hexdigest()
+    args = {**lm_args(suite), "examples": digest, "seed": seed, "epochs": epochs, "lr": lr, "member": member}
+
+    def produce(directory: Path) -> dict:
+        import time
+
+        start_s = 0.0
+        if member and spec.retrain_from == "warmup":
+            lm, member_meta = warmup_lm(suite, cache, device, member)
+            start_s = float(member_meta["wall_s"])
+        else:
+            lm = start_lm(suite, cache, device)
+        t0 = time.perf_counter()
+        losses = lm.train(lm.encode(list(examples)), lr=lr, seed=seed, epochs=epochs, desc=what)
+        _save_lm_dir(lm, directory)
+        return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_examples": len(examples),
+                "final_loss": losses[-1] if losses else None, "start_wall_s": start_s}
+
+    directory, meta, cached = build(cache, "trained_lm", args, versions.of("lm", "retrain"), produce)
+    return _load_lm_dir(spec, directory, device), meta, cached
+
+
 def start_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> TargetLM
     """The model every retraining job starts from: the warm-up LM, or the base (`lm.retrain_from`).
 
