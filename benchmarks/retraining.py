@@ -16,12 +16,15 @@ the same for the step's matrix products replayed alone (`products_alone`), and t
 of K and of one job alone, each measured in a fresh process (RSS sampled during training, minus the RSS
 after loading the model and data): in the measuring process itself, memory freed by earlier work is kept
 by the allocator (`bench.batched.keep_freed_memory`), so a difference of RSS there would say nothing.
+The speed-up's bound (`speedup_bound`): a job's steps, each at its products' time alone, against one job of
+the loop; what no engine that computes these fp32 products can beat on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -218,6 +221,11 @@ def main(argv: list[str] | None = None) -> dict:
     peak = statistics.median(gemms)
     rate = flops / statistics.median(step_s) / 1e9
     alone = products_alone(step)
+    # the most any engine on these products could give: every step of a job at the products' time alone
+    # (its test losses and the loop's Python free), against the one-by-one jobs measured above
+    steps = math.ceil(len(members[0]) / bs) * suite.spec.lm.finetune_epochs
+    bound = {"steps_per_job": steps, "batched_s_per_job": steps * alone["seconds"] / k}
+    bound["speedup"] = 1 / bound["batched_s_per_job"] / statistics.median(one)
     memory = {str(n): group_memory(args.suite, args.cache_dir, n) for n in sorted({1, k, 2 * k})}
     out = {"suite": args.suite, "group_size": k, "threads": torch.get_num_threads(),
            "one_by_one_subsets_per_s": median_spread(one), "batched_subsets_per_s": median_spread(grouped),
@@ -225,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
            "batched_step": {"gflop": flops / 1e9, "seconds": median_spread(step_s), "gflops": rate,
                             "fraction_of_peak": median_spread(step_shares),
                             "products_alone": alone},
+           "speedup_bound": bound,
            "memory_fresh_process": memory}
     if args.workers > 1:
         out["workers"] = {"workers": args.workers, "one_by_one_subsets_per_s": median_spread(w_one),
@@ -251,6 +260,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"{100 * alone['fraction_of_peak']['median']:.0f}% of the GEMM rate timed beside them (range "
           f"{100 * alone['fraction_of_peak']['min']:.0f}-{100 * alone['fraction_of_peak']['max']:.0f}%): the bound "
           f"for any engine built on these products")
+    print(f"bound: {bound['steps_per_job']} steps per job at the products' time alone = "
+          f"{bound['batched_s_per_job']:.3f} s per job, at most {bound['speedup']:.2f}x the one-by-one loop "
+          f"(fp32, these products; measured {s['median']:.2f}x)")
     for n, m in memory.items():
         print(f"peak memory training {n} job(s) at once (fresh process): {m['group_mib']:.0f} MiB above the "
               f"{m['rss_before_mib']:.0f} MiB after loading (peak RSS {m['peak_mib']:.0f} MiB)")

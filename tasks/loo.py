@@ -1,8 +1,10 @@
 """Leave-one-out: does a method's score of a training example predict what removing it does to a test loss?
 
-dattri and the AirRep paper's appendix (Table 5) evaluate LOO. Training on a CPU here is deterministic,
-and the left-out example keeps its batch slot without loss (a retraining without it, every batch otherwise
-the same), so no seed or batch-order noise hides the change.
+dattri and the AirRep paper's appendix (Table 5) evaluate LOO. The left-out example keeps its batch slot
+without loss (a retraining without it, every batch otherwise the same), so within one seed nothing but the
+removal differs. Whether that change is a property of the example or of one batch order is measured: every
+removal is retrained under `seeds` batch orders, the target is the mean increase, and the seeds' agreement
+gives the task its noise ceiling, as the LDS ground truth's seeds give LDS its own.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from bench.api import (
     TaskOutput,
     draws_label,
     main_label_kind,
+    noise_ceiling,
+    percentile_interval_of,
     register_task,
     replicate_means,
     spearman_rows,
@@ -32,11 +36,13 @@ from bench.api import (
 class LOOConfig(TaskConfig):
     """Options of the leave-one-out task."""
 
-    n_test: int = field(default=16, metadata={"help": "Test examples whose losses are measured (spread over labels)."})
+    n_test: int = field(default=48, metadata={"help": "Test examples whose losses are measured (spread over labels)."})
     k_top: int = field(default=8, metadata={
         "help": "Per test example, its k most similar pool examples by the reference ranking (TF-IDF) are removed."})
     k_random: int = field(default=8, metadata={"help": "Per test example, k more random pool examples are removed."})
     seed: int = field(default=0, metadata={"help": "Seed of the test examples, the random removals and training."})
+    seeds: int = field(default=2, metadata={
+        "help": "Training seeds (batch orders) per removal: seed, seed + 1, ...; 2 or more give the noise ceiling."})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% CI."})
 
     def __post_init__(self) -> None:
@@ -45,6 +51,8 @@ class LOOConfig(TaskConfig):
                               f"{self.k_top}, {self.k_random}")
         if self.bootstrap_resamples < 100:
             raise ConfigError(f"loo.bootstrap_resamples must be >= 100, got {self.bootstrap_resamples}")
+        if self.seeds < 1:
+            raise ConfigError(f"loo.seeds must be >= 1, got {self.seeds}")
 
 
 
@@ -106,21 +114,27 @@ def loo_spearman(scores: np.ndarray, increase: np.ndarray) -> np.ndarray:
 
 @register_task("loo", config=LOOConfig)
 class LOO(Task):
-    """Leave-one-out (dattri; AirRep paper Table 5): score vs the exact loss change of removing one example.
+    """Leave-one-out (dattri; AirRep paper Table 5): score vs the loss change of removing one example.
 
     `n_test` test examples spread over the labels; for each, its `k_top` nearest pool examples by TF-IDF
     (a fixed reference, the same for every method; TF-IDF is also a contestant, which the removal set may
     favour) and `k_random` random ones are removed, one at a time (`RunContext.leave_one_out`: one
-    fine-tuning of the whole pool, then one per removal, same seed, the left-out example's batch slot kept
-    without loss). Per test example, the Spearman over all removed examples between the method's score
-    and the test loss increase; the mean with a percentile bootstrap CI over the test examples (the same
-    draws for every method: paired; with 16 test examples the interval is approximate). The removals, the
-    loss increases (in the record) and their cost are shared by every method (cached jobs, like the LDS
-    ground truth).
+    fine-tuning of the whole pool, then one per removal, the left-out example's batch slot kept without
+    loss), under each of `seeds` training seeds. A removal's loss increase is its run's test loss minus the
+    whole pool's run of the same seed, averaged over the seeds. Per test example, the Spearman over all
+    removed examples between the method's score and that mean increase; the mean with a percentile bootstrap
+    CI over the test examples (the same draws for every method: paired). The ceiling is what a perfect
+    predictor of the expected increase could reach against an S-seed mean: the square root of the seeds'
+    split-half reliability over the removals, stepped up by Spearman-Brown (`bench.api.noise_ceiling`, as for
+    LDS), with `loo_of_ceiling` the mean LOO over the mean ceiling on the same test examples; the record also
+    keeps the raw seed-to-seed Spearman and the share of removals whose increase keeps its sign across
+    seeds. The removals, the loss increases (in the record) and their cost are shared by every method
+    (cached jobs, like the LDS ground truth).
     """
 
     needs_features = False  # pair scores are enough: a score file of the suite works too
-    code_version = "3"  # 2: the pairing names the removals, the record keeps the increases; 3: clustered draws
+    # 2: the pairing names the removals, the record keeps the increases; 3: clustered draws; 4: seeds, ceiling
+    code_version = "4"
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Measure (or read) the removals' loss changes, score the removed examples, correlate."""
@@ -131,12 +145,18 @@ class LOO(Task):
         chosen = pick_tests(labels, cfg.n_test, cfg.seed)
         removed = reference_removals([e.text() for e in pool], [test[i].text() for i in chosen], cfg.k_top,
                                      cfg.k_random, cfg.seed)
-        n_jobs = len(removed) + 1
+        n_jobs = (len(removed) + 1) * cfg.seeds
+        increases = []  # per seed: [removed, test rows]
         with ctx.acct.phase("ground_truth", count=n_jobs) as ph:
-            whole, without, produced_s, ran = ctx.leave_one_out(removed, eval_ids=tuple(chosen), seed=cfg.seed,
-                                                                desc=f"leave-one-out {ctx.suite.name}")
+            ran, produced_s = 0, 0.0
+            for s in range(cfg.seed, cfg.seed + cfg.seeds):
+                whole, without, wall, now = ctx.leave_one_out(
+                    removed, eval_ids=tuple(chosen), seed=s, desc=f"leave-one-out {ctx.suite.name}, seed {s}")
+                increases.append(without - whole[None, :])
+                ran, produced_s = ran + now, produced_s + wall
             ph.cached, ph.cached_count, ph.original_wall_s = ran == 0, n_jobs - ran, produced_s
-        increase = without - whole[None, :]
+        seed_increase = np.stack(increases)  # [S, removed, test rows]
+        increase = seed_increase.mean(axis=0)
         train_features, test_features = ctx.featurize_suite(method)
         scores = ctx.score(method, test_features, train_features)[np.ix_(chosen, removed)]
         with ctx.acct.phase("eval"):
@@ -149,12 +169,34 @@ class LOO(Task):
             draws = ctx.draws(len(per_example), 12, n_resamples=cfg.bootstrap_resamples, clusters=clusters)
             metrics = {"loo": Metric.from_replicates(
                 float(np.nanmean(per_example)), replicate_means(per_example, draws), draws=unit, n=int(ok.sum()),
-                note=f"{int((~ok).sum())} constant test examples excluded; the removals fixed")}
+                note=f"{int((~ok).sum())} constant test examples excluded; the removals fixed; target: the mean "
+                     f"increase over {cfg.seeds} seed(s)")}
+            seed_facts: dict = {}
+            if cfg.seeds >= 2:
+                ceiling = noise_ceiling(seed_increase)
+                both = ok & np.isfinite(ceiling)
+                metrics["ceiling"] = Metric.from_replicates(
+                    float(np.nanmean(ceiling)), replicate_means(ceiling, draws), draws=unit, n=int(np.isfinite(
+                        ceiling).sum()), note=f"sqrt of the Spearman-Brown reliability of the {cfg.seeds}-seed mean")
+                if both.any() and ceiling[both].mean() > 0:
+                    with np.errstate(divide="ignore", invalid="ignore"):  # a draw of zero ceilings: NaN, left out
+                        ratio = replicate_means(np.where(both, per_example, np.nan), draws) / \
+                            replicate_means(np.where(both, ceiling, np.nan), draws)
+                    low, high = percentile_interval_of(ratio[np.isfinite(ratio)])
+                    metrics["loo_of_ceiling"] = Metric(
+                        float(per_example[both].mean() / ceiling[both].mean()), low, high, n=int(both.sum()),
+                        draws=unit, note="mean LOO / mean ceiling over the same test examples")
+                seed_facts = {
+                    "seed_spearman": spearman_rows(seed_increase[0].T, seed_increase[1].T).tolist(),
+                    "sign_agreement": float((np.sign(seed_increase[0]) == np.sign(seed_increase[1])).mean())}
         return TaskOutput(
             metrics=metrics, per_example={"loo": per_example.tolist()},
             extra={"test_rows": chosen, "removed": removed, "n_removed": len(removed),
                    "label_kind": kind, "increase_abs_mean": float(np.abs(increase).mean()),
-                   "increase": increase.tolist(),  # [removed, test rows]: each removal's loss change
+                   "increase": increase.tolist(),  # [removed, test rows]: each removal's mean loss change
+                   "seed_increase": seed_increase.tolist(),  # [seeds, removed, test rows]
+                   "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)), **seed_facts,
                    "dim": method.dim(train_features), "n_train": len(pool)},
             headline="loo", clusters=clusters,
-            pairing={"removals": _digest([chosen, removed]), "seed": cfg.seed, "n_resamples": cfg.bootstrap_resamples})
+            pairing={"removals": _digest([chosen, removed]), "seed": cfg.seed, "seeds": cfg.seeds,
+                     "n_resamples": cfg.bootstrap_resamples})

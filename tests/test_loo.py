@@ -105,3 +105,46 @@ def test_the_task_runs_and_random_is_not_the_best(run_cli):
     from leaderboard.render import render
 
     assert "## Leave-one-out" in render(results) and "dsdm-small" in render(results)
+
+
+def test_two_seeds_give_the_mean_increase_and_a_ceiling(run_cli, tiny_cache):
+    """The target is the seeds' mean increase, each seed's own runs read back; the ceiling is the seeds' agreement."""
+    from bench.api import RunContext, noise_ceiling
+    from bench.cache import Cache
+    from bench.metrics import spearman_rows
+    from bench.suites import load_suite
+
+    code, _, err, results = run_cli("run", "--method", "dsdm", "--task", "loo", "--suite", "tiny", *SMALL,
+                                    "--label", "dsdm-2seeds")
+    assert code == 0, err
+    rec = json.loads(next(results.rglob("tiny/loo/dsdm/*.json")).read_text())
+    extra = rec["extra"]
+    seed_increase = np.array(extra["seed_increase"])
+    assert extra["seeds"] == [0, 1] and seed_increase.shape == (2, extra["n_removed"], 4)
+    np.testing.assert_allclose(np.array(extra["increase"]), seed_increase.mean(0))
+    assert np.abs(seed_increase[0] - seed_increase[1]).max() > 1e-6  # another batch order: another run
+    # seed 1's increases are its own runs, read back from the cache
+    ctx = RunContext(load_suite("tiny"), cache=Cache(tiny_cache))
+    whole, without, _, ran = ctx.leave_one_out(extra["removed"], eval_ids=tuple(extra["test_rows"]), seed=1)
+    assert ran == 0 and np.allclose(without - whole[None], seed_increase[1])
+    ceiling = noise_ceiling(seed_increase)
+    assert rec["metrics"]["ceiling"]["value"] == pytest.approx(np.nanmean(ceiling))
+    ok = np.isfinite(ceiling) & np.isfinite(np.array(rec["per_example"]["loo"], dtype=float))
+    loo = np.array(rec["per_example"]["loo"], dtype=float)
+    if ceiling[ok].mean() > 0:
+        assert rec["metrics"]["loo_of_ceiling"]["value"] == pytest.approx(loo[ok].mean() / ceiling[ok].mean())
+    else:  # no ratio of a zero ceiling
+        assert "loo_of_ceiling" not in rec["metrics"]
+    seed_r = spearman_rows(seed_increase[0].T, seed_increase[1].T)
+    np.testing.assert_allclose(np.array(extra["seed_spearman"], dtype=float), seed_r)
+    assert 0 <= extra["sign_agreement"] <= 1 and rec["task_config"]["seeds"] == 2
+
+
+def test_one_seed_has_no_ceiling(run_cli):
+    code, _, err, results = run_cli("run", "--method", "random", "--task", "loo", "--suite", "tiny", *SMALL,
+                                    "--task-set", "seeds=1", "--label", "one-seed")
+    assert code == 0, err
+    rec = json.loads(next(results.rglob("tiny/loo/random/*.json")).read_text())
+    assert set(rec["metrics"]) == {"loo"} and rec["extra"]["seeds"] == [0]
+    code, _, err, _ = run_cli("run", "--method", "random", "--task", "loo", "--suite", "tiny", "--task-set", "seeds=0")
+    assert code == 2 and "loo.seeds must be >= 1" in err
