@@ -16,7 +16,9 @@ the corrupted pool (`bench.api.TrainedOn`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,15 +28,7 @@ from bench.api import Examples, Features, Method, MethodConfig, MethodContext, R
 
 @dataclass(frozen=True, kw_only=True)
 class SelfScoreConfig(MethodConfig):
-    """Options of the loss and gradient-norm rows."""
-
-    batch_size: int = field(default=32, metadata={"help": "Examples per forward pass."})
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            from bench.api import ConfigError
-
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+    """The loss and gradient-norm rows have no options: the attributed model and the harness's loss decide them."""
 
 
 class _SelfScore(Method):
@@ -47,6 +41,7 @@ class _SelfScore(Method):
     def __init__(self, config: SelfScoreConfig | None = None) -> None:
         super().__init__(config)
         self._lm: Any = None
+        self._memo: tuple[str, np.ndarray] | None = None  # the last set's values: the task asks train, then test
 
     def setup(self, ctx: MethodContext) -> None:
         """The attributed model (`ctx.warmup_lm()`)."""
@@ -59,7 +54,10 @@ class _SelfScore(Method):
         """The example's value, float64 [n, 1]."""
         if self._lm is None:
             raise RuntimeError(f"{self.name}: setup() first")
-        return self.values(examples).reshape(-1, 1)
+        key = hashlib.sha256(json.dumps([[e.id, e.prompt, e.response] for e in examples]).encode()).hexdigest()
+        if self._memo is None or self._memo[0] != key:
+            self._memo = (key, self.values(examples))
+        return self._memo[1].reshape(-1, 1).copy()
 
 
 @register_method("loss", config=SelfScoreConfig)
@@ -80,7 +78,7 @@ class GradNormBaseline(_SelfScore):
 
     Every trainable parameter (`TargetLM.trainable_names`: the whole model, or under a top-layers recipe the
     top layers and the final norm), not a projection: the unprojected, unpreconditioned self-influence
-    |g|^2, square-rooted. One forward pass per batch, then one backward pass per example through it.
+    |g|^2, square-rooted. One forward and backward pass per example, on its own tokens (no padding).
     """
 
     def values(self, examples: Examples) -> np.ndarray:
@@ -93,19 +91,13 @@ class GradNormBaseline(_SelfScore):
         names = set(lm.trainable_names())
         params = [p for n, p in lm.model.named_parameters() if n in names]
         enc = lm.encode(list(examples))
-        n = len(enc.lengths)
-        out = np.empty(n, dtype=np.float64)
+        out = np.empty(len(enc.lengths), dtype=np.float64)
         lm.model.eval()
-        bs = self.config.batch_size
-        with progress(total=n, desc=f"{self.name}", unit="ex") as bar:
-            for start in range(0, n, bs):
-                idx = torch.arange(start, min(start + bs, n))
-                batch = {k: v.to(lm.device) for k, v in enc.batch(idx).items()}
+        with progress(total=len(out), desc=self.name, unit="ex") as bar:
+            for i in range(len(out)):
+                batch = {k: v.to(lm.device) for k, v in enc.batch(torch.tensor([i])).items()}
                 logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                losses = per_example_loss(logits, batch["labels"])
-                for j in range(len(idx)):
-                    grads = torch.autograd.grad(losses[j], params, retain_graph=j < len(idx) - 1,
-                                                allow_unused=True)
-                    out[start + j] = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)))
-                bar.update(len(idx))
+                grads = torch.autograd.grad(per_example_loss(logits, batch["labels"])[0], params, allow_unused=True)
+                out[i] = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)))
+                bar.update(1)
         return out

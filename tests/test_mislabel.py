@@ -124,23 +124,25 @@ def test_the_attributed_model_is_the_start_lm_trained_on_the_corrupted_pool(run_
 
 
 def test_grad_norm_is_each_examples_own_gradient_norm(tiny_cache):
-    """grad_norm's values equal brute force: one example at a time, its loss's gradient over every parameter."""
+    """grad_norm's values equal brute force: each example's loss gradient taken out of one padded batch."""
     import torch
 
     from bench.api import per_example_loss
-    from methods.selfscore import GradNormBaseline, SelfScoreConfig
+    from methods.selfscore import GradNormBaseline
 
     suite, corrupted, _, ctx = _corrupted_tiny(tiny_cache)
-    method = GradNormBaseline(SelfScoreConfig(batch_size=7))
+    method = GradNormBaseline()
     ctx.setup(method)
-    got = method.featurize(corrupted[:20], "train")[:, 0]
+    got = method.featurize(corrupted[:12], "train")[:, 0]
+    assert np.array_equal(method.featurize(corrupted[:12], "test")[:, 0], got)  # the same set: read back
+    assert method.featurize(corrupted[1:13], "test")[0, 0] == pytest.approx(got[1], rel=1e-5)  # another set
     lm = ctx.warmup_lm()
     params = list(lm.model.parameters())
-    for i in range(20):
-        batch = lm.encode([corrupted[i]]).batch(torch.arange(1))
-        loss = per_example_loss(lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-                                batch["labels"])[0]
-        grads = torch.autograd.grad(loss, params)
+    batch = lm.encode(corrupted[:12]).batch(torch.arange(12))  # padded to the longest of the 12
+    losses = per_example_loss(lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                              batch["labels"])
+    for i in range(12):
+        grads = torch.autograd.grad(losses[i], params, retain_graph=True)
         assert got[i] == pytest.approx(float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))), rel=1e-4)
     assert np.ptp(got) > 0
 
