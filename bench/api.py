@@ -483,7 +483,10 @@ class TrainedOn:
     self-influence on a model that saw the corrupted pool), its run context carries this, and every
     `MethodContext.warmup_lm` call of the methods it runs returns that model (`bench.retrain.trained_lm`,
     cached): the suite's fine-tuning recipe unless `epochs` / `lr`, batch order from `seed`. Ensemble members
-    (`warmup_lm(member=k)`) are their own warm-up LMs fine-tuned the same way.
+    (`warmup_lm(member=k)`) are fine-tuned the same way from their own warm-up LMs (from the base LM where
+    the suite retrains from it), their batch order's seed moved. `start_lm` returns the trained model too.
+    Its training is the harness's (the phase `attributed_lm`); a member's, with the member's own warm-up, is
+    the method's (`setup/attributed_lm_<k>`).
     """
 
     examples: tuple[Example, ...]
@@ -491,6 +494,9 @@ class TrainedOn:
     what: str
     epochs: int | None = None
     lr: float | None = None
+    # what the methods' calls built or loaded, member -> the model's metadata (`bench.retrain.trained_lm`):
+    # the task reads it to say whether, and on which model, a method attributed
+    used: dict[int, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
 
 
 class MethodContext:
@@ -549,24 +555,48 @@ class MethodContext:
         return lm
 
     def _trained_lm(self, member: int) -> TargetLM:
-        """`warmup_lm` of a task that attributes another model (`TrainedOn`): the start LM trained on its pool."""
-        from bench.retrain import trained_lm
+        """`warmup_lm` of a task that attributes another model (`TrainedOn`): the start LM trained on its pool.
+
+        Member 0's training is the harness's (phase `attributed_lm`); a member's is the method's, at the cost
+        of its fine-tuning plus its own warm-up (less the shared base LM), cached or not.
+        """
+        from bench.retrain import trained_lm, warmup_built, warmup_cost
 
         t = self._trained_on
         assert t is not None
-        with self._acct.phase("warmup" if member == 0 else f"setup/ensemble_warmup_{member}") as ph:
-            lm, meta, ph.cached = trained_lm(self.suite, self.cache, t.examples, seed=t.seed, what=t.what,
-                                             device=self.device, epochs=t.epochs, lr=t.lr, member=member)
-            ph.original_wall_s = float(meta["wall_s"]) + float(meta.get("start_wall_s") or 0.0)
+        own_warmup = member > 0 and self.suite.spec.lm.retrain_from == "warmup"
+        warm_cached = warmup_built(self.suite, self.cache, member) if own_warmup else True
+        with self._acct.phase("attributed_lm" if member == 0 else f"setup/attributed_lm_{member}") as ph:
+            lm, meta, cached = trained_lm(self.suite, self.cache, t.examples, seed=t.seed, what=t.what,
+                                          device=self.device, epochs=t.epochs, lr=t.lr, member=member)
+            ph.cached = cached or (own_warmup and warm_cached)  # some of it was produced before
+            ph.original_wall_s = float(meta["wall_s"]) + ((warmup_cost(self.suite, self.cache, member) or 0.0)
+                                                          if own_warmup else 0.0)
+        t.used[member] = dict(meta)
         return lm
+
+    def model_key(self) -> dict[str, Any] | None:
+        """What identifies the model `warmup_lm` returns beyond the suite (None: the suite's own warm-up LM).
+
+        A method that caches artefacts derived from that model (LESS's LoRA adapters) puts this in its key, so
+        a task that attributes another model (`TrainedOn`) never reads the suite model's artefacts, nor leaves
+        its own for other tasks.
+        """
+        if self._trained_on is None:
+            return None
+        from bench.retrain import trained_key
+
+        t = self._trained_on
+        return trained_key(self.suite, t.examples, seed=t.seed, epochs=t.epochs, lr=t.lr)
 
     def start_lm(self) -> TargetLM:
         """The model fine-tuning starts from, as in the ground truth.
 
-        The warm-up LM, or the pretrained base (`lm.retrain_from = "base"`, the paper's recipe).
+        The warm-up LM, or the pretrained base (`lm.retrain_from = "base"`, the paper's recipe); in a task that
+        attributes another model (`TrainedOn`), that model.
         """
-        if self.suite.spec.lm.retrain_from == "warmup":
-            return self.warmup_lm()
+        if self.suite.spec.lm.retrain_from == "warmup" or self._trained_on is not None:
+            return self.warmup_lm()  # under `TrainedOn`, the model the task attributes
         from bench.retrain import start_lm
 
         return start_lm(self.suite, self.cache, self.device)

@@ -100,7 +100,8 @@ def format_seconds(s: float | None) -> str:
 
 
 METHOD_PHASES = ("setup", "index", "query", "score")  # charged to the method; `setup/...` are setup's parts
-HARNESS_PHASES = ("warmup", "ground_truth")  # shared by every method of a suite
+# shared by every method of a suite (`attributed_lm`: the model a task attributes instead of the warm-up LM)
+HARNESS_PHASES = ("warmup", "attributed_lm", "ground_truth")
 
 
 def phase_cost_s(phase: dict) -> float:
@@ -132,6 +133,8 @@ def _named(phase: dict, names: tuple[str, ...]) -> bool:
 def nested_in_setup(phases: list[dict]) -> list[dict]:
     """The phases that ran inside the method's `setup`: its `setup/...` parts and a `warmup` it triggered.
 
+    (A task's model to attribute, `attributed_lm`, is a `warmup` here.)
+
     The accountant appends a phase when it ends, and phases never overlap but by nesting, so the phases nested
     in `setup` are the run of them right before it in the list (a `warmup` the ground truth triggered comes
     before `ground_truth`, which ends the run).
@@ -141,7 +144,7 @@ def nested_in_setup(phases: list[dict]) -> list[dict]:
         return []
     end = len(names) - 1 - names[::-1].index("setup")
     start = end
-    while start > 0 and (names[start - 1].startswith("setup/") or names[start - 1] == "warmup"):
+    while start > 0 and (names[start - 1].startswith("setup/") or names[start - 1] in ("warmup", "attributed_lm")):
         start -= 1
     return phases[start:end]
 

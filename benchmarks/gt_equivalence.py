@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     seed_diff = float(np.abs(a.seed_losses - b.seed_losses).max()) if a.seed_losses is not None else None
     print(f"largest test-loss difference: {loss_diff:.2e} (mean over seeds), {seed_diff:.2e} (one seed)")
 
-    names = [n for n in methods.names() if not methods.get(n).precomputed] if args.methods == "all" \
-        else args.methods.split(",")
+    # LDS rows: not a file's scores, not another task's own baselines (`Method.tasks`)
+    names = [n for n in methods.names() if not methods.get(n).precomputed and methods.get(n).tasks is None] \
+        if args.methods == "all" else args.methods.split(",")
     rows = []
     for name in names:
         cls = methods.get(name)

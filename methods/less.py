@@ -124,6 +124,8 @@ class LESS(Method):
         args = {"suite": ctx.suite.name, "data": ctx.suite.data_fingerprint, "lm": config_dict(ctx.suite.spec.lm),
                 "lora": {k: getattr(c, k) for k in ("modules", "lora_rank", "lora_alpha", "lora_dropout", "epochs",
                                                     "lr", "seed")}}
+        if (model := ctx.model_key()) is not None:  # another model than the suite's (the mislabel task's)
+            args["model"] = model
 
         def produce(directory):
             import time

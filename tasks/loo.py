@@ -24,11 +24,11 @@ from bench.api import (
     TaskOutput,
     draws_label,
     main_label_kind,
-    noise_ceiling,
     percentile_interval_of,
     register_task,
     replicate_means,
     spearman_rows,
+    split_half_reliability,
 )
 
 
@@ -124,12 +124,15 @@ class LOO(Task):
     whole pool's run of the same seed, averaged over the seeds. Per test example, the Spearman over all
     removed examples between the method's score and that mean increase; the mean with a percentile bootstrap
     CI over the test examples (the same draws for every method: paired). The ceiling is what a perfect
-    predictor of the expected increase could reach against an S-seed mean: the square root of the seeds'
-    split-half reliability over the removals, stepped up by Spearman-Brown (`bench.api.noise_ceiling`, as for
-    LDS), with `loo_of_ceiling` the mean LOO over the mean ceiling on the same test examples; the record also
-    keeps the raw seed-to-seed Spearman and the share of removals whose increase keeps its sign across
-    seeds. The removals, the loss increases (in the record) and their cost are shared by every method
-    (cached jobs, like the LDS ground truth).
+    predictor of the expected increase could reach against an S-seed mean: the square root of the mean over
+    test examples of the seeds' split-half reliability over the removals, stepped up by Spearman-Brown
+    (`bench.api.split_half_reliability`, as for LDS; unlike LDS's per-example ceilings averaged, the mean is
+    taken before the root, since a per-example root of a clipped noisy reliability averages to about 0.1 at a
+    true reliability of 0, which is where LOO's tiny increases sit), with `loo_of_ceiling` the mean LOO over
+    the ceiling of the same test examples, and `seed_spearman` the raw seed-to-seed Spearman. Their CIs
+    resample test examples; the removals are held fixed. The record also keeps the share of removals whose
+    increase keeps its sign across seeds. The removals, the loss increases (in the record) and their cost are
+    shared by every method (cached jobs, like the LDS ground truth).
     """
 
     needs_features = False  # pair scores are enough: a score file of the suite works too
@@ -173,21 +176,35 @@ class LOO(Task):
                      f"increase over {cfg.seeds} seed(s)")}
             seed_facts: dict = {}
             if cfg.seeds >= 2:
-                ceiling = noise_ceiling(seed_increase)
-                both = ok & np.isfinite(ceiling)
+                # the mean reliability first, its square root after: a per-example sqrt(clip(.)) averages to ~0.1
+                # where the true reliability is 0 (700 removals, 48 examples), which is LOO's regime
+                reliability = split_half_reliability(seed_increase)
+                rel_ok = np.isfinite(reliability)
+                rel_reps = replicate_means(reliability, draws)
+                ceiling = float(np.sqrt(np.clip(np.nanmean(reliability), 0.0, 1.0)))
                 metrics["ceiling"] = Metric.from_replicates(
-                    float(np.nanmean(ceiling)), replicate_means(ceiling, draws), draws=unit, n=int(np.isfinite(
-                        ceiling).sum()), note=f"sqrt of the Spearman-Brown reliability of the {cfg.seeds}-seed mean")
-                if both.any() and ceiling[both].mean() > 0:
-                    with np.errstate(divide="ignore", invalid="ignore"):  # a draw of zero ceilings: NaN, left out
-                        ratio = replicate_means(np.where(both, per_example, np.nan), draws) / \
-                            replicate_means(np.where(both, ceiling, np.nan), draws)
-                    low, high = percentile_interval_of(ratio[np.isfinite(ratio)])
+                    ceiling, np.sqrt(np.clip(rel_reps, 0.0, 1.0)), draws=unit, n=int(rel_ok.sum()),
+                    note=f"sqrt of the mean Spearman-Brown reliability of the {cfg.seeds}-seed mean; the removals "
+                         f"fixed")
+                metrics["seed_spearman"] = Metric.from_replicates(
+                    float(np.nanmean(spearman_rows(seed_increase[0].T, seed_increase[1].T))),
+                    replicate_means(spearman_rows(seed_increase[0].T, seed_increase[1].T), draws), draws=unit,
+                    n=int(rel_ok.sum()), note="Spearman over the removals between seeds 0 and 1, per test example")
+                both = ok & rel_ok
+                if both.any() and np.nanmean(reliability[both]) > 0:
+                    def of_ceiling(loo_means: np.ndarray, rel_means: np.ndarray) -> np.ndarray:
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            return loo_means / np.sqrt(np.clip(rel_means, 0.0, 1.0))
+
+                    value = float(of_ceiling(per_example[both].mean(), reliability[both].mean()))
+                    reps = of_ceiling(replicate_means(np.where(both, per_example, np.nan), draws),
+                                      replicate_means(np.where(both, reliability, np.nan), draws))
+                    low, high = percentile_interval_of(reps[np.isfinite(reps)])
                     metrics["loo_of_ceiling"] = Metric(
-                        float(per_example[both].mean() / ceiling[both].mean()), low, high, n=int(both.sum()),
-                        draws=unit, note="mean LOO / mean ceiling over the same test examples")
+                        value, low, high, n=int(both.sum()), draws=unit,
+                        note="mean LOO / the ceiling of the same test examples")
                 seed_facts = {
-                    "seed_spearman": spearman_rows(seed_increase[0].T, seed_increase[1].T).tolist(),
+                    "reliability": reliability.tolist(),
                     "sign_agreement": float((np.sign(seed_increase[0]) == np.sign(seed_increase[1])).mean())}
         return TaskOutput(
             metrics=metrics, per_example={"loo": per_example.tolist()},

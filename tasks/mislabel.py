@@ -16,6 +16,7 @@ from scipy.stats import binomtest
 
 from bench.api import (
     MAIN_LABEL_KINDS,
+    Accountant,
     ConfigError,
     DataError,
     Example,
@@ -175,6 +176,29 @@ class Mislabel(Task):
     code_version = "5"
     requires = ("train",)
 
+    @staticmethod
+    def _attributed(trained_on: TrainedOn, clean_ctx: RunContext, corrupted: list[Example], positive: np.ndarray,
+                    start: str) -> dict | None:
+        """What the method attributed: None (its own model: no target LM, or AirRep's encoder), or the trained model.
+
+        For the trained model: its recipe and metadata, and the mean loss of corrupted and clean examples under it
+        and under the warm-up LM, which shows how far the training fitted the wrong responses.
+        """
+        if 0 not in trained_on.used:
+            return None
+        meta = dict(trained_on.used[0])
+        aside = clean_ctx.with_accountant(Accountant(device=clean_ctx.device))  # not the method's phases
+        trained = aside.with_trained_on(trained_on).warmup_lm()  # cached: loaded, not trained again
+        after = trained.losses(trained.encode(corrupted))
+        warm = aside.warmup_lm()
+        before = warm.losses(warm.encode(corrupted))
+        return {"start": start, "trained_on": "corrupted pool", "epochs": trained_on.epochs, "lr": trained_on.lr,
+                "steps": meta.get("steps"), "final_loss": meta.get("final_loss"),
+                "members": sorted(trained_on.used),
+                "mean_loss": {"corrupted": float(after[positive].mean()), "clean": float(after[~positive].mean()),
+                              "warmup_corrupted": float(before[positive].mean()),
+                              "warmup_clean": float(before[~positive].mean())}}
+
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Corrupt, featurise the corrupted pool as train and as test, take the diagonal, rank."""
         cfg = self.config
@@ -187,8 +211,10 @@ class Mislabel(Task):
         lm = ctx.suite.spec.lm
         epochs = lm.finetune_epochs if cfg.epochs is None else cfg.epochs
         lr = lm.finetune_lr if cfg.lr is None else cfg.lr
-        ctx = ctx.with_trained_on(TrainedOn(examples=tuple(corrupted), seed=cfg.seed, epochs=epochs, lr=lr,
-                                            what=f"fine-tune on the corrupted {ctx.suite.name} pool"))
+        clean_ctx = ctx
+        trained_on = TrainedOn(examples=tuple(corrupted), seed=cfg.seed, epochs=epochs, lr=lr,
+                               what=f"fine-tune on the corrupted {ctx.suite.name} pool")
+        ctx = ctx.with_trained_on(trained_on)
         ctx.setup(method)
         train = ctx.featurize(method, corrupted, "train")
         as_test = ctx.featurize(method, corrupted, "test")
@@ -220,8 +246,7 @@ class Mislabel(Task):
                         value, float(ci.low), float(ci.high), n=int(positive.sum()),
                         note=f"Wilson interval over the corrupted examples; chance {share:g}")
             x, y = detection_curve(self_scores, positive)
-        extra = {"attributed_model": {"start": lm.retrain_from, "trained_on": "corrupted pool", "epochs": epochs,
-                                      "lr": lr, "steps": epochs * math.ceil(len(pool) / lm.batch_size)},
+        extra = {"attributed_model": self._attributed(trained_on, clean_ctx, corrupted, positive, lm.retrain_from),
                  "constant_self_score": constant,
                  **({"summary": ["self-scores constant (up to rounding): the method ranks nothing, no AUC"]}
                     if constant else {}), "label_kind": kind, "n_corrupted": int(positive.sum()),

@@ -109,7 +109,7 @@ def test_the_task_runs_and_random_is_not_the_best(run_cli):
 
 def test_two_seeds_give_the_mean_increase_and_a_ceiling(run_cli, tiny_cache):
     """The target is the seeds' mean increase, each seed's own runs read back; the ceiling is the seeds' agreement."""
-    from bench.api import RunContext, noise_ceiling
+    from bench.api import RunContext, noise_ceiling, split_half_reliability
     from bench.cache import Cache
     from bench.metrics import spearman_rows
     from bench.suites import load_suite
@@ -127,16 +127,20 @@ def test_two_seeds_give_the_mean_increase_and_a_ceiling(run_cli, tiny_cache):
     ctx = RunContext(load_suite("tiny"), cache=Cache(tiny_cache))
     whole, without, _, ran = ctx.leave_one_out(extra["removed"], eval_ids=tuple(extra["test_rows"]), seed=1)
     assert ran == 0 and np.allclose(without - whole[None], seed_increase[1])
-    ceiling = noise_ceiling(seed_increase)
-    assert rec["metrics"]["ceiling"]["value"] == pytest.approx(np.nanmean(ceiling))
-    ok = np.isfinite(ceiling) & np.isfinite(np.array(rec["per_example"]["loo"], dtype=float))
+    reliability = split_half_reliability(seed_increase)
+    ceiling = np.sqrt(np.clip(np.nanmean(reliability), 0, 1))  # the mean first, the root after
+    assert rec["metrics"]["ceiling"]["value"] == pytest.approx(ceiling)
+    assert np.nanmean(noise_ceiling(seed_increase)) >= ceiling - 1e-12  # per-example roots average higher
     loo = np.array(rec["per_example"]["loo"], dtype=float)
-    if ceiling[ok].mean() > 0:
-        assert rec["metrics"]["loo_of_ceiling"]["value"] == pytest.approx(loo[ok].mean() / ceiling[ok].mean())
+    ok = np.isfinite(reliability) & np.isfinite(loo)
+    if np.nanmean(reliability[ok]) > 0:
+        assert rec["metrics"]["loo_of_ceiling"]["value"] == pytest.approx(
+            loo[ok].mean() / np.sqrt(min(1.0, reliability[ok].mean())))
     else:  # no ratio of a zero ceiling
         assert "loo_of_ceiling" not in rec["metrics"]
     seed_r = spearman_rows(seed_increase[0].T, seed_increase[1].T)
-    np.testing.assert_allclose(np.array(extra["seed_spearman"], dtype=float), seed_r)
+    assert rec["metrics"]["seed_spearman"]["value"] == pytest.approx(np.nanmean(seed_r))
+    np.testing.assert_allclose(np.array(extra["reliability"], dtype=float), reliability)
     assert 0 <= extra["sign_agreement"] <= 1 and rec["task_config"]["seeds"] == 2
 
 

@@ -118,9 +118,44 @@ def test_the_attributed_model_is_the_start_lm_trained_on_the_corrupted_pool(run_
     got = trained.method_context().warmup_lm().model.state_dict()
     for name, weight in lm.model.state_dict().items():
         torch.testing.assert_close(got[name], weight, rtol=1e-5, atol=1e-6)
-    # an ensemble member is its own warm-up LM trained the same way: another model
+    # an ensemble member is its own warm-up LM trained the same way (its seed moved): checked by hand
     member = trained.method_context().warmup_lm(member=1).model.state_dict()
     assert any(not torch.equal(member[n], got[n]) for n in got)
+    by_hand = ctx.method_context().warmup_lm(member=1)
+    by_hand.train(by_hand.encode(corrupted), lr=spec.finetune_lr, seed=1000, epochs=spec.finetune_epochs)
+    for name, weight in by_hand.model.state_dict().items():
+        torch.testing.assert_close(member[name], weight, rtol=1e-5, atol=1e-6)
+    # the task says which model a row attributed: the trained one here, none for a method without a target LM
+    assert record["extra"]["attributed_model"]["members"] == [0]
+    mean = record["extra"]["attributed_model"]["mean_loss"]
+    assert mean["corrupted"] == pytest.approx(float(after[positive].mean()))
+    assert mean["warmup_clean"] == pytest.approx(float(before[~positive].mean()))
+    code, _, err, results = run_cli("run", "--method", "tfidf", "--task", "mislabel", "--suite", "tiny")
+    assert code == 0, err
+    tfidf = json.loads(next(results.rglob("tiny/mislabel/tfidf/*.json")).read_text())
+    assert tfidf["extra"]["attributed_model"] is None
+
+
+def test_model_derived_caches_are_keyed_by_the_attributed_model(tiny_cache):
+    """LESS's LoRA adapters trained on the mislabel task's model are not the suite model's (nor the reverse)."""
+    import torch
+
+    from bench.api import TrainedOn
+    from methods.less import LESS
+
+    suite, corrupted, _, ctx = _corrupted_tiny(tiny_cache)
+    assert ctx.method_context().model_key() is None
+    trained = ctx.with_trained_on(TrainedOn(examples=tuple(corrupted), seed=0, what="t"))
+    key = trained.method_context().model_key()
+    assert key is not None and key == trained.method_context().model_key()
+    other = ctx.with_trained_on(TrainedOn(examples=tuple(corrupted[::-1]), seed=0, what="t")).method_context()
+    assert other.model_key() != key  # another pool: another model
+    adapters = []
+    for run in (ctx, trained):
+        method = LESS(LESS.smoke_config())
+        run.setup(method)
+        adapters.append({n: p.detach().clone() for n, p in method._lm.model.named_parameters() if "lora_" in n})
+    assert any(not torch.equal(adapters[0][n], adapters[1][n]) for n in adapters[0])
 
 
 def test_grad_norm_is_each_examples_own_gradient_norm(tiny_cache):
@@ -145,6 +180,35 @@ def test_grad_norm_is_each_examples_own_gradient_norm(tiny_cache):
         grads = torch.autograd.grad(losses[i], params, retain_graph=True)
         assert got[i] == pytest.approx(float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))), rel=1e-4)
     assert np.ptp(got) > 0
+
+
+def test_grad_norm_takes_the_trained_layers_only(tmp_path):
+    """Under a top-layers recipe the norm is over the trained layers (and final norm), not the frozen ones."""
+    import torch
+
+    from bench.api import RunContext, per_example_loss
+    from bench.cache import Cache
+    from bench.suites import load_suite
+    from methods.selfscore import GradNormBaseline
+
+    suite = load_suite("tiny", [("lm.train_layers", 1), ("lm.warmup_steps", 5)])
+    ctx = RunContext(suite, cache=Cache(tmp_path))
+    method = GradNormBaseline()
+    ctx.setup(method)
+    examples = suite.split("train")[:6]
+    got = method.featurize(examples, "train")[:, 0]
+    lm = ctx.warmup_lm()
+    trained = set(lm.trainable_names())
+    assert trained and len(trained) < len(list(lm.model.parameters()))
+    for i, example in enumerate(examples):
+        batch = lm.encode([example]).batch(torch.arange(1))
+        loss = per_example_loss(lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                                batch["labels"])[0]
+        names, params = zip(*lm.model.named_parameters(), strict=True)
+        grads = dict(zip(names, torch.autograd.grad(loss, params, allow_unused=True), strict=True))
+        top = float(torch.sqrt(sum((grads[n].double() ** 2).sum() for n in trained)))
+        every = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values() if g is not None)))
+        assert got[i] == pytest.approx(top, rel=1e-4) and every > top * (1 + 1e-3)
 
 
 def test_the_self_score_rows_belong_to_the_mislabel_task_alone(run_cli):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HARNESS = ("warmup", "ground_truth")
+HARNESS = ("warmup", "attributed_lm", "ground_truth")
 
 
 def add_parser(sub) -> None:  # argparse._SubParsersAction
@@ -168,6 +168,10 @@ def plan(args: argparse.Namespace) -> dict:
         if cost:
             harness[f"retraining ({t})"] = (cost, cost)
             print(f"  retraining for {t}: {_fmt_s(cost)} cold, priced from its records (its cache not checked)")
+        cost = produced("attributed_lm", t)  # a task's own model to attribute (mislabel's corrupted-pool LM)
+        if cost:
+            harness[f"attributed LM ({t})"] = (cost, cost)
+            print(f"  attributed LM for {t}: {_fmt_s(cost)} cold, priced from its records (its cache not checked)")
     warm_total, cold_total, unknown, peak, peak_cell = 0.0, 0.0, 0, 0.0, ""
     print(f"  cells (priced from {args.results_dir}; '?' = no record yet):")
     for m in method_names:

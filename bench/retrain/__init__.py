@@ -14,6 +14,7 @@ from bench.retrain.lms import (
     ensemble_refusal,
     pool_lm,
     start_lm,
+    trained_key,
     trained_lm,
     warmup_built,
     warmup_cost,
@@ -45,6 +46,6 @@ __all__ = [
     "group_size", "job_file", "job_seed", "load_table", "loo_table", "plan_table", "pool_lm", "probe_table",
     "retrain_table",
     "run_generate_group", "run_loo_group", "run_retrain_group", "run_retrain_job", "start_lm", "subset_mask",
-    "trained_lm",
+    "trained_key", "trained_lm",
     "subset_masks", "warmup_built", "warmup_cost", "warmup_lm", "base_lm", "ensemble_refusal",
 ]

@@ -51,10 +51,15 @@ def warmup_built(suite: Suite, cache: Cache, member: int = 0) -> bool:
     return peek_built(cache, "warmup", _warmup_args(suite, member), versions.of("lm"))
 
 
-def warmup_cost(suite: Suite, cache: Cache) -> float | None:
-    """Seconds that building the cached warm-up model took (None when it is not built)."""
-    meta = peek_meta(cache, "warmup", model_args(suite), versions.of("lm"))
-    return None if meta is None else meta.get("wall_s")
+def warmup_cost(suite: Suite, cache: Cache, member: int = 0) -> float | None:
+    """Seconds that building the cached warm-up model took (None when it is not built).
+
+    A member's (> 0) is its own warm-up alone: less the shared base LM it continued from.
+    """
+    meta = peek_meta(cache, "warmup", _warmup_args(suite, member), versions.of("lm"))
+    if meta is None:
+        return None
+    return meta.get("wall_s") - ((meta.get("base_wall_s") or 0.0) if member else 0.0)
 
 
 def ensemble_refusal(suite: Suite) -> str | None:
@@ -187,47 +192,52 @@ def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
     return _load_lm_dir(spec, directory, device), meta
 
 
+def trained_key(suite: Suite, examples, *, seed: int, epochs: int | None = None, lr: float | None = None,
+                member: int = 0) -> dict:
+    """What determines `trained_lm`'s model: the suite's LM, the examples' text and ids, the recipe, the member."""
+    import hashlib
+    import json
+
+    spec = suite.spec.lm
+    digest = hashlib.sha256(json.dumps([[e.id, e.prompt, e.response] for e in examples]).encode()).hexdigest()
+    return {**lm_args(suite), "examples": digest, "seed": seed + MEMBER_SEED_STRIDE * member,
+            "epochs": spec.finetune_epochs if epochs is None else epochs,
+            "lr": spec.finetune_lr if lr is None else lr, "member": member}
+
+
 def trained_lm(suite: Suite, cache: Cache, examples, *, seed: int, what: str, device: str = "cpu",
                epochs: int | None = None, lr: float | None = None, member: int = 0):  # -> (TargetLM, meta, cached)
     """The retraining start model fine-tuned on `examples` (the suite's recipe unless `epochs` / `lr`); cached.
 
     A model trained on another pool than the suite's, e.g. the mislabel task's corrupted pool, so that
     self-influence is computed on a model that saw the corrupted examples (as dattri and quanda run it). Keyed
-    on the examples' text and ids, the seed of the batch order and the recipe; `what` names it in the
-    progress bar. `member` > 0 starts from ensemble member `member`'s warm-up LM (`warmup_lm`) where the
-    suite retrains from its warm-up LM, with its batch order's seed moved by `MEMBER_SEED_STRIDE * member`.
+    by `trained_key`; `what` names it in the progress bar. `member` > 0 (an ensemble's member): where the
+    suite retrains from its warm-up LM, it starts from that member's own warm-up LM (`warmup_lm`); where it
+    retrains from a base LM, from that base, as member 0. Either way its batch order's seed moves by
+    `MEMBER_SEED_STRIDE * member`.
 
     Returns:
-        (the LM; metadata: `wall_s` of the fine-tuning, `steps`, `n_examples`, `final_loss`, `start_wall_s`
-        of the member's warm-up where member > 0 built it; whether the cache held it).
+        (the LM; metadata: `wall_s` of the fine-tuning, `steps`, `n_examples`, `final_loss`; whether the cache
+        held it).
     """
-    import hashlib
-    import json
-
-    spec = suite.spec.lm
-    epochs = spec.finetune_epochs if epochs is None else epochs
-    lr = spec.finetune_lr if lr is None else lr
-    seed = seed + MEMBER_SEED_STRIDE * member
-    digest = hashlib.sha256(json.dumps([[e.id, e.prompt, e.response] for e in examples]).encode()).hexdigest()
-    args = {**lm_args(suite), "examples": digest, "seed": seed, "epochs": epochs, "lr": lr, "member": member}
+    args = trained_key(suite, examples, seed=seed, epochs=epochs, lr=lr, member=member)
 
     def produce(directory: Path) -> dict:
         import time
 
-        start_s = 0.0
-        if member and spec.retrain_from == "warmup":
-            lm, member_meta = warmup_lm(suite, cache, device, member)
-            start_s = float(member_meta["wall_s"])
+        if member and suite.spec.lm.retrain_from == "warmup":
+            lm = warmup_lm(suite, cache, device, member)[0]
         else:
             lm = start_lm(suite, cache, device)
         t0 = time.perf_counter()
-        losses = lm.train(lm.encode(list(examples)), lr=lr, seed=seed, epochs=epochs, desc=what)
+        losses = lm.train(lm.encode(list(examples)), lr=args["lr"], seed=args["seed"], epochs=args["epochs"],
+                          desc=what)
         _save_lm_dir(lm, directory)
         return {"wall_s": time.perf_counter() - t0, "steps": len(losses), "n_examples": len(examples),
-                "final_loss": losses[-1] if losses else None, "start_wall_s": start_s}
+                "final_loss": losses[-1] if losses else None}
 
     directory, meta, cached = build(cache, "trained_lm", args, versions.of("lm", "retrain"), produce)
-    return _load_lm_dir(spec, directory, device), meta, cached
+    return _load_lm_dir(suite.spec.lm, directory, device), meta, cached
 
 
 def start_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> TargetLM
