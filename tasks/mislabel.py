@@ -172,8 +172,8 @@ class Mislabel(Task):
 
     needs_features = True  # a score file holds no scores of the pool against itself
     # 2: float32-constant self-scores; 3: relative only; 4: pairing by the harness; 5: the attributed model is
-    # trained on the corrupted pool
-    code_version = "5"
+    # trained on the corrupted pool; 6: its phase `attributed_lm`, the record's `attributed_model` facts
+    code_version = "6"
     requires = ("train",)
 
     @staticmethod
