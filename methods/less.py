@@ -32,7 +32,8 @@ from methods.gradients import (
     unit_normalize,
 )
 
-CODE_VERSION = "2"  # bump when the cached LoRA warm-up changes numerically (2: keyed by code versions)
+CODE_VERSION = "3"  # bump when the cached LoRA warm-up changes numerically (2: keyed by code versions; 3: entries
+# written between 0210832 and ca982bb may hold adapters of the mislabel task's model under the suite's key)
 _BETAS, _EPS = (0.9, 0.999), 1e-8  # LESS's Adam constants (those of the warm-up optimiser)
 _BLOCK_BYTES = 64 * 2**20  # at most this much of the projection matrix is materialised at once
 

@@ -126,18 +126,20 @@ class LOO(Task):
     CI over the test examples (the same draws for every method: paired). The ceiling is what a perfect
     predictor of the expected increase could reach against an S-seed mean: the square root of the mean over
     test examples of the seeds' split-half reliability over the removals, stepped up by Spearman-Brown
-    (`bench.api.split_half_reliability`, as for LDS; unlike LDS's per-example ceilings averaged, the mean is
-    taken before the root, since a per-example root of a clipped noisy reliability averages to about 0.1 at a
-    true reliability of 0, which is where LOO's tiny increases sit), with `loo_of_ceiling` the mean LOO over
-    the ceiling of the same test examples, and `seed_spearman` the raw seed-to-seed Spearman. Their CIs
+    (`bench.api.split_half_reliability`). Unlike LDS's ceiling (per-example roots, averaged), the mean is
+    taken before the root: one ceiling for the mean LOO (`loo_of_ceiling` is a ratio of means), and no
+    per-example clipping, which near a true reliability of 0 inflates the average (about 0.1 for 700
+    removals and 48 examples at a true 0); where every reliability is positive it gives a slightly higher
+    ceiling instead (Jensen). `seed_spearman` is the raw seed-to-seed Spearman. Their CIs
     resample test examples; the removals are held fixed. The record also keeps the share of removals whose
     increase keeps its sign across seeds. The removals, the loss increases (in the record) and their cost are
     shared by every method (cached jobs, like the LDS ground truth).
     """
 
     needs_features = False  # pair scores are enough: a score file of the suite works too
-    # 2: the pairing names the removals, the record keeps the increases; 3: clustered draws; 4: seeds, ceiling
-    code_version = "4"
+    # 2: the pairing names the removals, the record keeps the increases; 3: clustered draws; 4: seeds, ceiling;
+    # 5: the ceiling from the mean reliability, seed_spearman a metric
+    code_version = "5"
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Measure (or read) the removals' loss changes, score the removed examples, correlate."""
@@ -176,8 +178,8 @@ class LOO(Task):
                      f"increase over {cfg.seeds} seed(s)")}
             seed_facts: dict = {}
             if cfg.seeds >= 2:
-                # the mean reliability first, its square root after: a per-example sqrt(clip(.)) averages to ~0.1
-                # where the true reliability is 0 (700 removals, 48 examples), which is LOO's regime
+                # the mean reliability first, its square root after: one ceiling for a ratio of means, and no
+                # per-example clipping (which inflates the average near a true reliability of 0)
                 reliability = split_half_reliability(seed_increase)
                 rel_ok = np.isfinite(reliability)
                 rel_reps = replicate_means(reliability, draws)

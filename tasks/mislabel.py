@@ -155,7 +155,8 @@ class Mislabel(Task):
     retraining job starts from) is fine-tuned on the corrupted pool with the suite's fine-tuning recipe
     (`epochs` / `lr` to change it; batch order from `seed`), cached, and every model-based method takes that
     model where it would take the warm-up LM (`bench.api.TrainedOn`; TRAK's ensemble members are their own
-    warm-up LMs fine-tuned the same way). Methods without a target LM (TF-IDF, BM25, DSIR, GTE, random) and
+    warm-up LMs fine-tuned the same way; LESS warms its LoRA adapters up on that model, on the suite's `warmup`
+    split as everywhere). Methods without a target LM (TF-IDF, BM25, DSIR, GTE, random) and
     AirRep, whose encoder is trained on the suite's clean retraining data, score as they do everywhere.
     Two reference rows are the trained model's own loss (`loss`) and gradient norm (`grad_norm`) on each
     example (`methods.selfscore`): what self-influence must beat to be worth its cost.

@@ -219,3 +219,31 @@ def test_the_self_score_rows_belong_to_the_mislabel_task_alone(run_cli):
     assert not answers(methods.get("grad_norm"), "classification") and answers(methods.get("logra"), "lds")
     code, _, err, _ = run_cli("run", "--method", "grad_norm", "--task", "lds", "--suite", "tiny")
     assert code == 2 and "baseline of the mislabel task only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_attributed_models_cost_is_the_harness_and_a_members_the_methods(run_cli):
+    """attributed_lm is harness work (not in the method's setup cost); a member's fine-tuning is the method's."""
+    from bench.costmodel import nested_in_setup, setup_cost_s
+
+    code, _, err, results = run_cli("run", "--method", "trak_ens", "--task", "mislabel", "--suite", "tiny",
+                                    "--set", "members=2")
+    assert code == 0, err
+    phases = json.loads(next(results.rglob("tiny/mislabel/trak_ens/*.json")).read_text())["cost"]["phases"]
+    by_name = {p["name"]: p for p in phases}
+    assert "attributed_lm" in by_name and "warmup" not in by_name and "setup/attributed_lm_1" in by_name
+    member = by_name["setup/attributed_lm_1"]
+    assert member["original_wall_s"] > 0
+    nested = {p["name"] for p in nested_in_setup(phases)}
+    assert {"attributed_lm", "setup/attributed_lm_1"} <= nested
+    setup = by_name["setup"]
+    # charged: the member at its production cost, plus what of setup no nested phase covers; never attributed_lm
+    expected = max(0.0, setup["wall_s"] - sum(p["wall_s"] for p in nested_in_setup(phases))) + \
+        (member["original_wall_s"] if member.get("cached") else member["wall_s"])
+    assert setup_cost_s(phases) == pytest.approx(expected, abs=1e-6)
+
+
+def test_named_cells_of_another_tasks_baseline_are_reported_not_run(run_cli):
+    code, _, err, results = run_cli("run", "--method", "loss,random", "--task", "lds", "--suite", "tiny")
+    assert code == 0, err
+    assert "not run: loss / lds (a baseline of another task only)" in err
+    assert not list(results.rglob("tiny/lds/loss/*.json")) and list(results.rglob("tiny/lds/random/*.json"))
