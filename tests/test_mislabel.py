@@ -211,7 +211,7 @@ def test_grad_norm_takes_the_trained_layers_only(tmp_path):
         assert got[i] == pytest.approx(top, rel=1e-4) and every > top * (1 + 1e-3)
 
 
-def test_the_self_score_rows_belong_to_the_mislabel_task_alone(run_cli):
+def test_the_self_score_rows_belong_to_the_mislabel_task_alone(run_cli, capsys):
     from bench.api import methods
     from bench.runner import answers
 
@@ -219,6 +219,12 @@ def test_the_self_score_rows_belong_to_the_mislabel_task_alone(run_cli):
     assert not answers(methods.get("grad_norm"), "classification") and answers(methods.get("logra"), "lds")
     code, _, err, _ = run_cli("run", "--method", "grad_norm", "--task", "lds", "--suite", "tiny")
     assert code == 2 and "baseline of the mislabel task only" in err and len(err.strip().splitlines()) == 1
+    from bench.cli.main import main
+
+    code = main(["list", "methods"])
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.split()[:1] == ["loss"])
+    assert code == 0 and line.endswith("(mislabel task only)") and "task only" not in out.split("logra ")[1][:200]
 
 
 def test_the_attributed_models_cost_is_the_harness_and_a_members_the_methods(run_cli):

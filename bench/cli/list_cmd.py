@@ -19,7 +19,9 @@ def run(args: argparse.Namespace) -> int:
     from bench.suites import builtin_suites
 
     sections = {
-        "methods": [(n, methods.summary(n)) for n in methods.names()],
+        "methods": [(n, methods.summary(n) + ("" if methods.get(n).tasks is None else
+                                              f" ({', '.join(methods.get(n).tasks)} task only)"))
+                    for n in methods.names()],
         "tasks": [(n, tasks.summary(n)) for n in tasks.names()],
         "suites": sorted(builtin_suites().items()),
     }
