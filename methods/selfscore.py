@@ -16,8 +16,6 @@ the corrupted pool (`bench.api.TrainedOn`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +39,7 @@ class _SelfScore(Method):
     def __init__(self, config: SelfScoreConfig | None = None) -> None:
         super().__init__(config)
         self._lm: Any = None
-        self._memo: tuple[str, np.ndarray] | None = None  # the last set's values: the task asks train, then test
+        self._memo: tuple[tuple, np.ndarray] | None = None  # the last set's values: the task asks train, then test
 
     def setup(self, ctx: MethodContext) -> None:
         """The attributed model (`ctx.warmup_lm()`)."""
@@ -54,7 +52,7 @@ class _SelfScore(Method):
         """The example's value, float64 [n, 1]."""
         if self._lm is None:
             raise RuntimeError(f"{self.name}: setup() first")
-        key = hashlib.sha256(json.dumps([[e.id, e.prompt, e.response] for e in examples]).encode()).hexdigest()
+        key = tuple((e.id, e.prompt, e.response) for e in examples)  # the examples themselves, as `Handles`
         if self._memo is None or self._memo[0] != key:
             self._memo = (key, self.values(examples))
         return self._memo[1].reshape(-1, 1).copy()

@@ -188,10 +188,10 @@ class LOO(Task):
                     ceiling, np.sqrt(np.clip(rel_reps, 0.0, 1.0)), draws=unit, n=int(rel_ok.sum()),
                     note=f"sqrt of the mean Spearman-Brown reliability of the {cfg.seeds}-seed mean; the removals "
                          f"fixed")
+                seed_r = spearman_rows(seed_increase[0].T, seed_increase[1].T)
                 metrics["seed_spearman"] = Metric.from_replicates(
-                    float(np.nanmean(spearman_rows(seed_increase[0].T, seed_increase[1].T))),
-                    replicate_means(spearman_rows(seed_increase[0].T, seed_increase[1].T), draws), draws=unit,
-                    n=int(rel_ok.sum()), note="Spearman over the removals between seeds 0 and 1, per test example")
+                    float(np.nanmean(seed_r)), replicate_means(seed_r, draws), draws=unit, n=int(rel_ok.sum()),
+                    note="Spearman over the removals between seeds 0 and 1, per test example")
                 both = ok & rel_ok
                 if both.any() and np.nanmean(reliability[both]) > 0:
                     def of_ceiling(loo_means: np.ndarray, rel_means: np.ndarray) -> np.ndarray:

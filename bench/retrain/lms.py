@@ -195,12 +195,11 @@ def pool_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
 def trained_key(suite: Suite, examples, *, seed: int, epochs: int | None = None, lr: float | None = None,
                 member: int = 0) -> dict:
     """What determines `trained_lm`'s model: the suite's LM, the examples' text and ids, the recipe, the member."""
-    import hashlib
-    import json
+    from bench.config import fingerprint
 
     spec = suite.spec.lm
-    digest = hashlib.sha256(json.dumps([[e.id, e.prompt, e.response] for e in examples]).encode()).hexdigest()
-    return {**lm_args(suite), "examples": digest, "seed": seed + MEMBER_SEED_STRIDE * member,
+    return {**lm_args(suite), "examples": fingerprint([[e.id, e.prompt, e.response] for e in examples]),
+            "seed": seed + MEMBER_SEED_STRIDE * member,
             "epochs": spec.finetune_epochs if epochs is None else epochs,
             "lr": spec.finetune_lr if lr is None else lr, "member": member}
 
