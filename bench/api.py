@@ -709,6 +709,25 @@ class RunContext:
                            suite_overrides=self.suite.overrides_json, eval_ids=tuple(eval_ids), device=self.device)
         return loo_table(spec, self.suite, self.cache, removed, seed=seed, executor=self.executor, desc=desc)
 
+    def retrain_without(self, requests: list[tuple[list[int], int]], *, eval_ids: tuple[int, ...],
+                        desc: str = "removals") -> tuple[np.ndarray, float, int]:
+        """Fine-tune on the whole training pool without each request's rows (rows, seed); test losses of each.
+
+        `bench.retrain.removal_table`: leave-one-out's jobs with any number of rows left out, each keeping its
+        batch slot without loss, so the runs of one seed differ in their removed rows alone (no rows: the whole
+        pool's run). Jobs are cached by content (shared by every method and test example that asks for the same
+        rows and seed) and trained in groups by the run's executor; not timed here.
+
+        Returns:
+            (test losses [len(requests), len(eval_ids)], the seconds the distinct jobs took when they ran, how
+            many ran now).
+        """
+        from bench.retrain import RetrainSpec, removal_table
+
+        spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
+                           suite_overrides=self.suite.overrides_json, eval_ids=tuple(eval_ids), device=self.device)
+        return removal_table(spec, self.suite, self.cache, requests, executor=self.executor, desc=desc)
+
     def finetune_answers(self, requests: list[tuple[list[int], int, list[int]]], *, max_new_tokens: int,
                          desc: str = "fine-tuning") -> tuple[list[list[str]], float, int]:
         """Fine-tune the suite's start model on pool rows and answer test prompts greedily, per request.

@@ -1,10 +1,11 @@
-"""The three tables of retraining jobs, each a `JobKind` of `bench.retrain.jobs` with its cache key and reader.
+"""The four tables of retraining jobs, each a `JobKind` of `bench.retrain.jobs` with its cache key and reader.
 
 - Random subsets (`retrain_table`): the LDS ground truth and AirRep's training data; fine-tune the start LM
   on M random subsets of a pool and record the losses of an evaluation set. A subset does not depend on how
   many others are drawn, so a larger M extends a table.
 - Answers (`generate_jobs`): data selection's runs; fine-tune on explicit pool rows, answer eval prompts.
 - Leave-one-out (`loo_table`): the whole pool, and the pool without each of a few rows, same order.
+- Removals (`removal_table`): the pool without a set of rows, same order (the removal task's counterfactuals).
 
 Each job is cached on its own (atomic write), so an interrupted run resumes where it stopped; cache keys
 hash every input that determines the result.
@@ -369,26 +370,39 @@ class LooJob:
     out_path: Path
 
 
-def _loo_outputs(jobs: list[LooJob]) -> list[dict]:
-    """Train the group's copies at once (`bench.lm.finetune_group`), each without its own example."""
+def _silenced_runs(spec: RetrainSpec, removed_sets: Sequence[Sequence[int]], seeds: Sequence[int]):
+    """Train one copy per removal set at once (`bench.lm.finetune_group`), its removed rows silenced in place.
+
+    Each removed row keeps its position in the order as a copy of itself with no label token, so the run
+    differs from the whole pool's of the same seed in those examples alone. The copies are taken from the
+    pool (a top-layers recipe reuses the pool's frozen-layer states instead of recomputing them per group).
+
+    Returns:
+        The `FinetuneResult` (losses of the spec's eval rows, one row per set).
+    """
     import torch
 
     from bench.lm import finetune_group
 
-    lm, warm_state, pool, evaluation = worker_state(jobs[0].spec)
+    lm, warm_state, pool, evaluation = worker_state(spec)
     n = len(pool.lengths)
-    gone = torch.as_tensor([max(job.removed, 0) for job in jobs], dtype=torch.long)
-    silent = torch.full_like(pool.labels[gone], -100)  # the left-out rows, with no label token
-    # the pool's rows, then a copy of each left-out one (taken from the pool: a top-layers recipe reuses the
-    # pool's frozen-layer states instead of recomputing them for every group)
+    flat = [int(i) for rows in removed_sets for i in rows]
+    gone = torch.as_tensor(flat, dtype=torch.long)
+    silent = torch.full_like(pool.labels[gone], -100)
     data = pool.take(torch.cat([torch.arange(n), gone]), labels=torch.cat([pool.labels, silent]))
-    members = []
-    for j, job in enumerate(jobs):
-        rows = np.arange(n)
-        if job.removed >= 0:
-            rows[job.removed] = n + j  # the same position in the order, a row without loss
-        members.append(rows)
-    result = finetune_group(lm, warm_state, data, members, [job.seed for job in jobs], evaluation=evaluation)
+    members, offset = [], n
+    for rows in removed_sets:
+        order = np.arange(n)
+        order[np.asarray(list(rows), dtype=np.int64)] = offset + np.arange(len(rows))  # same slot, no loss
+        offset += len(rows)
+        members.append(order)
+    return finetune_group(lm, warm_state, data, members, list(seeds), evaluation=evaluation)
+
+
+def _loo_outputs(jobs: list[LooJob]) -> list[dict]:
+    """Train the group's copies at once (`_silenced_runs`), each without its own example."""
+    result = _silenced_runs(jobs[0].spec, [(job.removed,) if job.removed >= 0 else () for job in jobs],
+                            [job.seed for job in jobs])
     return [{"losses": losses, "removed": np.int64(job.removed), "wall_s": np.float64(result.wall_s / len(jobs)),
              "seed": np.int64(job.seed), "group_size": np.int64(len(jobs)), "batched": np.bool_(result.batched)}
             for job, losses in zip(jobs, result.losses, strict=True)]
@@ -424,3 +438,73 @@ def loo_table(spec: RetrainSpec, suite: Suite, cache: Cache, removed: Sequence[i
         losses.append(out["losses"])
         wall += float(out["wall_s"])
     return losses[0], np.stack(losses[1:]) if removed else np.zeros((0, len(losses[0]))), wall, ran
+
+
+# -- counterfactual removals ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RemovalJob:
+    """Fine-tune on the whole pool with `seed`, rows `removed` silenced in place (none: the whole pool's run).
+
+    Leave-one-out's job with any number of rows left out: each keeps its batch slot with no loss, so two
+    removals of one seed differ in their removed examples alone (their batches' means are over the others).
+    """
+
+    spec: RetrainSpec
+    removed: tuple[int, ...]
+    seed: int
+    out_path: Path
+
+
+def _removal_outputs(jobs: list[RemovalJob]) -> list[dict]:
+    """Train the group's copies at once, each without its own rows."""
+    result = _silenced_runs(jobs[0].spec, [job.removed for job in jobs], [job.seed for job in jobs])
+    return [{"losses": losses, "removed": np.asarray(job.removed, dtype=np.int64),
+             "wall_s": np.float64(result.wall_s / len(jobs)), "seed": np.int64(job.seed),
+             "group_size": np.int64(len(jobs)), "batched": np.bool_(result.batched)}
+            for job, losses in zip(jobs, result.losses, strict=True)]
+
+
+REMOVALS = JobKind("removal", _removal_outputs, NpzFile(("losses", "removed", "wall_s")))
+
+
+def run_removal_group(jobs: Sequence[RemovalJob]) -> None:
+    """Train the group's copies at once, each without its own rows; write each job's file."""
+    run_group(REMOVALS, list(jobs))
+
+
+def removal_table(spec: RetrainSpec, suite: Suite, cache: Cache, requests: Sequence[tuple[Sequence[int], int]], *,
+                  executor: Executor | None = None,
+                  desc: str = "removals") -> tuple[np.ndarray, float, int]:
+    """Eval losses after fine-tuning on the pool without each request's rows (rows, seed), cached by content.
+
+    A job's file is named by its sorted rows and seed, so a removal another method (or another test example)
+    already asked for is read back, and a request repeated in `requests` trains once.
+
+    Returns:
+        (eval losses [len(requests), n_eval], the seconds the distinct jobs took when they ran, how many ran now).
+
+    Raises:
+        ValueError: a row outside the pool, or listed twice in one request.
+    """
+    pool_n, args = _table_args(spec, suite, None, 0)
+    del args["fraction"], args["seed"]  # the seed is each job's; its file name holds it
+    directory = REMOVALS.jobs_dir(cache, args)
+    jobs: dict[Path, RemovalJob] = {}
+    paths = []
+    for rows, seed in requests:
+        removed = tuple(sorted(int(i) for i in rows))
+        if any(not 0 <= i < pool_n for i in removed):
+            raise ValueError(f"removal: a row of {list(removed)[:5]}... is outside the pool of {pool_n}")
+        if len(set(removed)) != len(removed):
+            raise ValueError("removal: a request lists a pool row twice")
+        path = directory / f"{fingerprint({'removed': list(removed), 'seed': int(seed)})[:20]}.npz"
+        jobs.setdefault(path, RemovalJob(spec, removed, int(seed), path))
+        paths.append(path)
+    distinct = list(jobs.values())
+    ran = run_jobs(REMOVALS, distinct, suite, cache, device=spec.device, executor=executor, desc=desc)
+    by_path = {job.out_path: out for job, out in zip(distinct, read_jobs(REMOVALS, distinct, ("losses", "wall_s")),
+                                                     strict=True)}
+    wall = sum(float(out["wall_s"]) for out in by_path.values())
+    n_eval = len(by_path[paths[0]]["losses"]) if paths else 0
+    losses = np.stack([by_path[p]["losses"] for p in paths]) if paths else np.zeros((0, n_eval))
+    return losses, wall, ran
