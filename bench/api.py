@@ -710,7 +710,7 @@ class RunContext:
         return loo_table(spec, self.suite, self.cache, removed, seed=seed, executor=self.executor, desc=desc)
 
     def retrain_without(self, requests: list[tuple[list[int], int]], *, eval_ids: tuple[int, ...],
-                        desc: str = "removals") -> tuple[np.ndarray, float, int]:
+                        desc: str = "removals") -> tuple[np.ndarray, float, int, int]:
         """Fine-tune on the whole training pool without each request's rows (rows, seed); test losses of each.
 
         `bench.retrain.removal_table`: leave-one-out's jobs with any number of rows left out, each keeping its
@@ -720,7 +720,7 @@ class RunContext:
 
         Returns:
             (test losses [len(requests), len(eval_ids)], the seconds the distinct jobs took when they ran, how
-            many ran now).
+            many ran now, how many distinct jobs the requests are: a repeated request is one job).
         """
         from bench.retrain import RetrainSpec, removal_table
 

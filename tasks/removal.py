@@ -40,8 +40,8 @@ class RemovalConfig(TaskConfig):
         "help": "Shares of the pool removed: per test example, the method's top k%; and k% at random."})
     headline_fraction: float = field(default=0.05, metadata={
         "help": "The share the leaderboard ranks by (one of `fractions`)."})
-    random_draws: int = field(default=3, metadata={
-        "help": "Random removals of each size, shared by every test example and method."})
+    random_draws: int = field(default=5, metadata={
+        "help": "Random removals of each size, shared by every test example and method (resampled in the CI)."})
     seeds: int = field(default=2, metadata={
         "help": "Training seeds (batch orders) of every removal: seed, seed + 1, ...; every removal of one seed "
                 "sees the same order."})
@@ -54,6 +54,9 @@ class RemovalConfig(TaskConfig):
         if not self.fractions or any(not 0 < f <= 0.5 for f in self.fractions) or \
                 len(set(self.fractions)) != len(self.fractions):
             raise ConfigError(f"removal.fractions must be distinct shares in (0, 0.5], got {list(self.fractions)}")
+        if len({share_name(f) for f in self.fractions}) != len(self.fractions):
+            raise ConfigError(f"removal.fractions {list(self.fractions)} name the same share twice (in % to 4 "
+                              f"significant digits); give distinct shares")
         if self.headline_fraction not in self.fractions:
             raise ConfigError(f"removal.headline_fraction {self.headline_fraction} is not one of the fractions "
                               f"{list(self.fractions)}; add it to fractions or pick one of them")
@@ -66,7 +69,12 @@ class RemovalConfig(TaskConfig):
 
 def share_name(fraction: float) -> str:
     """A fraction as a metric suffix: 0.05 -> '5pct', 0.005 -> '0.5pct'."""
-    return f"{fraction * 100:g}pct"
+    return f"{fraction * 100:.4g}pct"
+
+
+def share_text(fraction: float) -> str:
+    """A fraction as prose: 0.05 -> '5%', 0.07 -> '7%', 0.005 -> '0.5%'."""
+    return f"{fraction * 100:.4g}%"
 
 
 def removal_size(n_pool: int, fraction: float) -> int:
@@ -113,6 +121,57 @@ def removal_effects(method: np.ndarray, random: np.ndarray, whole: np.ndarray) -
             "beats": (inc.mean(axis=0) > draw_means.max(axis=0)).astype(np.float64), "seed_gain": seed_gain}
 
 
+def two_way_replicates(increase: np.ndarray, random_increase: np.ndarray, weights: np.ndarray,
+                       draw_idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of the mean gain and beats, the test examples and the random draws both resampled.
+
+    The random draws are shared by every test example, so one unusually harmful draw moves every example's
+    reference at once: resampling test examples alone would hold that error fixed and narrow the CI.
+
+    Args:
+        increase: [n], the method's seed-mean increase per test example.
+        random_increase: [R, n], each random draw's seed-mean increase.
+        weights: [B, n], bootstrap counts of the test examples (clustered; `RunContext.draws`).
+        draw_idx: int [B, R], the random draws of each replicate (with replacement).
+
+    Returns:
+        gain, beats, increase_random: [B] replicate means.
+    """
+    drawn = random_increase[draw_idx]  # [B, R, n]
+    reference = drawn.mean(axis=1)  # [B, n]
+    total = weights.sum(axis=1)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return (weights * values).sum(axis=1) / total
+
+    return {"gain": mean(increase[None, :] - reference),
+            "beats": mean((increase[None, :] > drawn.max(axis=1)).astype(np.float64)),
+            "increase_random": mean(reference)}
+
+
+def specificity(cross: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Per test example, its loss after its own removal minus after the removals chosen for other-label examples.
+
+    A method that ranks the pool alike for every test example (by a global quality, a loss or a gradient norm)
+    can gain over random without attributing anything to the example; this control cannot be gained that way.
+
+    Args:
+        cross: [n (whose removal), n (evaluated)], seed-mean losses: row j's removal, column i's loss.
+        labels: each test example's label (all one label: every other example is the control).
+
+    Returns:
+        [n]; NaN where no other example qualifies.
+    """
+    n = cross.shape[0]
+    out = np.full(n, np.nan)
+    one_label = len(set(labels)) < 2
+    for i in range(n):
+        others = [j for j in range(n) if j != i and (one_label or labels[j] != labels[i])]
+        if others:
+            out[i] = cross[i, i] - cross[others, i].mean()
+    return out
+
+
 def _digest(value: object) -> str:
     import hashlib
     import json
@@ -132,11 +191,20 @@ class Removal(Task):
     keeps its batch slot without loss (`RunContext.retrain_without`), so within a seed the method's and the
     random removals differ in their removed rows alone. Per test example: the gain, its loss increase over
     the whole pool's run minus a random removal's (means over seeds and draws), and whether the method's
-    increase beats every random draw's (chance 1 / (draws + 1) for a ranking unrelated to the example). Means
-    over test examples, with a percentile bootstrap CI over them (the same draws for every method: paired).
+    increase beats every random draw's (chance 1 / (draws + 1) for a ranking unrelated to the loss). Means
+    over test examples; their percentile bootstrap CIs resample the test examples (in clusters) and the
+    random draws, which every test example shares (the same draws of both for every method: paired).
+
+    A ranking that is the same for every test example (a global quality, loss or gradient norm) can gain over
+    random without attributing anything to the example. The control: `specific`, the example's loss after its
+    own removal minus after the removals chosen for test examples of other labels (those runs exist already:
+    every removal is evaluated on every chosen test example), with a bootstrap over test examples.
+
     The test examples, the random removals and the whole pool's runs are the same for every method and form
     the `ground_truth` phase (shared, cached); a method's own removals are its cell's `eval` phase, cached by
-    content (a set another method or test example removes trains once).
+    content (a set another method or test example removes trains once; the phase counts distinct jobs). As
+    with LOO's jobs, a cached result is that of the group that first trained it; in groups of another
+    composition the same removal agrees to float rounding.
     """
 
     needs_features = False  # pair scores are enough: a score file of the suite works too
@@ -150,54 +218,77 @@ class Removal(Task):
         kind = main_label_kind(test)
         labels = [e.labels[kind] if kind else "all" for e in test]
         chosen = pick_tests(labels, cfg.n_test, cfg.seed)
+        chosen_labels = [labels[i] for i in chosen]
         sizes = [removal_size(n, f) for f in cfg.fractions]
-        if max(sizes) >= n:
-            raise DataError(f"removal: a pool of {n} cannot lose {max(sizes)} rows; lower removal.fractions")
+        if max(sizes) >= n or len(set(sizes)) != len(sizes):
+            raise DataError(f"removal: the fractions {list(cfg.fractions)} remove {sizes} rows of a pool of {n}; "
+                            f"give fractions that remove distinct numbers of rows, fewer than the pool")
         seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
         eval_ids = tuple(chosen)
-        shared_rows = [[]] + [random_rows(n, size, cfg.seed, r) for size in sizes for r in range(cfg.random_draws)]
+        random_sets = [[random_rows(n, size, cfg.seed, r) for r in range(cfg.random_draws)] for size in sizes]
+        shared_rows = [[], *[rows for per_size in random_sets for rows in per_size]]
         shared = [(rows, s) for s in seeds for rows in shared_rows]
-        with ctx.acct.phase("ground_truth", count=len(shared)) as ph:
-            losses, produced_s, ran = ctx.retrain_without(shared, eval_ids=eval_ids,
-                                                          desc=f"random removals {ctx.suite.name}")
-            ph.cached, ph.cached_count, ph.original_wall_s = ran == 0, len(shared) - ran, produced_s
+        with ctx.acct.phase("ground_truth") as ph:
+            losses, produced_s, ran, distinct = ctx.retrain_without(shared, eval_ids=eval_ids,
+                                                                    desc=f"random removals {ctx.suite.name}")
+            ph.count, ph.cached_count = distinct, distinct - ran
+            ph.cached, ph.original_wall_s = ran == 0, produced_s
         losses = losses.reshape(len(seeds), len(shared_rows), len(chosen))
         whole = losses[:, 0]  # [S, n_test]
         random_losses = losses[:, 1:].reshape(len(seeds), len(sizes), cfg.random_draws, len(chosen))
         train_features, test_features = ctx.featurize_suite(method)
         scores = ctx.score(method, test_features, train_features)[chosen]  # [n_test, n_pool]
+        bad = np.flatnonzero(~np.isfinite(scores).all(axis=1))
+        if bad.size:
+            raise DataError(f"removal: {method.name}'s scores of test example '{test[chosen[bad[0]]].id}' are not "
+                            f"all finite (NaN or inf); its top rows are undefined")
         tiebreak = [np.random.default_rng([cfg.seed, n, int(t), 7]).permutation(n) for t in chosen]
         removed = [[top_rows(scores[i], size, tiebreak[i]) for i in range(len(chosen))] for size in sizes]
         requests = [(removed[f][i], s) for s in seeds for f in range(len(sizes)) for i in range(len(chosen))]
-        with ctx.acct.phase("eval", count=len(requests)) as ph:
-            method_losses, method_s, ran = ctx.retrain_without(requests, eval_ids=eval_ids,
-                                                               desc=f"removals of {method.name}")
-            ph.cached, ph.cached_count, ph.original_wall_s = ran == 0, len(requests) - ran, method_s
-            # row (s, f, i) holds every chosen test example's loss; test example i's is column i
+        with ctx.acct.phase("eval") as ph:
+            method_losses, method_s, ran, distinct = ctx.retrain_without(requests, eval_ids=eval_ids,
+                                                                         desc=f"removals of {method.name}")
+            ph.count, ph.cached_count = distinct, distinct - ran
+            ph.cached, ph.original_wall_s = ran == 0, method_s
+            # row (s, f, j) is the run without test example j's removal; its column i is test example i's loss
             method_losses = method_losses.reshape(len(seeds), len(sizes), len(chosen), len(chosen))
             own = np.diagonal(method_losses, axis1=2, axis2=3)  # [S, F, n_test]
             effects = [removal_effects(own[:, f], random_losses[:, f], whole) for f in range(len(sizes))]
+            specific = [specificity(method_losses[:, f].mean(axis=0), chosen_labels) for f in range(len(sizes))]
             clusters = ctx.clusters([test[i] for i in chosen])
             unit = draws_label(clusters)
-            draws = ctx.draws(len(chosen), 13, n_resamples=cfg.bootstrap_resamples, clusters=clusters)
-
-            def mean_metric(values: np.ndarray, note: str) -> Metric:
-                return Metric.from_replicates(float(values.mean()), replicate_means(values, draws), draws=unit,
-                                              n=len(values), note=note)
-
+            weights = ctx.draws(len(chosen), 13, n_resamples=cfg.bootstrap_resamples, clusters=clusters)
+            draw_idx = ctx.rng(14).integers(0, cfg.random_draws, size=(cfg.bootstrap_resamples, cfg.random_draws))
+            two_way = f"{unit} x random draws"
             metrics: dict[str, Metric] = {}
             head = cfg.fractions.index(cfg.headline_fraction)
             chance = 1.0 / (cfg.random_draws + 1)
             for f, (fraction, eff) in enumerate(zip(cfg.fractions, effects, strict=True)):
-                share = f"{fraction:.0%}" if fraction * 100 == round(fraction * 100) else f"{fraction:.1%}"
+                share = share_text(fraction)
+                random_increase = (random_losses[:, f] - whole[:, None, :]).mean(axis=0)  # [R, n]
+                reps = two_way_replicates(eff["increase"], random_increase, weights, draw_idx)
+                ok = np.isfinite(specific[f])
                 named = {
-                    "gain": mean_metric(eff["gain"], f"loss increase after removing the method's top {share} "
-                                        f"minus a random {share}'s, nats; mean over {cfg.seeds} seed(s)"),
-                    "beats_random": mean_metric(eff["beats"], f"share of test examples whose increase beats all "
-                                                f"{cfg.random_draws} random draws (chance {chance:.2f})"),
-                    "increase": mean_metric(eff["increase"], f"loss increase after removing the top {share}"),
-                    "increase_random": mean_metric(eff["increase_random"],
-                                                   f"loss increase after removing a random {share}")}
+                    "gain": Metric.from_replicates(
+                        float(eff["gain"].mean()), reps["gain"], draws=two_way, n=len(chosen),
+                        note=f"loss increase after removing the method's top {share} minus a random {share}'s, "
+                             f"nats; mean over {cfg.seeds} seed(s) and {cfg.random_draws} draws"),
+                    "beats_random": Metric.from_replicates(
+                        float(eff["beats"].mean()), reps["beats"], draws=two_way, n=len(chosen),
+                        note=f"share of test examples whose increase beats all {cfg.random_draws} random draws "
+                             f"(chance {chance:.2f} for a ranking unrelated to the loss)"),
+                    "specific": Metric.from_replicates(
+                        float(np.nanmean(specific[f])) if ok.any() else float("nan"),
+                        replicate_means(np.where(ok, specific[f], np.nan), weights), draws=unit, n=int(ok.sum()),
+                        note=f"loss after its own top-{share} removal minus after those of test examples of other "
+                             f"labels; the removals fixed"),
+                    "increase": Metric.from_replicates(
+                        float(eff["increase"].mean()), replicate_means(eff["increase"], weights), draws=unit,
+                        n=len(chosen), note=f"loss increase after removing the top {share}"),
+                    "increase_random": Metric.from_replicates(
+                        float(eff["increase_random"].mean()), reps["increase_random"], draws=two_way,
+                        n=len(chosen), test="none",
+                        note=f"loss increase after removing a random {share} (the same for every method)")}
                 for name, metric in named.items():
                     metrics[f"{name}_{share_name(fraction)}"] = metric
                     if f == head:
@@ -207,19 +298,24 @@ class Removal(Task):
                 g = effects[head]["seed_gain"]
                 seed_facts = {"gain_seed_spearman": float(spearman_rows(g[:1], g[1:2])[0]),
                               "gain_sign_agreement": float((np.sign(g[0]) == np.sign(g[1])).mean())}
-            # the noise a single random removal carries: the draws' spread of the increase, per test example
+            # the noise a single random removal carries: the draws' spread of the loss, per test example
             random_sd = {share_name(fr): float(np.std(random_losses[:, f].mean(axis=0), axis=0, ddof=1).mean())
                          if cfg.random_draws >= 2 else None for f, fr in enumerate(cfg.fractions)}
+
+        def rows_or_digest(rows: list) -> list | str:
+            return rows if n <= 20_000 else _digest(rows)  # a paper-scale pool's removals: a digest, not the rows
+
         return TaskOutput(
             metrics=metrics, per_example={"gain": effects[head]["gain"].tolist(),
-                                          "beats_random": effects[head]["beats"].tolist()},
+                                          "beats_random": effects[head]["beats"].tolist(),
+                                          "specific": specific[head].tolist()},
             extra={"test_rows": chosen, "label_kind": kind, "sizes": sizes, "n_train": n,
-                   "removed": {share_name(fr): removed[f] for f, fr in enumerate(cfg.fractions)},
-                   "random_removed": {share_name(fr): [random_rows(n, sizes[f], cfg.seed, r)
-                                                       for r in range(cfg.random_draws)]
+                   "removed": {share_name(fr): rows_or_digest(removed[f]) for f, fr in enumerate(cfg.fractions)},
+                   "random_removed": {share_name(fr): rows_or_digest(random_sets[f])
                                       for f, fr in enumerate(cfg.fractions)},
                    "seeds": seeds, "whole_loss": whole.tolist(),  # [S, n_test]
                    "method_loss": own.tolist(),  # [S, F, n_test]
+                   "cross_loss": method_losses.mean(axis=0).tolist(),  # [F, whose removal, evaluated]
                    "random_loss": random_losses.tolist(),  # [S, F, draws, n_test]
                    "seed_gain": {share_name(fr): effects[f]["seed_gain"].tolist()
                                  for f, fr in enumerate(cfg.fractions)},

@@ -5,9 +5,18 @@ import json
 import numpy as np
 import pytest
 
-from tasks.removal import random_rows, removal_effects, removal_size, share_name, top_rows
+from tasks.removal import (
+    random_rows,
+    removal_effects,
+    removal_size,
+    share_name,
+    share_text,
+    specificity,
+    top_rows,
+    two_way_replicates,
+)
 
-SMALL = ["--task-set", "n_test=4", "--task-set", "fractions=[0.05, 0.1]", "--task-set", "random_draws=2"]
+SMALL = ["--task-set", "n_test=6", "--task-set", "fractions=[0.05, 0.1]", "--task-set", "random_draws=2"]
 
 
 def test_effects_by_hand():
@@ -27,6 +36,28 @@ def test_effects_by_hand():
     np.testing.assert_array_equal(got["beats"], [0.0, 0.0])
 
 
+def test_two_way_replicates_resample_the_draws_as_well_as_the_examples():
+    increase = np.array([0.3, 0.2])
+    random_increase = np.array([[0.0, 0.1], [0.4, 0.0]])  # [R=2, n=2]
+    weights = np.array([[1, 1], [2, 0], [1, 1]])  # [B=3, n]
+    draw_idx = np.array([[0, 1], [0, 0], [1, 1]])  # replicate 0: both draws; 1: draw 0 twice; 2: draw 1 twice
+    got = two_way_replicates(increase, random_increase, weights, draw_idx)
+    # replicate 0: references (0.2, 0.05) -> gains (0.1, 0.15), mean 0.125; beats: 0.3 > 0.4? no; 0.2 > 0.1 yes
+    # replicate 1: only example 0 (twice), reference 0.0 -> gain 0.3, beats 1; replicate 2: references (0.4, 0.0)
+    np.testing.assert_allclose(got["gain"], [0.125, 0.3, ((0.3 - 0.4) + 0.2) / 2])
+    np.testing.assert_allclose(got["beats"], [0.5, 1.0, 0.5])
+    np.testing.assert_allclose(got["increase_random"], [0.125, 0.0, 0.2])
+
+
+def test_specificity_compares_with_other_labels_removals():
+    cross = np.array([[1.0, 2.0, 3.0], [1.5, 2.5, 3.5], [0.5, 1.0, 4.0]])  # row j's removal, column i's loss
+    # example 0 (label a): own 1.0; other label: example 2's removal gives 0.5 -> 0.5 (example 1 shares label a)
+    # example 1 (a): own 2.5, example 2's removal 1.0 -> 1.5; example 2 (b): own 4.0, rows 0 and 1: 3.25 -> 0.75
+    np.testing.assert_allclose(specificity(cross, ["a", "a", "b"]), [0.5, 1.5, 0.75])
+    np.testing.assert_allclose(specificity(cross, ["a", "a", "a"]), [1.0 - 1.0, 2.5 - 1.5, 4.0 - 3.25])
+    assert np.isnan(specificity(np.ones((1, 1)), ["a"]))[0]
+
+
 def test_top_rows_breaks_ties_by_the_permutation_not_the_pool_order():
     scores = np.array([0.1, 0.9, 0.5, 0.9, 0.2])
     assert top_rows(scores, 1, np.arange(5)) == [1]
@@ -36,7 +67,7 @@ def test_top_rows_breaks_ties_by_the_permutation_not_the_pool_order():
     tiebreak = np.array([5, 4, 3, 2, 1, 0])
     assert top_rows(constant, 2, tiebreak) == [4, 5]  # not the first rows of the pool
     assert removal_size(2000, 0.05) == 100 and removal_size(10, 0.01) == 1
-    assert share_name(0.05) == "5pct" and share_name(0.005) == "0.5pct"
+    assert share_name(0.05) == "5pct" and share_name(0.005) == "0.5pct" and share_text(0.07) == "7%"
     a = random_rows(100, 5, 0, 0)
     assert a == random_rows(100, 5, 0, 0) and a != random_rows(100, 5, 0, 1) and len(set(a)) == 5
 
@@ -53,13 +84,13 @@ def test_one_row_removed_is_leave_one_out_and_requests_train_once(tiny_cache):
     ctx = _ctx(tiny_cache)
     eval_ids = (0, 5, 9)
     whole, without, _, _ = ctx.leave_one_out([3, 7], eval_ids=eval_ids, seed=3)
-    losses, wall, ran = ctx.retrain_without([([], 3), ([3], 3), ([7], 3), ([7], 3)], eval_ids=eval_ids)
-    assert ran == 3 and wall > 0  # the repeated request trained once
+    losses, wall, ran, distinct = ctx.retrain_without([([], 3), ([3], 3), ([7], 3), ([7], 3)], eval_ids=eval_ids)
+    assert ran == distinct == 3 and wall > 0  # the repeated request trained once
     np.testing.assert_allclose(losses[0], whole, rtol=0, atol=1e-5)
     np.testing.assert_allclose(losses[1:3], without, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(losses[2], losses[3])
-    again, _, ran = ctx.retrain_without([([11, 3, 7], 3), ([3, 7, 11], 3)], eval_ids=eval_ids)
-    assert ran == 1 and np.array_equal(again[0], again[1])  # a set, in any order, is one job
+    again, _, ran, distinct = ctx.retrain_without([([11, 3, 7], 3), ([3, 7, 11], 3)], eval_ids=eval_ids)
+    assert ran == distinct == 1 and np.array_equal(again[0], again[1])  # a set, in any order, is one job
     assert ctx.retrain_without([([3, 7, 11], 3)], eval_ids=eval_ids)[2] == 0  # cached
     assert np.abs(again[0] - whole).max() > 1e-4
     with pytest.raises(ValueError, match="outside the pool"):
@@ -85,12 +116,12 @@ def test_removed_rows_are_silenced_in_place_as_one_by_one_training(tiny_cache):
     masked[gone] = -100
     silenced = pool.take(np.arange(n), labels=masked)
     by_hand = finetune_group(lm, start, silenced, [np.arange(n)], [3], evaluation=ev, batched=False).losses[0]
-    got, _, _ = _ctx(tiny_cache).retrain_without([(gone, 3), ([5], 3)], eval_ids=tuple(range(len(ev.lengths))))
+    got, _, _, _ = _ctx(tiny_cache).retrain_without([(gone, 3), ([5], 3)], eval_ids=tuple(range(len(ev.lengths))))
     np.testing.assert_allclose(got[0], by_hand, atol=1e-5)
     assert np.abs(got[0] - got[1]).max() > 1e-4
 
 
-def test_the_task_runs_pairs_and_recomputes(run_cli):
+def test_the_task_runs_pairs_and_recomputes(run_cli, tiny_cache):
     code, _, err, _ = run_cli("run", "--method", "random", "--task", "removal", "--suite", "tiny",
                               "--task-set", "headline_fraction=0.2")
     assert code == 2 and "not one of the fractions" in err and "Traceback" not in err
@@ -103,7 +134,7 @@ def test_the_task_runs_pairs_and_recomputes(run_cli):
     assert r["pairing"] == d["pairing"] is not None
     assert r["extra"]["random_removed"] == d["extra"]["random_removed"] and r["extra"]["whole_loss"] == \
         d["extra"]["whole_loss"]  # the references are shared
-    assert d["extra"]["sizes"] == [20, 40] and len(d["extra"]["removed"]["5pct"]) == 4
+    assert d["extra"]["sizes"] == [20, 40] and len(d["extra"]["removed"]["5pct"]) == 6
     assert all(len(rows) == 20 for rows in d["extra"]["removed"]["5pct"])
     # the headline recomputed from the record's losses
     whole = np.array(d["extra"]["whole_loss"])  # [S, n]
@@ -113,6 +144,21 @@ def test_the_task_runs_pairs_and_recomputes(run_cli):
     np.testing.assert_allclose(d["per_example"]["gain"], gain)
     assert d["metrics"]["gain"]["value"] == pytest.approx(gain.mean())
     assert d["metrics"]["gain_5pct"]["value"] == d["metrics"]["gain"]["value"] and "gain_10pct" in d["metrics"]
+    assert d["metrics"]["gain"]["draws"].endswith("x random draws")
+    # each test example's own loss is the run without *its* removal: read back from the cache, column by column
+    ctx = _ctx(tiny_cache)
+    rows, seeds = d["extra"]["test_rows"], d["extra"]["seeds"]
+    for s, seed in enumerate(seeds):
+        back, _, ran, _ = ctx.retrain_without([(r, seed) for r in d["extra"]["removed"]["5pct"]], eval_ids=tuple(rows))
+        assert ran == 0
+        np.testing.assert_allclose(np.diagonal(back), own[s])
+    cross = np.mean([ctx.retrain_without([(r, seed) for r in d["extra"]["removed"]["5pct"]], eval_ids=tuple(rows))[0]
+                     for seed in seeds], axis=0)
+    np.testing.assert_allclose(np.array(d["extra"]["cross_loss"])[0], cross)
+    # the eval phase counts distinct jobs (a set that two test examples share trains once)
+    sets = {tuple(r) for f in ("5pct", "10pct") for r in d["extra"]["removed"][f]}
+    phase = next(p for p in d["cost"]["phases"] if p["name"] == "eval")
+    assert phase["count"] == len(sets) * len(seeds)
     # dsdm's top rows raise the test loss more than random ones; the random method's do not
     assert d["metrics"]["gain"]["ci_low"] > 0 and d["metrics"]["gain"]["value"] > r["metrics"]["gain"]["value"]
     assert d["metrics"]["beats_random"]["value"] > r["metrics"]["beats_random"]["value"]

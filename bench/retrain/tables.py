@@ -374,8 +374,11 @@ def _silenced_runs(spec: RetrainSpec, removed_sets: Sequence[Sequence[int]], see
     """Train one copy per removal set at once (`bench.lm.finetune_group`), its removed rows silenced in place.
 
     Each removed row keeps its position in the order as a copy of itself with no label token, so the run
-    differs from the whole pool's of the same seed in those examples alone. The copies are taken from the
-    pool (a top-layers recipe reuses the pool's frozen-layer states instead of recomputing them per group).
+    differs from the whole pool's of the same seed in those examples alone (the others of its batches weigh
+    more: the batch mean is over their tokens). A batch every row of which is removed still takes its
+    optimiser step, with a zero gradient (AdamW's momentum and weight decay still move the weights). The
+    copies are taken from the pool (a top-layers recipe reuses the pool's frozen-layer states instead of
+    recomputing them per group).
 
     Returns:
         The `FinetuneResult` (losses of the spec's eval rows, one row per set).
@@ -386,15 +389,16 @@ def _silenced_runs(spec: RetrainSpec, removed_sets: Sequence[Sequence[int]], see
 
     lm, warm_state, pool, evaluation = worker_state(spec)
     n = len(pool.lengths)
-    flat = [int(i) for rows in removed_sets for i in rows]
+    # one silent copy per row any job of the group removes (at most the pool again, however many jobs)
+    flat = np.unique(np.asarray([int(i) for rows in removed_sets for i in rows], dtype=np.int64))
     gone = torch.as_tensor(flat, dtype=torch.long)
     silent = torch.full_like(pool.labels[gone], -100)
     data = pool.take(torch.cat([torch.arange(n), gone]), labels=torch.cat([pool.labels, silent]))
-    members, offset = [], n
+    members = []
     for rows in removed_sets:
         order = np.arange(n)
-        order[np.asarray(list(rows), dtype=np.int64)] = offset + np.arange(len(rows))  # same slot, no loss
-        offset += len(rows)
+        rows = np.asarray(list(rows), dtype=np.int64)
+        order[rows] = n + np.searchsorted(flat, rows)  # the same slot, a copy without loss
         members.append(order)
     return finetune_group(lm, warm_state, data, members, list(seeds), evaluation=evaluation)
 
@@ -474,14 +478,15 @@ def run_removal_group(jobs: Sequence[RemovalJob]) -> None:
 
 def removal_table(spec: RetrainSpec, suite: Suite, cache: Cache, requests: Sequence[tuple[Sequence[int], int]], *,
                   executor: Executor | None = None,
-                  desc: str = "removals") -> tuple[np.ndarray, float, int]:
+                  desc: str = "removals") -> tuple[np.ndarray, float, int, int]:
     """Eval losses after fine-tuning on the pool without each request's rows (rows, seed), cached by content.
 
     A job's file is named by its sorted rows and seed, so a removal another method (or another test example)
     already asked for is read back, and a request repeated in `requests` trains once.
 
     Returns:
-        (eval losses [len(requests), n_eval], the seconds the distinct jobs took when they ran, how many ran now).
+        (eval losses [len(requests), n_eval], the seconds the distinct jobs took when they ran, how many ran now,
+        how many distinct jobs the requests are).
 
     Raises:
         ValueError: a row outside the pool, or listed twice in one request.
@@ -507,4 +512,4 @@ def removal_table(spec: RetrainSpec, suite: Suite, cache: Cache, requests: Seque
     wall = sum(float(out["wall_s"]) for out in by_path.values())
     n_eval = len(by_path[paths[0]]["losses"]) if paths else 0
     losses = np.stack([by_path[p]["losses"] for p in paths]) if paths else np.zeros((0, n_eval))
-    return losses, wall, ran
+    return losses, wall, ran, len(distinct)
