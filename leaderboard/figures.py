@@ -89,6 +89,8 @@ def selection_vs_cost(cells: dict[tuple[str, str, str], RunRecord], suite: str, 
     ref = records[0].metrics
     ax.axhline(ref["f1_random"]["value"], color="tab:gray", linestyle="--", label="random k")
     ax.axhline(ref["f1_full"]["value"], color="black", linestyle=":", label="full pool")
+    if "f1_zero" in ref:
+        ax.axhline(ref["f1_zero"]["value"], color="tab:red", linestyle="-.", label="zero steps (no fine-tuning)")
     ax.set_xscale("log")
     ax.set_xlabel("selection cost (s, log scale; floor 0.01 s)")
     ax.set_ylabel("unigram F1, macro over tasks (95% CI)")

@@ -52,29 +52,80 @@ class SelectionConfig(TaskConfig):
                               f"{self.query_fraction}, {self.seeds}")
 
 
-def split_queries(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
-    """Each task's test positions, split at random into queries (`fraction`, at least 1) and evaluated (the rest).
+def content_groups(labels: np.ndarray, prompts: list[str], responses: list[str]) -> list[int]:
+    """A group id per test example: examples of one task that share their content go to one side of the split.
+
+    Within a task, examples are linked when their normalised prompts are equal, or their normalised responses
+    are equal and that response is rare in the task (held by at most a quarter of its examples, and by at
+    least two): an answer few examples share names their item (a capital, a plural, a translation asked
+    under another template); one most of a task shares (a sentiment, a small count) does not. Linked examples
+    form one group (connected components).
+    """
+    def norm(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    parent = list(range(len(labels)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for task in sorted(set(labels.tolist())):
+        rows = [int(i) for i in np.flatnonzero(labels == task)]
+        by_key: dict[tuple[str, str], list[int]] = {}
+        response_count: dict[str, int] = {}
+        for i in rows:
+            response_count[norm(responses[i])] = response_count.get(norm(responses[i]), 0) + 1
+        for i in rows:
+            by_key.setdefault(("prompt", norm(prompts[i])), []).append(i)
+            if response_count[norm(responses[i])] <= max(2, len(rows) // 4):
+                by_key.setdefault(("response", norm(responses[i])), []).append(i)
+        for members in by_key.values():
+            for i in members[1:]:
+                parent[find(i)] = find(members[0])
+    return [find(i) for i in range(len(labels))]
+
+
+def split_queries(labels: np.ndarray, fraction: float, rng: np.random.Generator,
+                  groups: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """Each task's test positions, split at random into queries (about `fraction`) and evaluated examples.
+
+    Whole groups (`content_groups`; default: each example its own) go to one side: groups in a seeded random
+    order become queries until floor(fraction * n + 0.5) examples (at least 1) are reached, and at least one
+    group stays to be evaluated.
 
     Returns:
         (query positions, evaluated positions), each sorted; disjoint; every task in both.
 
     Raises:
-        DataError: a task with fewer than 2 test examples (nothing left to evaluate).
+        DataError: a task whose test examples form fewer than 2 groups (nothing left to evaluate).
     """
+    groups = list(range(len(labels))) if groups is None else groups
     queries: list[int] = []
     for task in sorted(set(labels.tolist())):
         rows = np.flatnonzero(labels == task)
-        if rows.size < 2:
-            raise DataError(f"selection: task '{task}' has {rows.size} test example; queries and evaluated "
-                            f"examples need 2 or more per task")
-        n_query = min(rows.size - 1, max(1, round(fraction * rows.size)))
-        queries += [int(i) for i in rng.permutation(rows)[:n_query]]
+        members: dict[int, list[int]] = {}
+        for i in rows:
+            members.setdefault(groups[int(i)], []).append(int(i))
+        if len(members) < 2:
+            raise DataError(f"selection: task '{task}' has {rows.size} test example(s) in {len(members)} content "
+                            f"group; queries and evaluated examples need 2 or more groups per task")
+        target = max(1, int(np.floor(fraction * rows.size + 0.5)))
+        order = [sorted(members)[k] for k in rng.permutation(len(members))]
+        taken: list[int] = []
+        for g in order[:-1]:  # the last group is always evaluated
+            if len(taken) >= target:
+                break
+            taken += members[g]
+        queries += taken
     evaluated = sorted(set(range(len(labels))) - set(queries))
     return sorted(queries), evaluated
 
 
 def seed_of(base: int, replicate: int) -> int:
-    """The fine-tuning seed of a selection's `replicate`-th run (replicate 0: the seed of one-seed records)."""
+    """The fine-tuning seed of a selection's `replicate`-th run (replicate 0: the seed code version 2 used)."""
     return base + 7919 * replicate
 
 
@@ -105,16 +156,21 @@ class Selection(Task):
     """Data selection (paper Fig. 4): per task, fine-tune on the top-k training examples, unigram F1.
 
     Each task's test examples are split at random into queries (`query_fraction`) and evaluated examples,
-    disjoint, so no selection is judged on the examples it was chosen for (the paper selects with the test
+    disjoint by content (`content_groups`: examples sharing a prompt, or a rare answer that names their item,
+    stay on one side), so no selection is judged on the examples it was chosen for (the paper selects with the test
     examples it evaluates on). For each task label, every training example is ranked by the best rank it
     reaches for any query of that task; the k best are kept; the target LM is fine-tuned on them from the
     start weights (the ground truth's starting point and recipe) under each of `seeds` fine-tuning seeds and
-    greedily generates the answers of that task's evaluated examples; unigram F1 against the references,
+    greedily answers the task's test prompts (all of them: a run's cache key names its prompts, so runs of code
+    version 2 are read back); the evaluated examples' unigram F1 against the references,
     averaged over seeds, then over tasks. References: `random_seeds` random selections of k (each under the
     same seeds), fine-tuning on the whole pool, and the start LM with no fine-tuning at all (zero steps). The
-    CI is two-way: the suite's clusters (tasks) and the examples in them, and the fine-tuning seeds, each
-    resampled (the same draws for every method: paired). The selection cost is the method's time to score the
-    pool (setup + featurisation + scoring), reported beside the F1 as in the paper's figure.
+    method featurises and scores the queries only. The CI resamples the suite's clusters (on the generated
+    suites whole tasks: each task's seed mean then carries its seed noise, as a task's selections train with
+    seeds of their own) or, where the clusters are not the tasks, the examples and the fine-tuning seeds
+    (two-way); the full pool's runs share a seed across tasks and always resample the seeds too. The same
+    draws for every method: paired. The selection cost is the method's time to score the pool (setup,
+    featurising the pool and the queries, scoring), reported beside the F1 as in the paper's figure.
     """
 
     code_version = "3"  # 2: clustered draws of tasks and examples, pairing by the harness; 3: held-out queries,
@@ -130,10 +186,15 @@ class Selection(Task):
         k = cfg.k if cfg.k is not None else max(1, round(cfg.k_fraction * len(train)))
         k = min(k, len(train))
         labels = np.array([e.labels[cfg.label] for e in test])
-        queries, evaluated = split_queries(labels, cfg.query_fraction, ctx.rng(5))
+        groups = content_groups(labels, [e.prompt for e in test], [e.response for e in test])
+        queries, evaluated = split_queries(labels, cfg.query_fraction, ctx.rng(5), groups)
         phases_before = len(ctx.acct.phases)
-        train_features, test_features = ctx.featurize_suite(method)
-        scores = ctx.score(method, test_features, train_features)
+        # the method sees the queries only: the evaluated examples are neither featurised nor scored
+        ctx.setup(method)
+        train_features = ctx.featurize(method, train, "train")
+        query_features = ctx.featurize(method, [test[i] for i in queries], "test")
+        query_scores = ctx.score(method, query_features, train_features)  # [n_queries, n_train]
+        query_row = {int(i): r for r, i in enumerate(queries)}
         # what scoring the pool cost the method, cached work (AirRep's training, LESS's LoRA) at its original cost
         selection_cost = method_cost_s([dataclasses.asdict(p) for p in ctx.acct.phases[phases_before:]])
         tasks = sorted(set(labels.tolist()))
@@ -142,23 +203,25 @@ class Selection(Task):
         query_set = set(queries)
         requests, where = [], []  # one fine-tuning per (task, selection, seed); where its answers go
         selected: dict[str, list[int]] = {}
+        task_seeds: dict[str, list[int]] = {}
         for t_index, task in enumerate(tasks):
-            rows = np.flatnonzero(labels == task)
-            query_ids = [int(i) for i in rows if int(i) in query_set]
-            eval_ids = [int(i) for i in rows if int(i) not in query_set]
-            chosen = select_top_k(scores[query_ids], k)
+            # every test example of the task is answered (the fine-tuning's cache key names its prompts, so a
+            # run that code version 2 made is read back); only the evaluated ones are scored
+            task_ids = [int(i) for i in np.flatnonzero(labels == task)]
+            query_ids = [i for i in task_ids if i in query_set]
+            chosen = select_top_k(query_scores[[query_row[i] for i in query_ids]], k)
             selected[task] = chosen.tolist()
             picks = [ctx.rng(3, t_index, r).choice(len(train), size=k, replace=False) for r in range(cfg.random_seeds)]
-            for s in range(cfg.seeds):
-                seed = seed_of(ctx.seed * 1000 + t_index, s)
-                requests.append((chosen.tolist(), seed, eval_ids))
-                where.append(("method", s, 0, eval_ids))
+            task_seeds[task] = [seed_of(ctx.seed * 1000 + t_index, s) for s in range(cfg.seeds)]
+            for s, seed in enumerate(task_seeds[task]):
+                requests.append((chosen.tolist(), seed, task_ids))
+                where.append(("method", s, 0, task_ids))
                 for r, pick in enumerate(picks):
-                    requests.append((pick.tolist(), seed, eval_ids))
-                    where.append(("random", s, r, eval_ids))
+                    requests.append((pick.tolist(), seed, task_ids))
+                    where.append(("random", s, r, task_ids))
         for s in range(cfg.seeds):
-            requests.append((list(range(len(train))), seed_of(ctx.seed, s), evaluated))
-            where.append(("full", s, 0, evaluated))
+            requests.append((list(range(len(train))), seed_of(ctx.seed, s), list(range(len(test)))))
+            where.append(("full", s, 0, list(range(len(test)))))
         with ctx.acct.phase("eval", count=len(requests)) as ph:
             answers, produced_s, ran = ctx.finetune_answers(requests, max_new_tokens=cfg.max_new_tokens,
                                                            desc=f"selection {method.name}")
@@ -170,11 +233,18 @@ class Selection(Task):
             f1 = {"method": np.zeros((cfg.seeds, 1, n_ev)), "random": np.zeros((cfg.seeds, cfg.random_seeds, n_ev)),
                   "full": np.zeros((cfg.seeds, 1, n_ev))}
             for (kind, s, row, test_ids), outputs in zip(where, answers, strict=True):
-                f1[kind][s, row, [column[i] for i in test_ids]] = [
-                    unigram_f1(o, refs[i]) for o, i in zip(outputs, test_ids, strict=True)]
-            # the start LM itself, no fine-tuning: what any selection has to improve on (greedy: no seed)
-            zero = lm.generate([test[i].prompt for i in evaluated], max_new_tokens=cfg.max_new_tokens)
-            zero_f1 = np.array([unigram_f1(o, refs[i]) for o, i in zip(zero, evaluated, strict=True)])
+                for o, i in zip(outputs, test_ids, strict=True):
+                    if i in column:  # an evaluated example (queries are answered, never scored)
+                        f1[kind][s, row, column[i]] = unigram_f1(o, refs[i])
+            # the start LM itself, no fine-tuning: what any selection has to improve on (greedy: no seed),
+            # its prompts batched per task as the fine-tuned models' are
+            zero_f1 = np.zeros(n_ev)
+            for task in tasks:
+                task_ids = [int(i) for i in np.flatnonzero(labels == task)]
+                outputs = lm.generate([test[i].prompt for i in task_ids], max_new_tokens=cfg.max_new_tokens)
+                for o, i in zip(outputs, task_ids, strict=True):
+                    if i in column:
+                        zero_f1[column[i]] = unigram_f1(o, refs[i])
         method_f1, random_f1, full_f1 = f1["method"][:, 0], f1["random"].mean(axis=1), f1["full"][:, 0]  # [S, n]
         clusters = ctx.clusters([test[i] for i in evaluated])
         unit = draws_label(clusters)
@@ -184,18 +254,26 @@ class Selection(Task):
         def macro_mean(values: np.ndarray) -> float:
             return float(np.mean([values[ev_labels == t].mean() for t in tasks]))
 
-        def macro(per_seed: np.ndarray) -> Metric:
-            """Mean over seeds of the macro F1; replicates resample examples (in clusters) and seeds."""
-            # every row under the same example draws, every method under the same draws of both: paired
-            reps = np.stack([replicate_macro_means(v, ev_labels, draws) for v in per_seed])  # [S, B]
-            two_way = reps[0] if len(per_seed) == 1 else \
-                reps[seed_draws, np.arange(cfg.bootstrap_resamples)[:, None]].mean(axis=1)
-            label = f"{unit} x fine-tuning seeds" if len(per_seed) > 1 else unit
-            return Metric.from_replicates(float(np.mean([macro_mean(v) for v in per_seed])), two_way,
-                                          draws=label, n=n_ev)
+        # a task's selections train with seeds of their own, so where whole tasks are the resampled clusters
+        # the seed noise is already in each cluster's seed mean (resampling the seeds again would count it
+        # twice); the full pool's run shares one seed across tasks, which only resampling the seeds captures
+        seeds_in_clusters = clusters is not None and clusters.get("kind") == cfg.label
 
-        metrics = {"f1": macro(method_f1), "f1_random": macro(random_f1), "f1_full": macro(full_f1),
-                   "f1_zero": macro(zero_f1[None, :])}
+        def macro(per_seed: np.ndarray, *, one_seed_per_task: bool) -> Metric:
+            """Mean over seeds of the macro F1, with replicates under the same draws for every method: paired."""
+            value = float(np.mean([macro_mean(v) for v in per_seed]))
+            if len(per_seed) == 1 or (one_seed_per_task and seeds_in_clusters):
+                return Metric.from_replicates(value, replicate_macro_means(per_seed.mean(axis=0), ev_labels, draws),
+                                              draws=unit if len(per_seed) == 1 else f"{unit} (each task's seed mean)",
+                                              n=n_ev)
+            reps = np.stack([replicate_macro_means(v, ev_labels, draws) for v in per_seed])  # [S, B]
+            two_way = reps[seed_draws, np.arange(cfg.bootstrap_resamples)[:, None]].mean(axis=1)
+            return Metric.from_replicates(value, two_way, draws=f"{unit} x fine-tuning seeds", n=n_ev)
+
+        metrics = {"f1": macro(method_f1, one_seed_per_task=True),
+                   "f1_random": macro(random_f1, one_seed_per_task=True),
+                   "f1_full": macro(full_f1, one_seed_per_task=False),
+                   "f1_zero": macro(zero_f1[None, :], one_seed_per_task=False)}
         per_task = {task: {"method": float(method_f1[:, ev_labels == task].mean()),
                            "random": float(random_f1[:, ev_labels == task].mean()),
                            "full": float(full_f1[:, ev_labels == task].mean()),
@@ -205,7 +283,7 @@ class Selection(Task):
             per_example={"f1": method_f1.mean(axis=0).tolist(), "f1_random": random_f1.mean(axis=0).tolist(),
                          "f1_full": full_f1.mean(axis=0).tolist(), "f1_zero": zero_f1.tolist()},
             extra={"k": k, "n_train": len(train), "tasks": tasks, "per_task": per_task,
-                   "queries": queries, "evaluated": evaluated,
+                   "queries": queries, "evaluated": evaluated, "seeds": task_seeds,
                    "seed_f1": {"method": [macro_mean(v) for v in method_f1],
                                "random": [macro_mean(v) for v in random_f1],
                                "full": [macro_mean(v) for v in full_f1]},

@@ -17,12 +17,14 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
     if held_out:  # code version 3: queries apart from the evaluated examples, seeds in the CI, zero steps
         cfg = records_[0].task_config
         protocol = (f"Each task's test examples are split at random into queries ({cfg['query_fraction']:.0%}), "
-                    f"which select, and evaluated examples, which are answered: no selection is judged on the "
-                    f"examples it was chosen for. Macro unigram F1 over tasks after fine-tuning on the k training "
-                    f"examples the method ranks highest for a task's queries, averaged over {cfg['seeds']} "
-                    f"fine-tuning seeds; random k (each draw under the same seeds), the full pool and the start LM "
-                    f"with no fine-tuning (*zero steps*) are the references. ")
-        seeds_text = " The CIs resample the fine-tuning seeds as well as the examples."
+                    f"which select, and evaluated examples, which are answered, disjoint by content (a shared "
+                    f"prompt or item keeps examples on one side): no selection is judged on the examples it was "
+                    f"chosen for. Macro unigram F1 over tasks after fine-tuning on the k training examples the "
+                    f"method ranks highest for a task's queries, averaged over {cfg['seeds']} fine-tuning seeds; "
+                    f"random k (each draw under the same seeds), the full pool and the start LM with no "
+                    f"fine-tuning (*zero steps*) are the references. ")
+        seeds_text = (" Each task's selections train with seeds of their own, so resampling whole tasks carries "
+                      "the seed noise (the full pool's runs, one seed for all tasks, resample the seeds too).")
     else:
         protocol = ("Macro unigram F1 over tasks after fine-tuning on the k training examples the method ranks "
                     "highest for each task, selected with the test examples it is evaluated on (as the paper "
