@@ -302,6 +302,20 @@ class Removal(Task):
             random_sd = {share_name(fr): float(np.std(random_losses[:, f].mean(axis=0), axis=0, ddof=1).mean())
                          if cfg.random_draws >= 2 else None for f, fr in enumerate(cfg.fractions)}
 
+        # what the removals are made of: the share of removed rows with the test example's label, and the
+        # share of the pool's rows of that label that were removed (on the generated suites, its task)
+        label_facts = {}
+        pool_labels = np.array([e.labels.get(kind, "") if kind else "" for e in pool])
+        if kind and all(pool_labels):
+            same = [[pool_labels[np.array(rows)] == chosen_labels[i] for i, rows in enumerate(removed[f])]
+                    for f in range(len(sizes))]
+            label_facts = {
+                "same_label_share": {share_name(fr): float(np.mean([x.mean() for x in same[f]]))
+                                     for f, fr in enumerate(cfg.fractions)},
+                "label_pool_removed": {share_name(fr): float(np.mean(
+                    [x.sum() / max(1, int((pool_labels == chosen_labels[i]).sum())) for i, x in enumerate(same[f])]))
+                    for f, fr in enumerate(cfg.fractions)}}
+
         def rows_or_digest(rows: list) -> list | str:
             return rows if n <= 20_000 else _digest(rows)  # a paper-scale pool's removals: a digest, not the rows
 
@@ -319,7 +333,7 @@ class Removal(Task):
                    "random_loss": random_losses.tolist(),  # [S, F, draws, n_test]
                    "seed_gain": {share_name(fr): effects[f]["seed_gain"].tolist()
                                  for f, fr in enumerate(cfg.fractions)},
-                   "random_sd": random_sd, **seed_facts,
+                   "random_sd": random_sd, **seed_facts, **label_facts,
                    "retraining_s": produced_s + method_s, "dim": method.dim(train_features)},
             headline="gain", clusters=clusters,
             pairing={"tests": _digest(chosen), "random": _digest(shared_rows), "seeds": seeds,

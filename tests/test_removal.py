@@ -155,6 +155,16 @@ def test_the_task_runs_pairs_and_recomputes(run_cli, tiny_cache):
     cross = np.mean([ctx.retrain_without([(r, seed) for r in d["extra"]["removed"]["5pct"]], eval_ids=tuple(rows))[0]
                      for seed in seeds], axis=0)
     np.testing.assert_allclose(np.array(d["extra"]["cross_loss"])[0], cross)
+    # the removals' make-up: the share of removed rows with the test example's label, recomputed
+    from bench.suites import load_suite
+
+    suite = load_suite("tiny")
+    pool_labels = np.array([e.labels["task"] for e in suite.split("train")])
+    test_labels = [suite.split("test")[t].labels["task"] for t in rows]
+    share = np.mean([np.mean(pool_labels[r] == lab) for r, lab in zip(d["extra"]["removed"]["5pct"], test_labels,
+                                                                           strict=True)])
+    assert d["extra"]["same_label_share"]["5pct"] == pytest.approx(share)
+    assert r["extra"]["same_label_share"]["5pct"] < share  # random rows rarely share the label
     # the eval phase counts distinct jobs (a set that two test examples share trains once)
     sets = {tuple(r) for f in ("5pct", "10pct") for r in d["extra"]["removed"][f]}
     phase = next(p for p in d["cost"]["phases"] if p["name"] == "eval")
