@@ -164,7 +164,8 @@ class Selection(Task):
     greedily answers the task's test prompts (all of them: a run's cache key names its prompts, so runs of code
     version 2 are read back); the evaluated examples' unigram F1 against the references,
     averaged over seeds, then over tasks. References: `random_seeds` random selections of k (each under the
-    same seeds), fine-tuning on the whole pool, and the start LM with no fine-tuning at all (zero steps). The
+    same seeds), fine-tuning on the whole pool, and the start LM itself (zero steps; the warm-up LM where the
+    suite retrains from it). The
     method featurises and scores the queries only. The CI resamples the suite's clusters (on the generated
     suites whole tasks: each task's seed mean then carries its seed noise, as a task's selections train with
     seeds of their own) or, where the clusters are not the tasks, the examples and the fine-tuning seeds

@@ -21,8 +21,9 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
                     f"prompt or item keeps examples on one side): no selection is judged on the examples it was "
                     f"chosen for. Macro unigram F1 over tasks after fine-tuning on the k training examples the "
                     f"method ranks highest for a task's queries, averaged over {cfg['seeds']} fine-tuning seeds; "
-                    f"random k (each draw under the same seeds), the full pool and the start LM with no "
-                    f"fine-tuning (*zero steps*) are the references. ")
+                    f"random k (each draw under the same seeds), the full pool and the start LM itself, with no "
+                    f"fine-tuning (*zero steps*; on the built suites the warm-up LM, trained on the warm-up split), "
+                    f"are the references, outside the ranking. ")
         seeds_text = (" Each task's selections train with seeds of their own, so resampling whole tasks carries "
                       "the seed noise (the full pool's runs, one seed for all tasks, resample the seeds too).")
     else:
