@@ -149,15 +149,19 @@ def two_way_replicates(increase: np.ndarray, random_increase: np.ndarray, weight
             "increase_random": mean(reference)}
 
 
-def specificity(cross: np.ndarray, labels: list[str]) -> np.ndarray:
-    """Per test example, its loss after its own removal minus after the removals chosen for other-label examples.
+def specificity(cross: np.ndarray, labels: list[str], *, same_label: bool = False) -> np.ndarray:
+    """Per test example, its loss after its own removal minus after the removals chosen for other examples.
 
+    The other examples are those of other labels (default), or with `same_label` those of its own label.
     A method that ranks the pool alike for every test example (by a global quality, a loss or a gradient norm)
-    can gain over random without attributing anything to the example; this control cannot be gained that way.
+    can gain over random without attributing anything to the example; neither control can be gained that
+    way. Against other labels' removals a method that only finds the example's label (its task) still
+    scores; against its own label's it does not: what remains is what the method knows of this example.
 
     Args:
         cross: [n (whose removal), n (evaluated)], seed-mean losses: row j's removal, column i's loss.
-        labels: each test example's label (all one label: every other example is the control).
+        labels: each test example's label (all one label: every other example is the other-label control).
+        same_label: compare with the removals of the examples that share the label.
 
     Returns:
         [n]; NaN where no other example qualifies.
@@ -166,7 +170,10 @@ def specificity(cross: np.ndarray, labels: list[str]) -> np.ndarray:
     out = np.full(n, np.nan)
     one_label = len(set(labels)) < 2
     for i in range(n):
-        others = [j for j in range(n) if j != i and (one_label or labels[j] != labels[i])]
+        if same_label:
+            others = [j for j in range(n) if j != i and labels[j] == labels[i]]
+        else:
+            others = [j for j in range(n) if j != i and (one_label or labels[j] != labels[i])]
         if others:
             out[i] = cross[i, i] - cross[others, i].mean()
     return out
@@ -198,7 +205,9 @@ class Removal(Task):
     A ranking that is the same for every test example (a global quality, loss or gradient norm) can gain over
     random without attributing anything to the example. The control: `specific`, the example's loss after its
     own removal minus after the removals chosen for test examples of other labels (those runs exist already:
-    every removal is evaluated on every chosen test example), with a bootstrap over test examples.
+    every removal is evaluated on every chosen test example), with a bootstrap over test examples. A method
+    that finds the example's label (on the generated suites its task) passes that control; `within_label`,
+    against the removals chosen for the other test examples of the same label, asks what it knows beyond it.
 
     The test examples, the random removals and the whole pool's runs are the same for every method and form
     the `ground_truth` phase (shared, cached); a method's own removals are its cell's `eval` phase, cached by
@@ -255,6 +264,8 @@ class Removal(Task):
             own = np.diagonal(method_losses, axis1=2, axis2=3)  # [S, F, n_test]
             effects = [removal_effects(own[:, f], random_losses[:, f], whole) for f in range(len(sizes))]
             specific = [specificity(method_losses[:, f].mean(axis=0), chosen_labels) for f in range(len(sizes))]
+            within = [specificity(method_losses[:, f].mean(axis=0), chosen_labels, same_label=True)
+                      for f in range(len(sizes))]
             clusters = ctx.clusters([test[i] for i in chosen])
             unit = draws_label(clusters)
             weights = ctx.draws(len(chosen), 13, n_resamples=cfg.bootstrap_resamples, clusters=clusters)
@@ -268,6 +279,7 @@ class Removal(Task):
                 random_increase = (random_losses[:, f] - whole[:, None, :]).mean(axis=0)  # [R, n]
                 reps = two_way_replicates(eff["increase"], random_increase, weights, draw_idx)
                 ok = np.isfinite(specific[f])
+                ok_within = np.isfinite(within[f])
                 named = {
                     "gain": Metric.from_replicates(
                         float(eff["gain"].mean()), reps["gain"], draws=two_way, n=len(chosen),
@@ -282,6 +294,12 @@ class Removal(Task):
                         replicate_means(np.where(ok, specific[f], np.nan), weights), draws=unit, n=int(ok.sum()),
                         note=f"loss after its own top-{share} removal minus after those of test examples of other "
                              f"labels; the removals fixed"),
+                    "within_label": Metric.from_replicates(
+                        float(np.nanmean(within[f])) if ok_within.any() else float("nan"),
+                        replicate_means(np.where(ok_within, within[f], np.nan), weights), draws=unit,
+                        n=int(ok_within.sum()),
+                        note=f"loss after its own top-{share} removal minus after those of the other test examples "
+                             f"of its label (what the method knows beyond the label); the removals fixed"),
                     "increase": Metric.from_replicates(
                         float(eff["increase"].mean()), replicate_means(eff["increase"], weights), draws=unit,
                         n=len(chosen), note=f"loss increase after removing the top {share}"),
@@ -290,6 +308,8 @@ class Removal(Task):
                         n=len(chosen), test="none",
                         note=f"loss increase after removing a random {share} (the same for every method)")}
                 for name, metric in named.items():
+                    if not np.isfinite(metric.value):  # a control no test example qualifies for: no metric
+                        continue
                     metrics[f"{name}_{share_name(fraction)}"] = metric
                     if f == head:
                         metrics[name] = metric
@@ -322,7 +342,8 @@ class Removal(Task):
         return TaskOutput(
             metrics=metrics, per_example={"gain": effects[head]["gain"].tolist(),
                                           "beats_random": effects[head]["beats"].tolist(),
-                                          "specific": specific[head].tolist()},
+                                          "specific": specific[head].tolist(),
+                                          "within_label": within[head].tolist()},
             extra={"test_rows": chosen, "label_kind": kind, "sizes": sizes, "n_train": n,
                    "removed": {share_name(fr): rows_or_digest(removed[f]) for f, fr in enumerate(cfg.fractions)},
                    "random_removed": {share_name(fr): rows_or_digest(random_sets[f])

@@ -16,7 +16,7 @@ from tasks.removal import (
     two_way_replicates,
 )
 
-SMALL = ["--task-set", "n_test=6", "--task-set", "fractions=[0.05, 0.1]", "--task-set", "random_draws=2"]
+SMALL = ["--task-set", "n_test=16", "--task-set", "fractions=[0.05, 0.1]", "--task-set", "random_draws=2"]
 
 
 def test_effects_by_hand():
@@ -56,6 +56,8 @@ def test_specificity_compares_with_other_labels_removals():
     np.testing.assert_allclose(specificity(cross, ["a", "a", "b"]), [0.5, 1.5, 0.75])
     np.testing.assert_allclose(specificity(cross, ["a", "a", "a"]), [1.0 - 1.0, 2.5 - 1.5, 4.0 - 3.25])
     assert np.isnan(specificity(np.ones((1, 1)), ["a"]))[0]
+    # within the label: example 0 against example 1's removal (1.5), example 1 against example 0's (2.0)
+    np.testing.assert_allclose(specificity(cross, ["a", "a", "b"], same_label=True), [1.0 - 1.5, 2.5 - 2.0, np.nan])
 
 
 def test_top_rows_breaks_ties_by_the_permutation_not_the_pool_order():
@@ -131,10 +133,13 @@ def test_the_task_runs_pairs_and_recomputes(run_cli, tiny_cache):
         assert code == 0, err
     rec = {m: json.loads(next(results.rglob(f"tiny/removal/{m}/*.json")).read_text()) for m in ("random", "dsdm")}
     r, d = rec["random"], rec["dsdm"]
+    from bench.suites import load_suite
+
+    suite_labels = [e.labels["task"] for e in load_suite("tiny").split("test")]
     assert r["pairing"] == d["pairing"] is not None
     assert r["extra"]["random_removed"] == d["extra"]["random_removed"] and r["extra"]["whole_loss"] == \
         d["extra"]["whole_loss"]  # the references are shared
-    assert d["extra"]["sizes"] == [20, 40] and len(d["extra"]["removed"]["5pct"]) == 6
+    assert d["extra"]["sizes"] == [20, 40] and len(d["extra"]["removed"]["5pct"]) == 16
     assert all(len(rows) == 20 for rows in d["extra"]["removed"]["5pct"])
     # the headline recomputed from the record's losses
     whole = np.array(d["extra"]["whole_loss"])  # [S, n]
@@ -145,6 +150,12 @@ def test_the_task_runs_pairs_and_recomputes(run_cli, tiny_cache):
     assert d["metrics"]["gain"]["value"] == pytest.approx(gain.mean())
     assert d["metrics"]["gain_5pct"]["value"] == d["metrics"]["gain"]["value"] and "gain_10pct" in d["metrics"]
     assert d["metrics"]["gain"]["draws"].endswith("x random draws")
+    cross0 = np.array(d["extra"]["cross_loss"])[0]  # 5%: row j's removal, column i's loss
+    labels = [suite_labels[t] for t in d["extra"]["test_rows"]]
+    within = [cross0[i, i] - np.mean([cross0[j, i] for j in range(16) if j != i and labels[j] == labels[i]])
+              if sum(lab == labels[i] for lab in labels) > 1 else np.nan for i in range(16)]
+    assert np.isfinite(within).sum() >= 2  # 16 test examples over 14 tasks: some share a label
+    np.testing.assert_allclose(np.array(d["per_example"]["within_label"], dtype=float), within)
     # each test example's own loss is the run without *its* removal: read back from the cache, column by column
     ctx = _ctx(tiny_cache)
     rows, seeds = d["extra"]["test_rows"], d["extra"]["seeds"]
