@@ -57,7 +57,8 @@ class LOOConfig(TaskConfig):
 
 
 
-def _digest(value: object) -> str:
+def digest(value: object) -> str:
+    """A short sha256 of a JSON value: the removals and test rows in a record's pairing key."""
     import hashlib
     import json
 
@@ -217,5 +218,5 @@ class LOO(Task):
                    "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)), **seed_facts,
                    "dim": method.dim(train_features), "n_train": len(pool)},
             headline="loo", clusters=clusters,
-            pairing={"removals": _digest([chosen, removed]), "seed": cfg.seed, "seeds": cfg.seeds,
+            pairing={"removals": digest([chosen, removed]), "seed": cfg.seed, "seeds": cfg.seeds,
                      "n_resamples": cfg.bootstrap_resamples})

@@ -28,7 +28,7 @@ from bench.api import (
     replicate_means,
     spearman_rows,
 )
-from tasks.loo import pick_tests
+from tasks.loo import digest, pick_tests
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,14 +111,16 @@ def removal_effects(method: np.ndarray, random: np.ndarray, whole: np.ndarray) -
         increase_random: [n_test], a random removal's, mean over draws and seeds;
         gain: [n_test], increase - increase_random (the whole pool's run cancels);
         beats: [n_test], 1.0 where the method's increase exceeds that of every random draw (seed means);
-        seed_gain: [S, n_test], the gain in each seed.
+        seed_gain: [S, n_test], the gain in each seed;
+        draw_increase: [R, n_test], each random draw's increase, mean over seeds.
     """
     inc = method - whole  # [S, n]
     inc_random = random - whole[:, None, :]  # [S, R, n]
     seed_gain = inc - inc_random.mean(axis=1)
     draw_means = inc_random.mean(axis=0)  # [R, n]
     return {"increase": inc.mean(axis=0), "increase_random": draw_means.mean(axis=0), "gain": seed_gain.mean(axis=0),
-            "beats": (inc.mean(axis=0) > draw_means.max(axis=0)).astype(np.float64), "seed_gain": seed_gain}
+            "beats": (inc.mean(axis=0) > draw_means.max(axis=0)).astype(np.float64), "seed_gain": seed_gain,
+            "draw_increase": draw_means}
 
 
 def two_way_replicates(increase: np.ndarray, random_increase: np.ndarray, weights: np.ndarray,
@@ -177,13 +179,6 @@ def specificity(cross: np.ndarray, labels: list[str], *, same_label: bool = Fals
         if others:
             out[i] = cross[i, i] - cross[others, i].mean()
     return out
-
-
-def _digest(value: object) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
 
 
 @register_task("removal", config=RemovalConfig)
@@ -262,10 +257,10 @@ class Removal(Task):
             # row (s, f, j) is the run without test example j's removal; its column i is test example i's loss
             method_losses = method_losses.reshape(len(seeds), len(sizes), len(chosen), len(chosen))
             own = np.diagonal(method_losses, axis1=2, axis2=3)  # [S, F, n_test]
+            cross = method_losses.mean(axis=0)  # [F, whose removal, evaluated], seed means
             effects = [removal_effects(own[:, f], random_losses[:, f], whole) for f in range(len(sizes))]
-            specific = [specificity(method_losses[:, f].mean(axis=0), chosen_labels) for f in range(len(sizes))]
-            within = [specificity(method_losses[:, f].mean(axis=0), chosen_labels, same_label=True)
-                      for f in range(len(sizes))]
+            specific = [specificity(cross[f], chosen_labels) for f in range(len(sizes))]
+            within = [specificity(cross[f], chosen_labels, same_label=True) for f in range(len(sizes))]
             clusters = ctx.clusters([test[i] for i in chosen])
             unit = draws_label(clusters)
             weights = ctx.draws(len(chosen), 13, n_resamples=cfg.bootstrap_resamples, clusters=clusters)
@@ -276,8 +271,7 @@ class Removal(Task):
             chance = 1.0 / (cfg.random_draws + 1)
             for f, (fraction, eff) in enumerate(zip(cfg.fractions, effects, strict=True)):
                 share = share_text(fraction)
-                random_increase = (random_losses[:, f] - whole[:, None, :]).mean(axis=0)  # [R, n]
-                reps = two_way_replicates(eff["increase"], random_increase, weights, draw_idx)
+                reps = two_way_replicates(eff["increase"], eff["draw_increase"], weights, draw_idx)
                 ok = np.isfinite(specific[f])
                 ok_within = np.isfinite(within[f])
                 named = {
@@ -336,8 +330,8 @@ class Removal(Task):
                     [x.sum() / max(1, int((pool_labels == chosen_labels[i]).sum())) for i, x in enumerate(same[f])]))
                     for f, fr in enumerate(cfg.fractions)}}
 
-        def rows_or_digest(rows: list) -> list | str:
-            return rows if n <= 20_000 else _digest(rows)  # a paper-scale pool's removals: a digest, not the rows
+        def rows_ordigest(rows: list) -> list | str:
+            return rows if n <= 20_000 else digest(rows)  # a paper-scale pool's removals: a digest, not the rows
 
         return TaskOutput(
             metrics=metrics, per_example={"gain": effects[head]["gain"].tolist(),
@@ -345,18 +339,18 @@ class Removal(Task):
                                           "specific": specific[head].tolist(),
                                           "within_label": within[head].tolist()},
             extra={"test_rows": chosen, "label_kind": kind, "sizes": sizes, "n_train": n,
-                   "removed": {share_name(fr): rows_or_digest(removed[f]) for f, fr in enumerate(cfg.fractions)},
-                   "random_removed": {share_name(fr): rows_or_digest(random_sets[f])
+                   "removed": {share_name(fr): rows_ordigest(removed[f]) for f, fr in enumerate(cfg.fractions)},
+                   "random_removed": {share_name(fr): rows_ordigest(random_sets[f])
                                       for f, fr in enumerate(cfg.fractions)},
                    "seeds": seeds, "whole_loss": whole.tolist(),  # [S, n_test]
                    "method_loss": own.tolist(),  # [S, F, n_test]
-                   "cross_loss": method_losses.mean(axis=0).tolist(),  # [F, whose removal, evaluated]
+                   "cross_loss": cross.tolist(),  # [F, whose removal, evaluated]
                    "random_loss": random_losses.tolist(),  # [S, F, draws, n_test]
                    "seed_gain": {share_name(fr): effects[f]["seed_gain"].tolist()
                                  for f, fr in enumerate(cfg.fractions)},
                    "random_sd": random_sd, **seed_facts, **label_facts,
                    "retraining_s": produced_s + method_s, "dim": method.dim(train_features)},
             headline="gain", clusters=clusters,
-            pairing={"tests": _digest(chosen), "random": _digest(shared_rows), "seeds": seeds,
+            pairing={"tests": digest(chosen), "random": digest(shared_rows), "seeds": seeds,
                      "fractions": list(cfg.fractions), "headline_fraction": cfg.headline_fraction,
                      "n_resamples": cfg.bootstrap_resamples})

@@ -205,10 +205,11 @@ class Selection(Task):
         requests, where = [], []  # one fine-tuning per (task, selection, seed); where its answers go
         selected: dict[str, list[int]] = {}
         task_seeds: dict[str, list[int]] = {}
+        # every test example of a task is answered (the fine-tuning's cache key names its prompts, so a run
+        # that code version 2 made is read back); only the evaluated ones are scored
+        task_rows = {task: [int(i) for i in np.flatnonzero(labels == task)] for task in tasks}
         for t_index, task in enumerate(tasks):
-            # every test example of the task is answered (the fine-tuning's cache key names its prompts, so a
-            # run that code version 2 made is read back); only the evaluated ones are scored
-            task_ids = [int(i) for i in np.flatnonzero(labels == task)]
+            task_ids = task_rows[task]
             query_ids = [i for i in task_ids if i in query_set]
             chosen = select_top_k(query_scores[[query_row[i] for i in query_ids]], k)
             selected[task] = chosen.tolist()
@@ -232,20 +233,17 @@ class Selection(Task):
                                                           add_special_tokens=False)["input_ids"])
             n_ev = len(evaluated)
             f1 = {"method": np.zeros((cfg.seeds, 1, n_ev)), "random": np.zeros((cfg.seeds, cfg.random_seeds, n_ev)),
-                  "full": np.zeros((cfg.seeds, 1, n_ev))}
-            for (kind, s, row, test_ids), outputs in zip(where, answers, strict=True):
+                  "full": np.zeros((cfg.seeds, 1, n_ev)), "zero": np.zeros((1, 1, n_ev))}
+            # the start LM itself, no fine-tuning: what any selection has to improve on (greedy: no seed),
+            # its prompts batched per task as the fine-tuned models' are
+            zero = [lm.generate([test[i].prompt for i in task_rows[t]], max_new_tokens=cfg.max_new_tokens)
+                    for t in tasks]
+            for (kind, s, row, test_ids), outputs in zip(where + [("zero", 0, 0, task_rows[t]) for t in tasks],
+                                                         answers + zero, strict=True):
                 for o, i in zip(outputs, test_ids, strict=True):
                     if i in column:  # an evaluated example (queries are answered, never scored)
                         f1[kind][s, row, column[i]] = unigram_f1(o, refs[i])
-            # the start LM itself, no fine-tuning: what any selection has to improve on (greedy: no seed),
-            # its prompts batched per task as the fine-tuned models' are
-            zero_f1 = np.zeros(n_ev)
-            for task in tasks:
-                task_ids = [int(i) for i in np.flatnonzero(labels == task)]
-                outputs = lm.generate([test[i].prompt for i in task_ids], max_new_tokens=cfg.max_new_tokens)
-                for o, i in zip(outputs, task_ids, strict=True):
-                    if i in column:
-                        zero_f1[column[i]] = unigram_f1(o, refs[i])
+            zero_f1 = f1["zero"][0, 0]
         method_f1, random_f1, full_f1 = f1["method"][:, 0], f1["random"].mean(axis=1), f1["full"][:, 0]  # [S, n]
         clusters = ctx.clusters([test[i] for i in evaluated])
         unit = draws_label(clusters)
