@@ -44,6 +44,7 @@ from bench.metrics import (
 from bench.progress import progress
 from bench.registry import Registry
 from bench.scoring import attention_group_score, attention_pool
+from bench.splits import content_groups, split_groups
 from bench.stats import draws_label, replicate_macro_means, replicate_means
 from bench.suites import Split, Suite
 
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
     "build", "ceiling_subset_variance", "check_model", "cluster_ids", "code_versions", "compute_prefix",
+    "content_groups",
     "config_dict", "ConfigError", "CostProfile", "crossover", "Crossover", "DataError", "draws_label",
     "encode_texts", "ensemble_refusal", "Example", "example_ids", "Examples", "feature_nbytes", "Features",
     "format_count",
@@ -61,7 +63,8 @@ __all__ = [
     "main_label_kind", "make_config", "mean_pool", "Method", "method_cost_s", "MethodConfig", "MethodContext",
     "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of",
     "prefix_states", "progress", "register_method", "register_task", "replicate_macro_means", "replicate_means",
-    "Role", "RunContext", "save_pretrained_lm", "spearman_rows", "split_half_reliability", "suite_method_options",
+    "Role", "RunContext", "save_pretrained_lm", "spearman_rows", "split_groups", "split_half_reliability",
+    "suite_method_options",
     "runs_from_prefix", "Task",
     "TaskConfig",
     "TaskOutput", "tasks", "tokenized_rows", "top_layer_losses", "TrainedOn", "unigram_f1",
@@ -250,6 +253,10 @@ class Method(ABC):
     # the tasks the method answers, None: every task. A baseline of one task's own question (the mislabel
     # task's loss and gradient-norm rows) names it; other tasks refuse it and `--method all` leaves it out
     tasks: ClassVar[tuple[str, ...] | None] = None
+    # the settings `bench tune` searches on the dev split's LDS (option -> candidate values): those that shape the
+    # method's quality. Empty: nothing to tune (the random baseline is a mean over seeds; an ablation takes its
+    # parent's settings, so that it changes one thing)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -416,6 +423,9 @@ class Task(ABC):
     # True for a task that measures a method's own features or costs (the crossover), which a method of
     # precomputed scores (`Method.precomputed`) does not have
     needs_features: ClassVar[bool] = False
+    # False for a task that is not an evaluation (the tuning search, which `bench tune` runs): `--task all` leaves
+    # it out
+    in_all: ClassVar[bool] = True
 
     def __init__(self, config: TaskConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -456,17 +466,20 @@ def make_config(cls: type[Any], overrides: dict[str, Any], *, where: str) -> Any
     return from_dict(cls, overrides, where=where)
 
 
-def suite_method_options(suite: Suite, name: str, method_cls: type[Method]) -> dict[str, Any]:
+def suite_method_options(suite: Suite, name: str, method_cls: type[Method], *, tuned: bool = True) -> dict[str, Any]:
     """The suite's settings of method `name` ([methods.NAME] in its TOML), over those it inherits.
 
     A method with `settings_from` first takes the suite's settings of that method for the options its config
     shares with it (so TRAK's ensemble runs each member as the suite runs DsDm), then its own table's.
+    `tuned`: with the settings `bench tune` chose for this suite over the TOML's (`Suite.tuned`); False: the
+    TOML's alone (what tuning starts from).
     """
-    own = dict(suite.spec.methods.get(name, {}))
+    tables = suite.spec.methods if tuned else suite.untuned_methods
+    own = dict(tables.get(name, {}))
     if not method_cls.settings_from:
         return own
     fields = {f.name for f in dataclasses.fields(method_cls.config_cls)}
-    inherited = {k: v for k, v in suite.spec.methods.get(method_cls.settings_from, {}).items() if k in fields}
+    inherited = {k: v for k, v in tables.get(method_cls.settings_from, {}).items() if k in fields}
     return {**inherited, **own}
 
 
@@ -618,9 +631,9 @@ class MethodContext:
         """
         from bench.retrain import RetrainSpec, retrain_table
 
-        if eval_split == "test":
-            raise ValueError("a method may not measure losses on the test split (what it is evaluated "
-                             "against); retrain on another split, e.g. airrep_train")
+        if eval_split in ("test", "dev", "test+dev"):
+            raise ValueError(f"a method may not measure losses on the {eval_split} split (what it is evaluated or "
+                             f"tuned against); retrain on another split, e.g. airrep_train")
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            suite_overrides=self.suite.overrides_json,
                            pool_split=pool_split, eval_split=eval_split, pool_ids=pool_ids, eval_ids=eval_ids,
@@ -653,6 +666,11 @@ class RunContext:
     def with_accountant(self, acct: Accountant) -> RunContext:
         """This run's context with its own accountant (a measurement whose phases are not the run's)."""
         return RunContext(self.suite, cache=self.cache, acct=acct, seed=self.seed, device=self.device,
+                          executor=self.executor, trained_on=self.trained_on)
+
+    def sealed(self) -> RunContext:
+        """This run's context on the suite with its test split sealed (`Suite.sealed`): what tuning runs on."""
+        return RunContext(self.suite.sealed(), cache=self.cache, acct=self.acct, seed=self.seed, device=self.device,
                           executor=self.executor, trained_on=self.trained_on)
 
     def with_trained_on(self, trained_on: TrainedOn) -> RunContext:
@@ -746,25 +764,36 @@ class RunContext:
         return generate_jobs(spec, self.suite, self.cache, requests, max_new_tokens=max_new_tokens,
                              executor=self.executor, desc=desc)
 
-    def ground_truth(self) -> GroundTruth:
-        """The suite's retraining ground truth of the train pool against the test split.
+    def ground_truth(self, split: Literal["test", "dev"] = "test") -> GroundTruth:
+        """The suite's retraining ground truth of the train pool against the test (or dev) split.
 
-        Tasks only: a method's `MethodContext` has no way to it.
+        With a dev split (`bench.suites.DevSpec`), the jobs evaluate the drawn test split (`test+dev`) and each
+        split's table is its columns: one set of retraining jobs for both. Tasks only: a method's
+        `MethodContext` has no way to it.
+
+        Raises:
+            DataError: `split` is "dev" and the suite declares no dev split.
         """
         from bench.retrain import RetrainSpec, retrain_table
 
         gt_spec = self.suite.spec.ground_truth
+        with_dev = self.suite.spec.dev is not None
+        if split == "dev" and not with_dev:
+            raise DataError(f"suite '{self.suite.name}' has no dev split to tune on; declare one with a [dev] table "
+                            f"(share of the test split) in its TOML")
+        dev_pos, test_pos = self.suite.dev_positions()
+        positions = dev_pos if split == "dev" else test_pos
         if gt_spec.released is not None:
             from bench.released import load_released, resolve
 
             with self.acct.phase("ground_truth") as ph:
                 table = load_released(resolve(gt_spec.released, self.suite.base_dir),
-                                      len(self.suite.require("train")), len(self.suite.require("test")))
+                                      len(self.suite.require("train")), len(dev_pos) + len(test_pos))
                 ph.count = ph.cached_count = int(table.masks.shape[0])
                 ph.cached = True  # produced elsewhere: its original cost is not known here
-            return table
+            return table.columns(positions) if with_dev else table
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
-                           suite_overrides=self.suite.overrides_json,
+                           suite_overrides=self.suite.overrides_json, eval_split="test+dev" if with_dev else "test",
                            device=self.device)
         n_jobs = gt_spec.num_subsets * gt_spec.seeds_per_subset
         with self.acct.phase("ground_truth", count=n_jobs) as ph:
@@ -775,7 +804,7 @@ class RunContext:
             ph.cached = ran == 0
             ph.cached_count = n_jobs - ran
             ph.original_wall_s = float(table.wall_s.sum())
-        return table
+        return table.columns(positions) if with_dev else table
 
     # -- timed plugin calls -------------------------------------------------------------------------------
     def setup(self, method: Method) -> None:
@@ -801,15 +830,17 @@ class RunContext:
             self.acct.record_storage(method.storage_bytes(features), len(examples))
         return features
 
-    def featurize_suite(self, method: Method) -> tuple[Features, Features]:
+    def featurize_suite(self, method: Method, split: Literal["test", "dev"] = "test") -> tuple[Features, Features]:
         """Set the method up and featurise the suite's pool, then its test split (the tasks' common start).
 
+        `split` "dev": the dev split's examples instead, as queries (role "test"), for tuning.
+
         Returns:
-            (train features [n_train, d], test features [n_test, d]).
+            (train features [n_train, d], test (or dev) features [n_test, d]).
         """
         self.setup(method)
         train_features = self.featurize(method, self.suite.split("train"), "train")
-        return train_features, self.featurize(method, self.suite.split("test"), "test")
+        return train_features, self.featurize(method, self.suite.split(split), "test")
 
     def group_score(self, method: Method, test_features: Features, train_features: Features,
                     masks: np.ndarray) -> np.ndarray:

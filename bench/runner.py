@@ -210,6 +210,25 @@ def _prepare(request: RunRequest) -> _Prepared:
     return _Prepared(method, task, suite, executor, common, label, hashes)
 
 
+def tuning_of(suite: Any, name: str, method_cls: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """How the run's settings were chosen: tuned on the dev split (`bench tune`) or the suite's defaults.
+
+    "tuned": the suite's tuned entry of the method (or of the method it takes its settings from, an
+    ablation's parent) applies, and the run's config holds its options (no --set changed them); its
+    `n_configs`, dev LDS and tuning record are kept. "default": no tuned entry; "overridden": one exists, but
+    the run set other values of its options.
+    """
+    owner = name if name in suite.tuned else method_cls.settings_from if method_cls.settings_from in suite.tuned \
+        else None
+    if owner is None:
+        return {"status": "default"}
+    entry = suite.tuned[owner]
+    if any(k in config and config[k] != v for k, v in to_jsonable(entry["options"]).items()):
+        return {"status": "overridden", "from": owner}
+    return {"status": "tuned", "from": owner, "n_configs": entry.get("n_configs"), "budget": entry.get("budget"),
+            "options": entry["options"], "dev_lds": entry.get("dev_lds"), "record": entry.get("record")}
+
+
 def answers(method_cls: Any, task: str) -> bool:
     """Whether a method class runs on task `task` (`Method.tasks`: a task's own baselines run on it alone)."""
     return method_cls.tasks is None or task in method_cls.tasks
@@ -327,6 +346,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         created_at=_now(), headline=output.headline or next(iter(output.metrics), None),
         pairing=pairing_key(task, output, request.seed), clusters=output.clusters,
         extra={**to_jsonable(output.extra), "hygiene": suite.hygiene(loaded_only=True),
+               "tuning": tuning_of(suite, request.method, type(method), config_dict(method.config)),
                "method_info": to_jsonable(method.info()),
                **({"artifacts": sorted(output.artifacts)} if output.artifacts else {})},
     )

@@ -20,14 +20,18 @@ import tomllib
 from bench import versions
 from bench.config import fingerprint, from_dict
 from bench.data import Columns, Example, load_examples, local_path
-from bench.errors import ConfigError, DataError, UnknownPluginError, did_you_mean
+from bench.errors import ConfigError, DataError, HeldOutError, UnknownPluginError, did_you_mean
 from bench.generator import OPEN_TASKS, TASK_NAMES, generate_splits
 from bench.hygiene import report as hygiene_report
 from bench.presets import PresetSpec, known_text, load_preset
 from bench.textdata import TextSpec, files_sha256, load_text_splits
 
 SPLITS = ("train", "test", "warmup", "airrep_train", "pretrain")
-Split = Literal["train", "test", "warmup", "airrep_train", "pretrain"]
+Split = Literal["train", "test", "warmup", "airrep_train", "pretrain", "dev", "test+dev"]
+# the splits a suite with a [dev] table derives from its drawn test split (`DevSpec`); "test+dev" is the drawn
+# split itself, in its order: what the ground truth's retraining jobs evaluate, so that one set of jobs gives
+# the losses of both
+HELD_OUT = ("test", "dev", "test+dev")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +220,28 @@ class GroundTruthSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DevSpec:
+    """A dev split: a share of the drawn test split, held apart from the test examples by content.
+
+    Settings are tuned on it (`bench tune`) and never on the test split. Its examples are evaluated by the
+    same retraining jobs as the test split's (the jobs evaluate the drawn split, `test+dev`, and the ground
+    truth of each is its columns), so it costs no extra retraining. Examples that share a prompt, or a rare
+    answer that names their item (`bench.splits.content_groups`), go to one side together, and the share is
+    taken within each stratum (`stratify`), so the dev split has the test split's mix.
+    """
+
+    share: float = field(default=0.25, metadata={"help": "Share of the drawn test split that becomes dev, in (0, 1)."})
+    seed: int = field(default=0, metadata={"help": "Seed of which content groups go to dev."})
+    stratify: str | None = field(default=None, metadata={
+        "help": "Label kind whose values each get the share (default: the suite's `clusters` when it names a "
+                "label kind, else none: one stratum)."})
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.share < 1.0:
+            raise ConfigError(f"dev.share must be in (0, 1), got {self.share}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class SuiteSpec:
     """A suite as declared in TOML."""
 
@@ -238,6 +264,9 @@ class SuiteSpec:
     clusters: str | None = field(default=None, metadata={
         "help": "How test examples cluster, for the bootstrap (`bench.stats.draw_weights`): a label kind (task, "
                 "source) or `prompt` (examples sharing a prompt). Clusters are resampled, each with all its examples."})
+    dev: DevSpec | None = field(default=None, metadata={"omit_default": True, "help": (
+        "A dev split carved from the drawn test split ([dev] table, `DevSpec`), for tuning; unset: no dev "
+        "split, and the test split is the drawn one.")})
 
     @property
     def regime_name(self) -> str:
@@ -269,8 +298,14 @@ class Suite:
         self.ref = ref or spec.name  # what load_suite() takes to rebuild this suite in another process
         # and the overrides it was loaded with, as JSON (hashable, picklable) for that rebuild
         self.overrides_json = json.dumps([[k, v] for k, v in overrides])
-        self._splits: dict[str, list[Example]] = {}
+        self._splits: dict[str, list[Example]] = {}  # drawn splits, loaded on demand
+        self._dev_positions: tuple[list[int], list[int]] | None = None
+        self._sealed = False
         self.regimes: dict[str, Regime] = {}  # set by load_suite: the suite's regimes, its own first
+        # set by load_suite: the TOML's [methods.NAME] tables before tuned settings, and what `bench tune` chose
+        # (method -> its entry of the suite's tuned file: options, configurations, dev LDS, record)
+        self.untuned_methods: dict[str, dict[str, Any]] = dict(spec.methods)
+        self.tuned: dict[str, dict[str, Any]] = {}
 
     @property
     def regime(self) -> Regime:
@@ -286,12 +321,72 @@ class Suite:
         return self.spec.name
 
     def split(self, name: Split) -> list[Example]:
-        """Return the examples of a split (an absent optional split is empty)."""
-        if name not in SPLITS:
-            raise ConfigError(f"unknown split '{name}'.{did_you_mean(name, SPLITS)}")
+        """Return the examples of a split (an absent optional split is empty).
+
+        With a [dev] table (`DevSpec`), `test` is the drawn test split less its dev share, `dev` that share and
+        `test+dev` the drawn split; without one, `test` and `test+dev` are the drawn split and `dev` is empty.
+
+        Raises:
+            HeldOutError: a sealed suite's (`sealed`) test examples were asked for.
+        """
+        if name not in (*SPLITS, "dev", "test+dev"):
+            raise ConfigError(f"unknown split '{name}'.{did_you_mean(name, (*SPLITS, 'dev'))}")
+        if self._sealed and name in ("test", "test+dev"):
+            raise HeldOutError(f"suite '{self.name}': the test split was read while tuning, which sees the dev "
+                               f"split only; a method must not read test examples in its setup")
+        if name in HELD_OUT:
+            dev, test = self.dev_positions()
+            drawn = self._drawn("test")
+            if name == "test+dev" or (name == "test" and not dev):
+                return drawn
+            return [drawn[i] for i in (dev if name == "dev" else test)]
+        return self._drawn(name)
+
+    def _drawn(self, name: str) -> list[Example]:
+        """A split as the suite's data draws it (`test`: with its dev share)."""
         if name not in self._splits:
             self._splits[name] = self._load(name)
         return self._splits[name]
+
+    def dev_positions(self) -> tuple[list[int], list[int]]:
+        """(dev positions, test positions) in the drawn test split; ([], all) without a [dev] table.
+
+        Raises:
+            DataError: a stratum of the drawn test split with fewer than two content groups.
+        """
+        if self._dev_positions is None:
+            drawn = self._drawn("test")
+            dev_spec = self.spec.dev
+            if dev_spec is None:
+                self._dev_positions = ([], list(range(len(drawn))))
+            else:
+                import numpy as np
+
+                from bench.splits import content_groups, split_groups
+
+                kind = dev_spec.stratify or (self.spec.clusters if self.spec.clusters not in (None, "prompt")
+                                             else None)
+                missing = None if kind is None else next((e for e in drawn if kind not in e.labels), None)
+                if missing is not None:
+                    raise DataError(f"suite '{self.name}': the dev split is stratified by '{kind}', which test "
+                                    f"example '{missing.id}' does not carry; set dev.stratify")
+                strata = np.array(["" if kind is None else str(e.labels[kind]) for e in drawn])
+                groups = content_groups(strata, [e.prompt for e in drawn], [e.response for e in drawn])
+                self._dev_positions = split_groups(strata, dev_spec.share, np.random.default_rng([dev_spec.seed, 17]),
+                                                   groups, what=f"suite '{self.name}' dev split")
+        return self._dev_positions
+
+    def sealed(self) -> Suite:
+        """This suite with its test examples sealed: `split("test")` raises (what tuning runs on, `bench tune`).
+
+        The copy shares the loaded splits; the harness's own readers of the drawn split (the retraining jobs'
+        workers) load the suite again, unsealed.
+        """
+        copy = Suite(self.spec, base_dir=self.base_dir, ref=self.ref)
+        copy.overrides_json, copy._splits, copy.regimes = self.overrides_json, self._splits, self.regimes
+        copy._dev_positions, copy.untuned_methods, copy.tuned = self._dev_positions, self.untuned_methods, self.tuned
+        copy._sealed = True
+        return copy
 
     def _load(self, name: str) -> list[Example]:
         data = self.spec.data
@@ -330,14 +425,16 @@ class Suite:
         texts = []
         for name in SPLITS:
             known = None if preset is None else known_text(preset, name, self.base_dir)
-            texts += known if known is not None else [t for e in self.split(name)  # type: ignore[arg-type]
+            texts += known if known is not None else [t for e in self._drawn(name)
                                                       for t in (e.prompt, e.response)]
         return texts
 
     def hygiene(self, *, loaded_only: bool = False) -> dict[str, Any]:
         """`bench.hygiene.report` of the suite's splits (only those loaded so far, with `loaded_only`)."""
         names = [n for n in SPLITS if n in self._splits] if loaded_only else list(SPLITS)
-        return hygiene_report({n: self.split(n) for n in names})  # type: ignore[arg-type]
+        if self.spec.dev is not None and "test" in names:  # the dev split is checked against the others too
+            names.append("dev")
+        return hygiene_report({n: self.split(n) for n in names if not (self._sealed and n == "test")})  # type: ignore[arg-type]
 
     def require(self, name: Split) -> list[Example]:
         """Return a split that must not be empty.
@@ -346,6 +443,9 @@ class Suite:
             DataError: the split has no examples.
         """
         examples = self.split(name)
+        if name == "dev" and self.spec.dev is None:
+            raise DataError(f"suite '{self.name}' has no dev split; declare one with a [dev] table in its TOML (or "
+                            f"--suite-set dev.share=0.25)")
         if not examples:
             raise DataError(f"suite '{self.name}': the {name} split is empty; it needs at least one example")
         return examples
@@ -366,6 +466,13 @@ class Suite:
         return fingerprint({"data": base, "released_sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
 
     def _data_fingerprint(self) -> str:
+        base = self._drawn_fingerprint()
+        if self.spec.dev is None:
+            return base
+        # which drawn test examples are test and which dev: everything keyed on the test split's positions
+        return fingerprint({"data": base, "dev": self.spec.dev})
+
+    def _drawn_fingerprint(self) -> str:
         data = self.spec.data
         if data.generator is not None:
             return fingerprint({"generator": data.generator, "generator_version": versions.GENERATOR,
@@ -410,13 +517,15 @@ def builtin_suites() -> dict[str, str]:
     return out
 
 
-def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> Suite:
+def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = (), *, use_tuned: bool = True) -> Suite:
     """Load a built-in suite by name or a user suite from a `.toml` path.
 
     Args:
         name_or_path: a built-in name (`bench list suites`) or a path to a `.toml` file.
         overrides: dotted keys and values applied on top of the TOML, e.g.
             `("ground_truth.num_subsets", 32)`.
+        use_tuned: apply the settings `bench tune` chose (`tuned_path`) for the suite's version over its TOML's
+            `[methods.NAME]` tables (the command line's still win); `Suite.tuned` says which.
 
     Raises:
         UnknownPluginError: neither a built-in name nor an existing file.
@@ -478,12 +587,53 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = ()) -> 
         generator["seed"] = int(generator.get("seed", 0)) + n
         raw.setdefault("lm", {})["init_seed"] = int(raw["lm"].get("init_seed", 0)) + n
         raw["replicate"] = n
+    untuned = {name: dict(table) for name, table in raw.get("methods", {}).items()}
+    tuned = {} if not use_tuned else {m: e for m, e in read_tuned(tuned_path(name_or_path)).items()
+                                      if e.get("suite_version") == str(raw.get("version"))}
+    for method, entry in tuned.items():  # below the command line's settings, which follow
+        raw.setdefault("methods", {}).setdefault(method, {}).update(entry["options"])
     for key, value in overrides:
         if key not in ("regime", "replicate"):
             _set_dotted(raw, key, value, where)
     suite = Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref, overrides=overrides)
     suite.regimes = regimes
+    suite.untuned_methods, suite.tuned = untuned, tuned
+    for key, value in overrides:  # a --suite-set of a method's setting is the TOML's own for tuning
+        if key.startswith("methods.") and key.count(".") == 2:
+            _, method, option = key.split(".")
+            suite.untuned_methods.setdefault(method, {})[option] = value
     return suite
+
+
+def tuned_path(name_or_path: str) -> Path:
+    """Where `bench tune` keeps a suite's tuned settings.
+
+    `suite_files/tuned/NAME.json` of a built-in suite, or `NAME.tuned.json` beside a suite file.
+    """
+    path = Path(name_or_path).expanduser()
+    if name_or_path.endswith(".toml") or path.is_file():
+        return path.with_name(f"{path.stem}.tuned.json")
+    return Path(str(resources.files("bench.suite_files").joinpath("tuned", f"{name_or_path}.json")))
+
+
+def read_tuned(path: Path) -> dict[str, dict[str, Any]]:
+    """A tuned-settings file: method -> {"options", "suite_version", "n_configs", "dev_lds", ...}; {} if absent.
+
+    Raises:
+        ConfigError: the file is not such JSON.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); restore it from git or delete it and run bench tune "
+                          f"again") from exc
+    if not isinstance(data, dict) or any(not isinstance(e, dict) or not isinstance(e.get("options"), dict)
+                                         for e in data.values()):
+        raise ConfigError(f"{path}: expected {{method: {{\"options\": {{...}}, ...}}}}; restore it from git or "
+                          f"delete it and run bench tune again")
+    return data
 
 
 # the settings that make a regime: changed with --suite-set, the run's regime is `custom`

@@ -50,6 +50,8 @@ class BM25(Method):
     reused as queries.
     """
 
+    search_space = {"k1": (0.9, 1.2, 1.5, 2.0), "b": (0.4, 0.75)}
+
     family = "representation"  # lexical, grouped with TF-IDF as the AirRep paper groups it
 
     def __init__(self, config: BM25Config | None = None) -> None:

@@ -101,6 +101,8 @@ class DataInf(Method):
     products (the score phase). A train set other than the fitted pool has its gradients computed in `score`.
     """
 
+    search_space = {"damping_scale": (0.01, 0.1, 1.0, 10.0)}
+
     family = "gradient"
     pairwise = True
 

@@ -58,6 +58,8 @@ class DSIR(Method):
       vectors. The storage cost is the CSR counts.
     """
 
+    search_space = {"ngrams": (1, 2, 3), "num_buckets": (1000, 10000)}
+
     family = "representation"
 
     def __init__(self, config: DSIRConfig | None = None) -> None:

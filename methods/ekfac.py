@@ -84,6 +84,8 @@ class EKFAC(Method):
     pass, the index phase the factor fit); `dim` is the gradient dimension and `storage_bytes` the factors'.
     """
 
+    search_space = {"damping": (1e-8, 1e-5, 1e-2, None), "strategy": ("ekfac", "kfac")}
+
     family = "gradient"
     pairwise = True
 

@@ -50,6 +50,8 @@ class GTE(Method):
     only in the checkpoint; pass `--set model=thenlper/gte-small` where the hub is reachable.
     """
 
+    search_space = {"normalize": (False, True)}
+
     family = "representation"
 
     def __init__(self, config: GTEConfig | None = None) -> None:
@@ -85,6 +87,8 @@ class GTEAttention(GTE):
     The same embeddings as `gte`; only the group score differs: softmax over the members of |s_i|, then
     the weighted sum, instead of the plain sum. Isolates what the pooling alone contributes.
     """
+
+    search_space = {}  # an ablation: GTE's settings, pooling changed alone
 
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:
         """Attention pooling of the pair scores."""

@@ -82,6 +82,8 @@ class LESS(Method):
     numbers, much faster); the LoRA warm-up runs at a constant learning rate.
     """
 
+    search_space = {"lora_rank": (8, 16, 32), "lr": (1e-4, 1e-3, 1e-2)}
+
     family = "gradient"
 
     def __init__(self, config: LESSConfig | None = None) -> None:

@@ -212,6 +212,8 @@ class LoGra(LogixMethod):
     over response tokens, as the ground truth measures), not of a sum over tokens.
     """
 
+    search_space = {"rank": (16, 32, 64, 128), "damping": (None, 1e-4)}  # bench tune: rank x damping
+
 
 @register_method("tracin", config=LogixConfig)
 class TracIn(LogixMethod):
@@ -220,6 +222,8 @@ class TracIn(LogixMethod):
     As in the AirRep paper: no Hessian, the LoGra projection for efficiency (`projection=none` gives the
     full per-example gradients of the tracked modules), one checkpoint instead of TracIn's ensemble.
     """
+
+    search_space = {"rank": (16, 32, 64, 128), "normalize": (True, False)}  # no Hessian to damp
 
     hessian = "none"
 
@@ -236,6 +240,8 @@ class DsDm(LogixMethod):
     regenerates its random matrix on every call. Vectors are not unit-normalised (TRAK's recipe).
     """
 
+    search_space = {"rank": (16, 32, 64, 128), "damping": (None, 1e-4)}
+
     init = "random"
     hessian = "raw"
 
@@ -248,6 +254,8 @@ class LoGraAttention(LoGra):
     instead of the sum, isolating what the pooling contributes to a gradient method. It runs with the suite's
     settings of `logra` (`settings_from`: its rank), so the ablation changes the pooling alone.
     """
+
+    search_space = {}  # an ablation: the suite's (tuned) LoGra settings, pooling changed alone
 
     settings_from = "logra"  # the same rank as the suite's LoGra; [methods.logra_attn] wins
 
@@ -308,6 +316,8 @@ class TRAKEnsemble(Method):
     for `dsdm` (logix's projection and Fisher, no (1 - p) output scaling, final checkpoints only); the
     members' warm-ups are the method's cost (`setup/ensemble_warmup`), its storage is members x `dsdm`'s.
     """
+
+    search_space = {"rank": (16, 32, 64, 128), "damping": (None, 1e-4)}
 
     family = "gradient"
     target_lm_option = "model"

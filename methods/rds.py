@@ -38,6 +38,8 @@ class RDS(Method):
     non-padding tokens; the score is the dot product.
     """
 
+    search_space = {"normalize": (False, True)}
+
     family = "representation"
 
     def __init__(self, config: RDSConfig | None = None) -> None:

@@ -42,6 +42,8 @@ class TfIdf(Method):
     pattern drops them, which erases single digits and so most of the content of arithmetic prompts.
     """
 
+    search_space = {"ngram_max": (1, 2), "sublinear_tf": (False, True), "min_df": (1, 2)}
+
     family = "representation"  # as the AirRep paper groups it (Section 5)
 
     def __init__(self, config: TfIdfConfig | None = None) -> None:

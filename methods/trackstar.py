@@ -119,6 +119,8 @@ class TrackStar(Method):
     autocorrelation matrices and their eigenvalues (the pool's gradients are recomputed, not stored).
     """
 
+    search_space = {"projection_dim": (16, 32, 64, 128), "mix_hessians": (True, False)}
+
     family = "gradient"
     pairwise = True
 

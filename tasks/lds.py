@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -64,8 +65,15 @@ class LDS(Task):
 
     def run(self, method: Method, ctx: RunContext) -> TaskOutput:
         """Featurise the pool and the test split, group-score the subsets, correlate with the ground truth."""
-        gt = ctx.ground_truth()
-        train_features, test_features = ctx.featurize_suite(method)
+        return self.evaluate(method, ctx, "test")
+
+    def evaluate(self, method: Method, ctx: RunContext, split: Literal["test", "dev"]) -> TaskOutput:
+        """The LDS of `method` on the suite's `split`: the test split (`run`), or the dev split (`bench tune`).
+
+        On the dev split the examples and ground truth are the dev split's, and nothing reads the test split.
+        """
+        gt = ctx.ground_truth(split)
+        train_features, test_features = ctx.featurize_suite(method, split)
         predicted = ctx.group_score(method, test_features, train_features, gt.masks)
         n_resamples = self.config.bootstrap_resamples
         with ctx.acct.phase("eval"):
@@ -74,7 +82,7 @@ class LDS(Task):
             if n_nan == len(per_example):
                 raise ConfigError(f"LDS is undefined for every test example of '{ctx.suite.name}': the group "
                                   f"scores or the losses are constant over subsets")
-            test = ctx.suite.split("test")
+            test = ctx.suite.split(split)
             clusters = ctx.clusters(test)
             # the same draws for every method of the suite (paired): test examples (within clusters), then subsets
             rows = ctx.draws(len(per_example), 1, n_resamples=n_resamples, clusters=clusters)

@@ -16,10 +16,12 @@ from bench.api import (
     Task,
     TaskConfig,
     TaskOutput,
+    content_groups,
     draws_label,
     method_cost_s,
     register_task,
     replicate_macro_means,
+    split_groups,
     unigram_f1,
 )
 
@@ -50,78 +52,6 @@ class SelectionConfig(TaskConfig):
         if not 0.0 < self.query_fraction < 1.0 or self.seeds < 1:
             raise ConfigError(f"selection: query_fraction must be in (0, 1) and seeds >= 1, got "
                               f"{self.query_fraction}, {self.seeds}")
-
-
-def content_groups(labels: np.ndarray, prompts: list[str], responses: list[str]) -> list[int]:
-    """A group id per test example: examples of one task that share their content go to one side of the split.
-
-    Within a task, examples are linked when their normalised prompts are equal, or their normalised responses
-    are equal and that response is rare in the task (held by at most a quarter of its examples, and by at
-    least two): an answer few examples share names their item (a capital, a plural, a translation asked
-    under another template); one most of a task shares (a sentiment, a small count) does not. Linked examples
-    form one group (connected components).
-    """
-    def norm(text: str) -> str:
-        return " ".join(text.lower().split())
-
-    parent = list(range(len(labels)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for task in sorted(set(labels.tolist())):
-        rows = [int(i) for i in np.flatnonzero(labels == task)]
-        by_key: dict[tuple[str, str], list[int]] = {}
-        response_count: dict[str, int] = {}
-        for i in rows:
-            response_count[norm(responses[i])] = response_count.get(norm(responses[i]), 0) + 1
-        for i in rows:
-            by_key.setdefault(("prompt", norm(prompts[i])), []).append(i)
-            if response_count[norm(responses[i])] <= max(2, len(rows) // 4):
-                by_key.setdefault(("response", norm(responses[i])), []).append(i)
-        for members in by_key.values():
-            for i in members[1:]:
-                parent[find(i)] = find(members[0])
-    return [find(i) for i in range(len(labels))]
-
-
-def split_queries(labels: np.ndarray, fraction: float, rng: np.random.Generator,
-                  groups: list[int] | None = None) -> tuple[list[int], list[int]]:
-    """Each task's test positions, split at random into queries (about `fraction`) and evaluated examples.
-
-    Whole groups (`content_groups`; default: each example its own) go to one side: groups in a seeded random
-    order become queries until floor(fraction * n + 0.5) examples (at least 1) are reached, and at least one
-    group stays to be evaluated.
-
-    Returns:
-        (query positions, evaluated positions), each sorted; disjoint; every task in both.
-
-    Raises:
-        DataError: a task whose test examples form fewer than 2 groups (nothing left to evaluate).
-    """
-    groups = list(range(len(labels))) if groups is None else groups
-    queries: list[int] = []
-    for task in sorted(set(labels.tolist())):
-        rows = np.flatnonzero(labels == task)
-        members: dict[int, list[int]] = {}
-        for i in rows:
-            members.setdefault(groups[int(i)], []).append(int(i))
-        if len(members) < 2:
-            raise DataError(f"selection: task '{task}' has {rows.size} test example(s) in {len(members)} content "
-                            f"group; queries and evaluated examples need 2 or more groups per task")
-        target = max(1, int(np.floor(fraction * rows.size + 0.5)))
-        order = [sorted(members)[k] for k in rng.permutation(len(members))]
-        taken: list[int] = []
-        for g in order[:-1]:  # the last group is always evaluated
-            if len(taken) >= target:
-                break
-            taken += members[g]
-        queries += taken
-    evaluated = sorted(set(range(len(labels))) - set(queries))
-    return sorted(queries), evaluated
 
 
 def seed_of(base: int, replicate: int) -> int:
@@ -188,7 +118,7 @@ class Selection(Task):
         k = min(k, len(train))
         labels = np.array([e.labels[cfg.label] for e in test])
         groups = content_groups(labels, [e.prompt for e in test], [e.response for e in test])
-        queries, evaluated = split_queries(labels, cfg.query_fraction, ctx.rng(5), groups)
+        queries, evaluated = split_groups(labels, cfg.query_fraction, ctx.rng(5), groups, what="selection")
         phases_before = len(ctx.acct.phases)
         # the method sees the queries only: the evaluated examples are neither featurised nor scored
         ctx.setup(method)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from bench.metrics import unigram_f1
+from bench.splits import content_groups, split_groups
 from bench.stats import draw_weights, replicate_macro_means
-from tasks.selection import best_ranks, content_groups, select_top_k, split_queries
+from tasks.selection import best_ranks, select_top_k
 
 
 def test_best_ranks_and_max_rank_selection():
@@ -35,17 +36,17 @@ def test_macro_mean_weights_groups_equally():
 
 def test_queries_and_evaluated_examples_are_disjoint_and_cover_every_task():
     labels = np.array(["a"] * 5 + ["b"] * 2 + ["c"] * 4)
-    queries, evaluated = split_queries(labels, 0.5, np.random.default_rng(0))
+    queries, evaluated = split_groups(labels, 0.5, np.random.default_rng(0), what="selection")
     assert not set(queries) & set(evaluated) and sorted(queries + evaluated) == list(range(11))
     for task in "abc":
         assert any(labels[i] == task for i in queries) and any(labels[i] == task for i in evaluated)
     assert [int((labels[queries] == t).sum()) for t in "abc"] == [3, 1, 2]  # floor(0.5 n + 0.5), 1 left to evaluate
-    assert split_queries(labels, 0.5, np.random.default_rng(0)) == (queries, evaluated)
-    assert split_queries(labels, 0.5, np.random.default_rng(1)) != (queries, evaluated)
+    assert split_groups(labels, 0.5, np.random.default_rng(0), what="selection") == (queries, evaluated)
+    assert split_groups(labels, 0.5, np.random.default_rng(1), what="selection") != (queries, evaluated)
     from bench.errors import DataError
 
     with pytest.raises(DataError, match="task 'x' has 1 test example"):
-        split_queries(np.array(["x", "y", "y"]), 0.5, np.random.default_rng(0))
+        split_groups(np.array(["x", "y", "y"]), 0.5, np.random.default_rng(0), what="selection")
 
 
 def test_content_groups_keep_an_item_on_one_side():
@@ -61,7 +62,7 @@ def test_content_groups_keep_an_item_on_one_side():
     assert groups[8] == groups[15]  # the same prompt
     assert groups[9] != groups[10]  # a common answer (a sentiment) links nothing
     for seed in range(20):  # the item never straddles the split
-        queries, _ = split_queries(labels, 0.5, np.random.default_rng(seed), groups)
+        queries, _ = split_groups(labels, 0.5, np.random.default_rng(seed), groups, what="selection")
         assert (0 in queries) == (1 in queries) and (8 in queries) == (15 in queries)
 
 

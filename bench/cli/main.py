@@ -16,6 +16,7 @@ from bench.cli import (
     plan_cmd,
     respond_cmd,
     run_cmd,
+    tune_cmd,
 )
 from bench.errors import BenchError
 from bench.executors import ShardIncomplete
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_cmd.add_parser(sub)
     migrate_cmd.add_parser(sub)
     check_cmd.add_parser(sub)
+    tune_cmd.add_parser(sub)
     return parser
 
 

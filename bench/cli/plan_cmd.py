@@ -48,7 +48,8 @@ def _fmt_s(s: float | None) -> str:
 def _names(value: str, registry) -> list[str]:
     """'all' (every plugin but a file's scores), one name, or several separated by commas (as `bench run`)."""
     if value == "all":
-        return [n for n in registry.names() if not getattr(registry.get(n), "precomputed", False)]
+        return [n for n in registry.names() if not getattr(registry.get(n), "precomputed", False)
+                    and getattr(registry.get(n), "in_all", True)]
     return [registry.get(n.strip()).name for n in value.split(",")]
 
 

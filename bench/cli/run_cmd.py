@@ -134,7 +134,8 @@ def _run_seed(args: argparse.Namespace, request, method_options, task_options) -
 
         def names(value: str, registry) -> list[str]:
             if value == "all":  # every plugin, less the scores of a file (`--method scores` needs its file)
-                return [n for n in registry.names() if not getattr(registry.get(n), "precomputed", False)]
+                return [n for n in registry.names() if not getattr(registry.get(n), "precomputed", False)
+                    and getattr(registry.get(n), "in_all", True)]
             return [registry.get(n.strip()).name for n in value.split(",")]
 
         method_names, task_names = names(args.method, methods), names(args.task, tasks)

@@ -60,6 +60,12 @@ class GroundTruth:
     wall_s: np.ndarray
     seed_losses: np.ndarray | None = None
 
+    def columns(self, positions: Sequence[int]) -> GroundTruth:
+        """The table restricted to the eval examples at `positions` (a suite's test or dev columns)."""
+        idx = np.asarray(positions, dtype=np.int64)
+        return GroundTruth(masks=self.masks, losses=self.losses[:, idx], seeds=self.seeds, wall_s=self.wall_s,
+                           seed_losses=None if self.seed_losses is None else self.seed_losses[:, :, idx])
+
 
 def subset_mask(n_pool: int, fraction: float, seed: int, index: int) -> np.ndarray:
     """Subset `index`: exactly round(fraction * n_pool) members (at least 1), drawn from (seed, index) alone.

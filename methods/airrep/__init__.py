@@ -74,6 +74,8 @@ __all__ = ["AirRep", "AirRepConfig", "AirRepSum", "attention_pool", "load_airrep
 class AirRep(Method):
     """AirRep (Sun et al.): trained encoder + attention pooling, learned from retraining on airrep_train."""
 
+    search_space = {"steps": (100, 200, 400), "lr": (1e-4, 3e-4)}
+
     family = "learned"
 
     def __init__(self, config: AirRepConfig | None = None) -> None:
@@ -177,3 +179,5 @@ class AirRepSum(AirRep):
     A model of its own (its own cache entry): the ranking loss sees sums of pair scores instead of attention
     pools. The paper reports 19.82 for it, against 7.65 for the frozen encoder (GTE).
     """
+
+    search_space = {}  # an ablation: AirRep's settings, pooling changed alone
