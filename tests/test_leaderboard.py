@@ -16,7 +16,11 @@ def test_golden_records_render_to_the_expected_markdown():
     lds = text[text.index("## LDS"):text.index("### LDS as a share")]
     # two suites as columns, the ceiling first, rows sorted by the average over suites
     assert "| LDS small             | LDS qa                | Average   |" in lds
-    assert "| *ceiling* |                |                           | 0.854 ± 0.011         | 0.930 ± 0.010" in lds
+    assert "| *ceiling* |                |" + " " * 49 + "|" + " " * 27 + "| 0.854 ± 0.011         | 0.930 ± 0.010" \
+        in lds
+    # how each row's settings were chosen: logra's small record ran at settings bench tune chose, its qa one not
+    assert "| tuned on dev, 8 configs on small; default on qa |" in lds and "| tfidf     | representation | default " \
+        in lds
     assert lds.index("| dsdm ") < lds.index("| airrep ") < lds.index("| logra ") < lds.index("| tfidf ")
     # significance-aware bold and ranks: dsdm (0.462) and airrep (0.467) cannot be told apart on small, both
     # rank 1 and bold; logra is significantly below both (rank 3), tfidf below all three (rank 4)

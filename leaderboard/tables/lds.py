@@ -58,24 +58,28 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
         any_record = next(r for (_, _, mm), r in in_order if mm == m)
         dim = next((r.cost.get("dim") for (_, _, mm), r in in_order if mm == m and r.status == "ok"), None)
         rel = f" ({storage[m] / ref:.2g}×)" if ref and storage[m] else ""
-        rows.append([m, any_record.method_family, f"{dim if dim is not None else ''}{rel}",
-                     *[judged[s].get(m, "") for s in suites], fmt(average(m))])
+        rows.append([m, any_record.method_family, settings(m, [columns[s].get(m) for s in own]),
+                     f"{dim if dim is not None else ''}{rel}", *[judged[s].get(m, "") for s in suites],
+                     fmt(average(m))])
     ceilings = {s: next((r for r in columns[s].values() if r.status == "ok" and "ceiling" in r.metrics), None)
                 for s in suites}
     if any(ceilings.values()):
         values = [c.metrics["ceiling"]["value"] if c else None for s, c in ceilings.items() if s in own]
-        rows.insert(0, ["*ceiling*", "", "", *[metric_cell(c, "ceiling", footnotes) if c else "" for c in
+        rows.insert(0, ["*ceiling*", "", "", "", *[metric_cell(c, "ceiling", footnotes) if c else "" for c in
                                                ceilings.values()],
                         fmt(sum(values) / len(values)) if all(v is not None for v in values) else ""])  # type: ignore
-    headers = ["Method", "Family", f"Dim (storage vs {REFERENCE})" if ref else "Dim", *[f"LDS {s}" for s in suites],
-               "Average"]
+    headers = ["Method", "Family", "Settings", f"Dim (storage vs {REFERENCE})" if ref else "Dim",
+               *[f"LDS {s}" for s in suites], "Average"]
     records = list(lds.values())
     out = ["## LDS (the metric of the AirRep paper's Table 1)", "",
            "Mean over test examples of the Spearman correlation between the method's group score and minus "
            "the loss of the LM retrained on each subset. " + stats_caption(records, "lds") + " Method seed 0 "
            "(other seeds below). *ceiling*: the LDS a perfect attribution could reach against this ground truth "
            f"(square root of the Spearman-Brown reliability between the seeds' mean losses; its ± resamples "
-           f"{_ceiling_draws(records)}). Rows sorted by the average over suites"
+           f"{_ceiling_draws(records)}). Settings: *tuned on dev, k configs* where `bench tune` chose them on "
+           "the suite's dev split (k configurations searched, the budget every method gets), *default* where they "
+           "are the suite's TOML settings (on suites without a dev split, some of those were chosen on the test "
+           "split's LDS; per suite where they differ). Rows sorted by the average over suites"
            + (", each in its own regime (a column `suite-regime` is the suite in another regime, `suite-rN` its "
               "replicate N: its data and target LM drawn again; neither is averaged)."
               if len(own) < len(suites) else "."), "",
@@ -95,6 +99,30 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
     out += _seed_table(seeds, "lds", "lds")
     out += _cost_table(in_order)
     return out
+
+
+def settings(method: str, records: list[RunRecord | None]) -> str:
+    """How a row's settings were chosen, over the suites in their own regime (`extra.tuning` of each record).
+
+    "tuned on dev, k configs" where every suite's record ran at settings `bench tune` chose, "default" where
+    none did; otherwise per suite ("tuned on dev (k) on small; default on qa"). A record from before tuning
+    existed counts as default.
+    """
+    del method
+    found = [(r.suite, (r.extra or {}).get("tuning", {"status": "default"})) for r in records
+             if r is not None and r.status == "ok"]
+    if not found:
+        return ""
+
+    def text(t: dict) -> str:
+        if t.get("status") == "tuned":
+            return f"tuned on dev, {t.get('n_configs')} configs"
+        return "overridden" if t.get("status") == "overridden" else "default"
+
+    kinds = {text(t) for _, t in found}
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "; ".join(f"{text(t)} on {suite}" for suite, t in found)
 
 
 def _replicate_spread(columns: dict[str, dict[str, RunRecord]], suites: list[str], order: list[str]) -> list[str]:
