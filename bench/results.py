@@ -240,3 +240,16 @@ def default_records(results_dir: Path) -> dict[tuple[str, str, str], RunRecord]:
         if r.status == "ok" and is_default(r):
             out[(r.suite, r.task, r.method)] = r
     return out
+
+
+def still_improving(record: RunRecord) -> bool:
+    """Whether a learned method was still improving when its training stopped: its best step was its last.
+
+    From the method's own `still_improving` (`Method.info`), else its `best_step` against its config's `steps`
+    (records of AirRep from before the flag).
+    """
+    info = (record.extra or {}).get("method_info") or {}
+    if "still_improving" in info:
+        return bool(info["still_improving"])
+    best, steps = info.get("best_step"), (record.method_config or {}).get("steps")
+    return best is not None and steps is not None and best == steps

@@ -19,6 +19,7 @@ def test_golden_records_render_to_the_expected_markdown():
     assert "| *ceiling* |                |" + " " * 49 + "|" + " " * 27 + "| 0.854 ± 0.011         | 0.930 ± 0.010" \
         in lds
     # how each row's settings were chosen: logra's small record ran at settings bench tune chose, its qa one not
+    assert "| 0.150 ± 0.024 (3) ↗ " in lds  # airrep on qa stopped at its best held-out step: still improving
     assert "| tuned on dev, 8 configs on small; default on qa |" in lds and "| tfidf     | representation | default " \
         in lds
     assert lds.index("| dsdm ") < lds.index("| airrep ") < lds.index("| logra ") < lds.index("| tfidf ")

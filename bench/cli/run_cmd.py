@@ -213,6 +213,8 @@ def headline(record) -> str:  # RunRecord
 
 def summary(record) -> str:  # RunRecord
     """Human-readable lines: metrics with CIs, phases, memory, storage."""
+    from bench.results import still_improving
+
     lines = [f"{record.task} | {record.method} | suite {record.suite} (v{record.suite_version}, "
              f"regime {record.regime}{f', replicate {record.replicate}' if record.replicate else ''})"]
     for name, m in record.metrics.items():
@@ -222,6 +224,11 @@ def summary(record) -> str:  # RunRecord
         if m.get("note"):
             lines.append(f"    ({m['note']})")
     lines += [f"  {line}" for line in record.extra.get("summary", [])]
+    if still_improving(record):
+        info = record.extra.get("method_info", {})
+        lines.append(f"  note: still improving: its best held-out step is its last ({info.get('best_step')} of "
+                     f"{record.method_config.get('steps')}); more steps would likely raise it (bench tune searches "
+                     f"steps)")
     lines.append("  cost:")
     for p in record.cost["phases"]:
         rate = f", {p['count'] / p['wall_s']:.0f} ex/s" if p["name"] in ("index", "query") and p["wall_s"] > 0 else ""

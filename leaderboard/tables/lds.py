@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from bench.costmodel import HARNESS_PHASES, METHOD_PHASES, gpu_hours
-from bench.results import RunRecord
+from bench.results import RunRecord, still_improving
 from leaderboard.fmt import (
     bytes_text,
     fmt,
@@ -39,6 +39,10 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
     ref = storage.get(REFERENCE)
     footnotes: dict[str, int] = {}
     judged = {s: judged_cells(columns[s], "lds", footnotes) for s in suites}
+    for s in suites:  # a learned method whose training was still improving when it stopped
+        for m, r in columns[s].items():
+            if r.status == "ok" and m in judged[s] and still_improving(r):
+                judged[s][m] += " ↗"
 
     def value(s: str, m: str, metric: str = "lds") -> float | None:
         r = columns[s].get(m)
@@ -79,7 +83,8 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
            f"{_ceiling_draws(records)}). Settings: *tuned on dev, k configs* where `bench tune` chose them on "
            "the suite's dev split (k configurations searched, the budget every method gets), *default* where they "
            "are the suite's TOML settings (on suites without a dev split, some of those were chosen on the test "
-           "split's LDS; per suite where they differ). Rows sorted by the average over suites"
+           "split's LDS; per suite where they differ). ↗: still improving, its training's best held-out step was "
+           "its last (more steps would likely raise it). Rows sorted by the average over suites"
            + (", each in its own regime (a column `suite-regime` is the suite in another regime, `suite-rN` its "
               "replicate N: its data and target LM drawn again; neither is averaged)."
               if len(own) < len(suites) else "."), "",

@@ -140,7 +140,10 @@ class AirRep(Method):
         evals = [h for h in self.training_history if "heldout_lds" in h and h["heldout_lds"] == h["heldout_lds"]]
         best = max(evals, key=lambda h: h["heldout_lds"], default=None)
         return {"history": self.training_history, "best_step": best["step"] if best else None,
-                "best_heldout_lds": best["heldout_lds"] if best else None,
+                "best_heldout_lds": best["heldout_lds"] if best else None, "steps": self.config.steps,
+                # the held-out LDS peaked at the last step: more steps would likely help (flagged in the run's
+                # output and on the leaderboard)
+                "still_improving": bool(best and best["step"] >= self.config.steps),
                 "model_dir": str(self._model_dir) if self._model_dir else None}
 
     # -- inference ------------------------------------------------------------------------------------------
