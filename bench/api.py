@@ -257,6 +257,12 @@ class Method(ABC):
     # method's quality. Empty: nothing to tune (the random baseline is a mean over seeds; an ablation takes its
     # parent's settings, so that it changes one thing)
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    # an ablation of another method (its name): it runs at that method's suite settings (set `settings_from` to it
+    # too) and differs from it in `ablated_options` (config options) and in what `ablation` says, nothing else.
+    # The leaderboard's ablation table compares the two where their records' configs differ in those options alone
+    ablation_of: ClassVar[str | None] = None
+    ablated_options: ClassVar[tuple[str, ...]] = ()
+    ablation: ClassVar[str] = ""
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()

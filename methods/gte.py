@@ -89,6 +89,9 @@ class GTEAttention(GTE):
     """
 
     search_space = {}  # an ablation: GTE's settings, pooling changed alone
+    settings_from = "gte"
+    ablation_of = "gte"
+    ablation = "attention pooling of the pair scores over each subset instead of their sum (scoring only)"
 
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:
         """Attention pooling of the pair scores."""

@@ -258,6 +258,8 @@ class LoGraAttention(LoGra):
     search_space = {}  # an ablation: the suite's (tuned) LoGra settings, pooling changed alone
 
     settings_from = "logra"  # the same rank as the suite's LoGra; [methods.logra_attn] wins
+    ablation_of = "logra"
+    ablation = "attention pooling of the pair scores over each subset instead of their sum (scoring only)"
 
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:
         """Attention pooling of the pair scores."""

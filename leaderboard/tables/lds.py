@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from bench import stats
 from bench.costmodel import HARNESS_PHASES, METHOD_PHASES, gpu_hours
 from bench.results import RunRecord, still_improving
 from leaderboard.fmt import (
@@ -91,6 +92,7 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
            table(rows, headers), "", provenance(records), ""]
     out += footnote_lines(footnotes)
     out += _replicate_spread(columns, suites, order)
+    out += ablations(columns, own)
     out += _rank_agreement(columns, suites)
     if any(ceilings.values()):  # LDS as a share of what the ground truth allows
         share_rows = [[m, *[metric_cell(columns[s].get(m), "lds_of_ceiling", {}) for s in suites],
@@ -128,6 +130,47 @@ def settings(method: str, records: list[RunRecord | None]) -> str:
     if len(kinds) == 1:
         return kinds.pop()
     return "; ".join(f"{text(t)} on {suite}" for suite, t in found)
+
+
+def ablations(columns: dict[str, dict[str, RunRecord]], suites: list[str]) -> list[str]:
+    """Each ablation against its parent on the suites in their own regime: the LDS difference, paired.
+
+    An ablation's record names its parent, the config options it may change and what it changes in words
+    (`extra.ablation`, from `Method.ablation_of`). The two are compared only where their configs differ in
+    those options alone (the seed included); otherwise the row says in which other options they differ, and
+    gives no difference.
+    """
+    rows = []
+    for s in suites:
+        for m, r in sorted(columns[s].items()):
+            info = (r.extra or {}).get("ablation") if r.status == "ok" else None
+            parent = columns[s].get(info["of"]) if info else None
+            if info is None or parent is None or parent.status != "ok":
+                continue
+            keys = set(r.method_config) | set(parent.method_config)
+            other = sorted(k for k in keys - set(info.get("options", ()))
+                           if r.method_config.get(k) != parent.method_config.get(k))
+            if r.seed != parent.seed:
+                other.append("run seed")
+            base = [m, info["of"], info.get("changes", ""), s, fmt(r.metrics["lds"]["value"]),
+                    fmt(parent.metrics["lds"]["value"])]
+            if other:
+                rows.append([*base, f"not compared: also differs in {', '.join(other)}", ""])
+                continue
+            problem = stats.why_not_comparable(r, parent, "lds")
+            if problem is not None:
+                rows.append([*base, f"not compared: {problem}", ""])
+                continue
+            c = stats.compare(r, parent, "lds")
+            rows.append([*base, f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]", f"{c.p:.2g}"])
+    if not rows:
+        return []
+    return ["### Ablations: one change each", "",
+            "Each ablation against the method it changes, on the same suite, ground truth and draws. Compared only "
+            "where the two records' configs differ in the ablated options alone (otherwise the row names the other "
+            "differences); Δ = ablation − parent with the paired bootstrap's 95% CI and p (no correction over "
+            "rows).", "",
+            table(rows, ["Ablation", "Of", "Changes", "Suite", "LDS", "LDS of parent", "Δ (95% CI)", "p"]), ""]
 
 
 def _replicate_spread(columns: dict[str, dict[str, RunRecord]], suites: list[str], order: list[str]) -> list[str]:

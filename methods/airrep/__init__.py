@@ -184,3 +184,7 @@ class AirRepSum(AirRep):
     """
 
     search_space = {}  # an ablation: AirRep's settings, pooling changed alone
+    settings_from = "airrep"
+    ablation_of = "airrep"
+    ablated_options = ("pooling",)
+    ablation = "trained and scored with a plain sum over each subset instead of attention pooling"
