@@ -257,6 +257,11 @@ class Method(ABC):
     # method's quality. Empty: nothing to tune (the random baseline is a mean over seeds; an ablation takes its
     # parent's settings, so that it changes one thing)
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    # the option that sets how much the method stores per training example (a projection's rank or dimension),
+    # and the values `bench curve` runs it at: the LDS-against-storage curve and the storage-matched column.
+    # None: one size (a fixed encoder, full gradients)
+    size_option: ClassVar[str | None] = None
+    size_values: ClassVar[tuple[Any, ...]] = ()
     # an ablation of another method (its name): it runs at that method's suite settings (set `settings_from` to it
     # too) and differs from it in `ablated_options` (config options) and in what `ablation` says, nothing else.
     # The leaderboard's ablation table compares the two where their records' configs differ in those options alone

@@ -347,6 +347,9 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         pairing=pairing_key(task, output, request.seed), clusters=output.clusters,
         extra={**to_jsonable(output.extra), "hygiene": suite.hygiene(loaded_only=True),
                "tuning": tuning_of(suite, request.method, type(method), config_dict(method.config)),
+               **({"size": {"option": type(method).size_option,
+                            "value": config_dict(method.config).get(type(method).size_option)}}
+                  if type(method).size_option else {}),
                **({"ablation": {"of": type(method).ablation_of, "options": list(type(method).ablated_options),
                                 "changes": type(method).ablation}} if type(method).ablation_of else {}),
                "method_info": to_jsonable(method.info()),

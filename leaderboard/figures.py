@@ -46,8 +46,12 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def lds_vs_storage(cells: dict[tuple[str, str, str], RunRecord], suite: str, path: Path) -> bool:
-    """LDS (with its CI) against storage bytes per training example, log x. False if there is nothing to draw."""
+def lds_vs_storage(cells: dict[tuple[str, str, str], RunRecord], suite: str, path: Path,
+                   curves: dict[tuple[str, str], list[RunRecord]] | None = None) -> bool:
+    """LDS (with its CI) against storage bytes per training example, log x. False if there is nothing to draw.
+
+    A method run at several sizes (`curves`, `bench curve`) is a line through its points.
+    """
     points = [(r.cost.get("storage_bytes_per_example"), r.metrics["lds"], m, r.method_family)
               for (s, t, m), r in sorted(cells.items())
               if s == suite and t == "lds" and r.status == "ok" and r.cost.get("storage_bytes_per_example")]
@@ -58,6 +62,12 @@ def lds_vs_storage(cells: dict[tuple[str, str, str], RunRecord], suite: str, pat
         color = _COLORS.get(family, "black")
         ax.errorbar(storage, lds["value"], yerr=[[lds["value"] - lds["ci_low"]], [lds["ci_high"] - lds["value"]]],
                     fmt="o", color=color, capsize=3)
+    for (s, _m), line in sorted((curves or {}).items()):
+        if s != suite or len(line) < 2:
+            continue
+        xs = [r.cost["storage_bytes_per_example"] for r in line]
+        ax.plot(xs, [r.metrics["lds"]["value"] for r in line], "-", marker=".",
+                color=_COLORS.get(line[0].method_family, "black"), linewidth=1, alpha=0.7)
     _label(ax, [(p[0], p[1]["value"], p[2]) for p in points])
     ax.set_xscale("log")
     ax.axhline(0.0, color="black", linewidth=0.6)

@@ -83,6 +83,7 @@ class LESS(Method):
     """
 
     search_space = {"lora_rank": (8, 16, 32), "lr": (1e-4, 1e-3, 1e-2)}
+    size_option, size_values = "dim", (384, 1536, 8192)  # the random projection's dimension
 
     family = "gradient"
 

@@ -213,6 +213,7 @@ class LoGra(LogixMethod):
     """
 
     search_space = {"rank": (16, 32, 64, 128), "damping": (None, 1e-4)}  # bench tune: rank x damping
+    size_option, size_values = "rank", (4, 8, 16, 32, 64)  # rank^2 dimensions per tracked module
 
 
 @register_method("tracin", config=LogixConfig)
@@ -224,6 +225,7 @@ class TracIn(LogixMethod):
     """
 
     search_space = {"rank": (16, 32, 64, 128), "normalize": (True, False)}  # no Hessian to damp
+    size_option, size_values = "rank", (4, 8, 16, 32, 64)  # rank^2 dimensions per tracked module
 
     hessian = "none"
 
@@ -241,6 +243,7 @@ class DsDm(LogixMethod):
     """
 
     search_space = {"rank": (16, 32, 64, 128), "damping": (None, 1e-4)}
+    size_option, size_values = "rank", (4, 8, 16, 32, 64)  # rank^2 dimensions per tracked module
 
     init = "random"
     hessian = "raw"
@@ -320,6 +323,7 @@ class TRAKEnsemble(Method):
     """
 
     search_space = {"rank": (16, 32, 64, 128), "damping": (None, 1e-4)}
+    size_option, size_values = "rank", (4, 8, 16, 32, 64)  # rank^2 dimensions per tracked module
 
     family = "gradient"
     target_lm_option = "model"

@@ -120,6 +120,7 @@ class TrackStar(Method):
     """
 
     search_space = {"projection_dim": (16, 32, 64, 128), "mix_hessians": (True, False)}
+    size_option, size_values = "projection_dim", (4, 8, 16, 32, 64)
 
     family = "gradient"
     pairwise = True

@@ -8,6 +8,7 @@ import sys
 from bench.cli import (
     check_cmd,
     compare_cmd,
+    curve_cmd,
     export_cmd,
     grid_cmd,
     leaderboard_cmd,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_cmd.add_parser(sub)
     check_cmd.add_parser(sub)
     tune_cmd.add_parser(sub)
+    curve_cmd.add_parser(sub)
     return parser
 
 

@@ -26,7 +26,8 @@ from leaderboard.select import Cells, by_suite, of_task, own_columns
 REFERENCE = "airrep"  # the method the Dim column's relative storage is stated against (the paper's)
 
 
-def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]]) -> list[str]:
+def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]],
+            curves: dict[tuple[str, str], list[RunRecord]] | None = None) -> list[str]:
     """LDS per suite with the ceiling and the average, then its share of the ceiling, per label, NaNs, seeds, cost."""
     lds = of_task(cells, "lds")
     if not lds:
@@ -93,6 +94,7 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
     out += footnote_lines(footnotes)
     out += _replicate_spread(columns, suites, order)
     out += ablations(columns, own)
+    out += storage_matched(columns, own, curves or {})
     out += _rank_agreement(columns, suites)
     if any(ceilings.values()):  # LDS as a share of what the ground truth allows
         share_rows = [[m, *[metric_cell(columns[s].get(m), "lds_of_ceiling", {}) for s in suites],
@@ -130,6 +132,49 @@ def settings(method: str, records: list[RunRecord | None]) -> str:
     if len(kinds) == 1:
         return kinds.pop()
     return "; ".join(f"{text(t)} on {suite}" for suite, t in found)
+
+
+def storage_matched(columns: dict[str, dict[str, RunRecord]], suites: list[str],
+                    curves: dict[tuple[str, str], list[RunRecord]]) -> list[str]:
+    """Each method at the size whose storage per training example is nearest AirRep's, judged together.
+
+    Per suite in its own regime where some method was run at several sizes (`bench curve`): of each method's
+    points (its default row and its curve's records), the one nearest `REFERENCE`'s bytes per example on a
+    log scale (ties: the smaller); methods of one size (a fixed encoder, full gradients) keep their row.
+    Ranks and bold as in the main table, over the chosen records (they share the ground truth and draws).
+    """
+    out = []
+    for s in suites:
+        if not any(len(curves.get((s, m), [])) > 1 for m in columns[s]):
+            continue
+        ref_record = columns[s].get(REFERENCE)
+        ref = ref_record.cost.get("storage_bytes_per_example") if ref_record is not None else None
+        if not ref:
+            continue
+        chosen: dict[str, RunRecord] = {}
+        for m, r in columns[s].items():
+            points = [p for p in curves.get((s, m), []) if p.cost.get("storage_bytes_per_example")] or \
+                ([r] if r.status == "ok" and r.cost.get("storage_bytes_per_example") else [])
+            if points:
+                chosen[m] = min(points, key=lambda p: (abs(math.log(p.cost["storage_bytes_per_example"] / ref)),
+                                                       p.cost["storage_bytes_per_example"]))
+        footnotes: dict[str, int] = {}
+        judged = judged_cells(chosen, "lds", footnotes)
+        order = sorted(chosen, key=lambda m: (-chosen[m].metrics["lds"]["value"], m))
+        rows = []
+        for m in order:
+            r = chosen[m]
+            size = (r.extra or {}).get("size")
+            points = len(curves.get((s, m), [])) or 1
+            rows.append([m, f"{size['option']} {size['value']}" if size else "", points,
+                         f"{r.cost['storage_bytes_per_example'] / ref:.2g}×", judged.get(m, "")])
+        out += [f"### LDS at matched storage ({s})", "",
+                f"Each method at the size (of those run: `bench curve`) whose storage per training example is nearest "
+                f"{REFERENCE}'s on a log scale; a method of one size (a fixed encoder, full gradients) at its own. "
+                f"Ranks and bold over these rows as in the main table. The figure draws every size as a line.", "",
+                table(rows, ["Method", "Size", "Sizes run", f"Storage vs {REFERENCE}", f"LDS {s}"]), ""]
+        out += footnote_lines(footnotes)
+    return out
 
 
 def ablations(columns: dict[str, dict[str, RunRecord]], suites: list[str]) -> list[str]:

@@ -1,0 +1,61 @@
+"""Curves, not points: `bench curve` records a method at each size; the leaderboard draws lines and matches storage."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.results import read_record, read_records
+from leaderboard.select import curve_points
+from leaderboard.tables.lds import storage_matched
+
+DATA = Path(__file__).parent / "data" / "leaderboard"
+
+
+def _at(record, method, value, storage, lds_shift, option="rank", **changes):
+    """A copy of a golden record as if run at another size (storage per example, LDS moved by lds_shift)."""
+    lds = dict(record.metrics["lds"])
+    lds.update(value=lds["value"] + lds_shift, replicates=[None if v is None else v + lds_shift
+                                                           for v in lds["replicates"]])
+    cost = dict(record.cost, storage_bytes_per_example=storage)
+    return dataclasses.replace(record, method=method, metrics={**record.metrics, "lds": lds}, cost=cost,
+                               options={"method": {option: value}, "suite": {}, "task": {}},
+                               extra={"size": {"option": option, "value": value}},
+                               fingerprint=f"{method}{value}", **changes)
+
+
+def test_storage_matched_picks_each_methods_size_nearest_the_reference():
+    airrep = read_record(DATA / "results" / "small" / "lds" / "airrep" / "aaaaaaaaaaaa.json")
+    logra = read_record(DATA / "results" / "small" / "lds" / "logra" / "ffffffffffff.json")
+    ref = airrep.cost["storage_bytes_per_example"]
+    points = [_at(logra, "logra", r, ref * f, s) for r, f, s in ((4, 0.25, -0.2), (8, 1.1, -0.1), (64, 64, 0.0))]
+    # an ad-hoc run with another option too is no point of the curve, nor a failed one
+    stray = dataclasses.replace(_at(logra, "logra", 16, ref * 4, 0.05),
+                                options={"method": {"rank": 16, "damping": 0.1}, "suite": {}, "task": {}})
+    curves = curve_points([*points, stray])
+    assert [r.extra["size"]["value"] for r in curves[("small", "logra")]] == [4, 8, 64]  # sorted by storage
+    columns = {"small": {"airrep": airrep, "logra": logra}}
+    text = "\n".join(storage_matched(columns, ["small"], curves))
+    # logra at rank 8 (1.1x airrep's bytes) is the nearest point; airrep is its own single point
+    assert re.search(r"\| logra +\| rank 8 +\| 3 +\| 1\.1× ", text) and re.search(r"\| airrep +\| +\| 1 +\| 1× ", text)
+    assert f"{logra.metrics['lds']['value'] - 0.1:.3f}" in text
+    # no curve anywhere: no table (the main table already shows every method at one size)
+    assert storage_matched(columns, ["small"], {}) == []
+
+
+@pytest.mark.slow
+def test_bench_curve_records_each_size(run_cli):
+    code, out, err, results = run_cli("curve", "--method", "tracin", "--suite", "tiny", "--sizes", "2,4")
+    assert code == 0, err
+    records = [r for r in read_records(results) if r.task == "lds"]
+    assert sorted(r.method_config["rank"] for r in records) == [2, 4]
+    assert all(r.extra["size"] == {"option": "rank", "value": r.method_config["rank"]} for r in records)
+    line = curve_points(records)[("tiny", "tracin")]
+    assert [r.method_config["rank"] for r in line] == [2, 4]
+    assert line[0].cost["storage_bytes_per_example"] * 4 == line[1].cost["storage_bytes_per_example"]  # rank^2
+    assert "LDS against storage on tiny" in out and "rank=2" in out
+    code, _, err, _ = run_cli("curve", "--method", "tfidf", "--suite", "tiny")
+    assert code == 2 and "has one size" in err
+    code, _, err, _ = run_cli("curve", "--method", "tracin,logra", "--suite", "tiny", "--sizes", "2")
+    assert code == 2 and "--sizes applies to one method" in err
