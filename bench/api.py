@@ -29,7 +29,7 @@ from bench.costmodel import (
 )
 from bench.data import Example, Examples
 from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder, mean_pool
-from bench.errors import BenchError, ConfigError, DataError
+from bench.errors import BenchError, ConfigError, DataError, HeldOutError
 from bench.executors import Executor, LocalExecutor
 from bench.metrics import (
     Interval,
@@ -58,7 +58,7 @@ __all__ = [
     "content_groups",
     "config_dict", "ConfigError", "CostProfile", "crossover", "Crossover", "DataError", "draws_label",
     "encode_texts", "ensemble_refusal", "Example", "example_ids", "Examples", "feature_nbytes", "Features",
-    "format_count",
+    "format_count", "HeldOutError",
     "format_seconds", "Interval", "lds", "lds_replicates", "load_encoder", "load_pretrained_lm", "MAIN_LABEL_KINDS",
     "main_label_kind", "make_config", "mean_pool", "Method", "method_cost_s", "MethodConfig", "MethodContext",
     "methods", "Metric", "noise_ceiling", "OFFLINE_DEFAULT", "per_example_loss", "percentile_interval_of",
@@ -642,9 +642,10 @@ class MethodContext:
         """
         from bench.retrain import RetrainSpec, retrain_table
 
-        if eval_split in ("test", "dev", "test+dev"):
-            raise ValueError(f"a method may not measure losses on the {eval_split} split (what it is evaluated or "
-                             f"tuned against); retrain on another split, e.g. airrep_train")
+        if eval_split in ("test", "dev", "test+dev") or pool_split in ("test", "dev", "test+dev"):
+            held = eval_split if eval_split in ("test", "dev", "test+dev") else pool_split
+            raise ValueError(f"a method may not train on or measure losses on the {held} split (what it is "
+                             f"evaluated or tuned against); retrain on another split, e.g. airrep_train")
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),
                            suite_overrides=self.suite.overrides_json,
                            pool_split=pool_split, eval_split=eval_split, pool_ids=pool_ids, eval_ids=eval_ids,

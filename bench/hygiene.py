@@ -40,7 +40,8 @@ def report(splits: Mapping[str, Sequence[Example]]) -> dict[str, Any]:
         keys = {normalise(e.prompt) for e in examples}
         hits = {i for i, k in enumerate(test_keys) if k in keys}
         overlap[name] = len(hits)
-        seen_anywhere |= hits
+        if name != "dev":  # the dev split is held out too: no training split
+            seen_anywhere |= hits
     duplicates = {}
     for name, examples in splits.items():
         pairs = [(normalise(e.prompt), normalise(e.response)) for e in examples]
@@ -51,15 +52,18 @@ def report(splits: Mapping[str, Sequence[Example]]) -> dict[str, Any]:
 
 def describe(rep: Mapping[str, Any]) -> str | None:
     """One line about the overlaps and duplicates of a report, or None when it is clean."""
-    parts = [f"{n} with {name}" for name, n in sorted(rep["test_overlap"].items()) if n]
+    parts = [f"{n} with {name}" for name, n in sorted(rep["test_overlap"].items()) if n and name != "dev"]
+    dev = rep["test_overlap"].get("dev", 0)
     dups = [f"{n} in {name}" for name, n in sorted(rep["duplicates"].items()) if n]
-    if not parts and not dups:
+    if not parts and not dups and not dev:
         return None
     n_test = rep["sizes"].get("test", 0)
     text = []
     if parts:
         text.append(f"{rep['test_overlap_any']} of {n_test} test examples share their prompt with a training split "
                     f"({', '.join(parts)})")
+    if dev:
+        text.append(f"{dev} of {n_test} test examples share their prompt with the dev split")
     if dups:
         text.append(f"duplicate examples: {', '.join(dups)}")
     return "; ".join(text)

@@ -193,7 +193,10 @@ def _prepare(request: RunRequest) -> _Prepared:
     label = request.label or (f"{method_config.row_name} (external)" if method_cls.precomputed else None)
     method_identity = method.identity()
     hashes = code_hashes(method_cls, task_cls)
-    identity = {"suite": suite.ref, "suite_spec": to_jsonable(suite.spec), "data": suite.data_fingerprint,
+    # the suite without its [methods] tables: the method's own settings are its config (below), so tuning one
+    # method (which changes the tables) leaves every other method's records up to date
+    identity = {"suite": suite.ref, "suite_spec": to_jsonable(dataclasses.replace(suite.spec, methods={})),
+                "data": suite.data_fingerprint,
                 "task": request.task, "task_config": config_dict(task_config), "method": request.method,
                 "method_config": config_dict(method_config), "seed": request.seed,
                 "schema_version": SCHEMA_VERSION, "code_versions": code_versions(method_cls, task_cls),
@@ -213,10 +216,11 @@ def _prepare(request: RunRequest) -> _Prepared:
 def tuning_of(suite: Any, name: str, method_cls: Any, config: dict[str, Any]) -> dict[str, Any]:
     """How the run's settings were chosen: tuned on the dev split (`bench tune`) or the suite's defaults.
 
-    "tuned": the suite's tuned entry of the method (or of the method it takes its settings from, an
-    ablation's parent) applies, and the run's config holds its options (no --set changed them); its
-    `n_configs`, dev LDS and tuning record are kept. "default": no tuned entry; "overridden": one exists, but
-    the run set other values of its options.
+    "tuned": the method's own tuned entry applies and changed its settings; "kept": it was tuned and the
+    default was kept (no candidate beat it by one paired standard error); "inherited": the method was not
+    tuned, but the method it takes its settings from was (an ablation, TRAK's ensemble from DsDm).
+    Each keeps the entry's `n_configs`, dev LDS and record. "default": no tuned entry; "overridden": one
+    exists, but the run set other values of its options.
     """
     owner = name if name in suite.tuned else method_cls.settings_from if method_cls.settings_from in suite.tuned \
         else None
@@ -225,7 +229,8 @@ def tuning_of(suite: Any, name: str, method_cls: Any, config: dict[str, Any]) ->
     entry = suite.tuned[owner]
     if any(k in config and config[k] != v for k, v in to_jsonable(entry["options"]).items()):
         return {"status": "overridden", "from": owner}
-    return {"status": "tuned", "from": owner, "n_configs": entry.get("n_configs"), "budget": entry.get("budget"),
+    status = "inherited" if owner != name else "kept" if entry.get("kept_default") else "tuned"
+    return {"status": status, "from": owner, "n_configs": entry.get("n_configs"), "budget": entry.get("budget"),
             "options": entry["options"], "dev_lds": entry.get("dev_lds"), "record": entry.get("record")}
 
 

@@ -6,22 +6,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from bench.errors import DataError
 
 
-def content_groups(labels: np.ndarray, prompts: list[str], responses: list[str]) -> list[int]:
+def content_groups(labels: np.ndarray, prompts: list[str], responses: list[str],
+                   norm: Callable[[str], str] | None = None) -> list[int]:
     """A group id per example: examples of one stratum that share their content go to one side of a split.
 
     Within a stratum (`labels`: a task, a source), examples are linked when their normalised prompts are equal,
     or their normalised responses are equal and that response is rare in the stratum (held by at most a
     quarter of its examples, and by at least two): an answer few examples share names their item (a capital, a
     plural, a translation asked under another template); one most of a stratum shares (a sentiment, a small
-    count) does not. Linked examples form one group (connected components).
+    count) does not. Linked examples form one group (connected components). `norm`: how texts are compared
+    (default: case and whitespace folded; the dev split uses `bench.hygiene.normalise`, punctuation too).
     """
-    def norm(text: str) -> str:
-        return " ".join(text.lower().split())
+    if norm is None:
+        def norm(text: str) -> str:
+            return " ".join(text.lower().split())
 
     parent = list(range(len(labels)))
 
@@ -48,12 +53,14 @@ def content_groups(labels: np.ndarray, prompts: list[str], responses: list[str])
 
 
 def split_groups(labels: np.ndarray, fraction: float, rng: np.random.Generator, groups: list[int] | None = None,
-                 *, what: str) -> tuple[list[int], list[int]]:
+                 *, what: str, closest: bool = False) -> tuple[list[int], list[int]]:
     """Each stratum's positions, split at random into a taken side (about `fraction`) and the rest.
 
     Whole groups (`content_groups`; default: each example its own) go to one side: groups in a seeded random
     order are taken until floor(fraction * n + 0.5) examples (at least 1) are reached, and at least one group
-    stays behind. `what` names the split in errors (e.g. "selection").
+    stays behind. `what` names the split in errors (e.g. "selection"). `closest`: a group that would overshoot
+    the target by more than leaving it out undershoots is skipped (a large group cannot take most of a
+    stratum), and the smallest group is taken if nothing else was.
 
     Returns:
         (taken positions, the rest), each sorted; disjoint; every stratum in both.
@@ -77,7 +84,11 @@ def split_groups(labels: np.ndarray, fraction: float, rng: np.random.Generator, 
         for g in order[:-1]:  # the last group always stays
             if len(taken) >= target:
                 break
+            if closest and len(taken) + len(members[g]) - target > target - len(taken):
+                continue
             taken += members[g]
+        if not taken:  # closest skipped every group: the smallest one (not the one that stays)
+            taken = list(min((members[g] for g in order[:-1]), key=len))
         taken_all += taken
     rest = sorted(set(range(len(labels))) - set(taken_all))
     return sorted(taken_all), rest

@@ -306,6 +306,7 @@ class Suite:
         # (method -> its entry of the suite's tuned file: options, configurations, dev LDS, record)
         self.untuned_methods: dict[str, dict[str, Any]] = dict(spec.methods)
         self.tuned: dict[str, dict[str, Any]] = {}
+        self.tuning_key: str | None = None  # set by load_suite: what tuned settings are bound to (`tuning_key`)
 
     @property
     def regime(self) -> Regime:
@@ -371,20 +372,25 @@ class Suite:
                     raise DataError(f"suite '{self.name}': the dev split is stratified by '{kind}', which test "
                                     f"example '{missing.id}' does not carry; set dev.stratify")
                 strata = np.array(["" if kind is None else str(e.labels[kind]) for e in drawn])
-                groups = content_groups(strata, [e.prompt for e in drawn], [e.response for e in drawn])
+                from bench.hygiene import normalise
+
+                groups = content_groups(strata, [e.prompt for e in drawn], [e.response for e in drawn], normalise)
                 self._dev_positions = split_groups(strata, dev_spec.share, np.random.default_rng([dev_spec.seed, 17]),
-                                                   groups, what=f"suite '{self.name}' dev split")
+                                                   groups, what=f"suite '{self.name}' dev split", closest=True)
         return self._dev_positions
 
     def sealed(self) -> Suite:
         """This suite with its test examples sealed: `split("test")` raises (what tuning runs on, `bench tune`).
 
-        The copy shares the loaded splits; the harness's own readers of the drawn split (the retraining jobs'
-        workers) load the suite again, unsealed.
+        A tripwire for honest plugins, not a sandbox: `split("test")`, `split("test+dev")` and
+        `tokenizer_texts()` raise, and `MethodContext.retrain` refuses held-out splits; code that reaches into
+        private attributes or loads the suite again is not stopped. The copy shares the loaded splits; the
+        harness's own readers of the drawn split (the retraining jobs' workers) load the suite again, unsealed.
         """
         copy = Suite(self.spec, base_dir=self.base_dir, ref=self.ref)
         copy.overrides_json, copy._splits, copy.regimes = self.overrides_json, self._splits, self.regimes
         copy._dev_positions, copy.untuned_methods, copy.tuned = self._dev_positions, self.untuned_methods, self.tuned
+        copy.tuning_key = self.tuning_key
         copy._sealed = True
         return copy
 
@@ -415,12 +421,15 @@ class Suite:
         return load_examples(source.source, columns=columns, split=source.split, base_dir=self.base_dir,
                              limit=source.limit)
 
-    def tokenizer_texts(self) -> list[str]:
+    def tokenizer_texts(self, *, by_harness: bool = False) -> list[str]:
         """Every split's text as it exists before any target LM: what a built LM's tokenizer is trained on.
 
         That is each split's prompts and responses, except where a recipe generates part of a split with
         the target LM (Alpaca's seen test responses, `bench.presets.known_text`).
         """
+        if self._sealed and not by_harness:  # the harness builds the target LM's tokenizer from it
+            raise HeldOutError(f"suite '{self.name}': tokenizer_texts holds the test split's text, which tuning "
+                               f"does not see; a method must not read it")
         preset = self.spec.data.preset
         texts = []
         for name in SPLITS:
@@ -452,11 +461,27 @@ class Suite:
 
     @functools.cached_property
     def data_fingerprint(self) -> str:
-        """Hash of everything that determines the data: the spec, generator version or file contents.
+        """Hash of the data and of which drawn test examples are test and which dev.
 
-        With released ground truth, its file's contents too (another `lds.jsonl` is other data).
+        What records and everything keyed on the test split's positions (leave-one-out's and removal's test
+        examples) are keyed on.
+
+        Without a dev split it is `drawn_fingerprint`; with one, the dev split's resolved positions are hashed in
+        too (they follow from the [dev] table, the suite's clusters and the splitting code).
         """
-        base = self._data_fingerprint()
+        if self.spec.dev is None:
+            return self.drawn_fingerprint
+        return fingerprint({"data": self.drawn_fingerprint, "dev_positions": self.dev_positions()[0]})
+
+    @functools.cached_property
+    def drawn_fingerprint(self) -> str:
+        """Hash of everything that determines the drawn splits: the spec, generator version or file contents.
+
+        With released ground truth, its file's contents too (another `lds.jsonl` is other data). What the
+        target LMs and the retraining jobs that evaluate the drawn test split are keyed on: a dev split does not
+        change them.
+        """
+        base = self._drawn_fingerprint()
         released = self.spec.ground_truth.released
         if released is None or released.startswith("hf://"):
             return base
@@ -464,13 +489,6 @@ class Suite:
         if not path.is_file():
             return base
         return fingerprint({"data": base, "released_sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
-
-    def _data_fingerprint(self) -> str:
-        base = self._drawn_fingerprint()
-        if self.spec.dev is None:
-            return base
-        # which drawn test examples are test and which dev: everything keyed on the test split's positions
-        return fingerprint({"data": base, "dev": self.spec.dev})
 
     def _drawn_fingerprint(self) -> str:
         data = self.spec.data
@@ -552,6 +570,7 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = (), *, 
         raise ConfigError(f"{where}: invalid TOML ({exc})") from exc
     regimes = _regimes(raw, where)
     user = {k for k, _ in overrides if k not in ("regime", "replicate")}
+    bound_to = tuning_key(raw, [(k, v) for k, v in overrides if k not in ("regime", "replicate")], where)
     if user & set(REGIME_KEYS):  # a regime's settings changed by hand: no regime's name says what runs
         if any(k == "regime" for k, _ in overrides):
             raise ConfigError(f"--suite-set {sorted(user & set(REGIME_KEYS))[0]} changes a regime setting; with "
@@ -589,7 +608,7 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = (), *, 
         raw["replicate"] = n
     untuned = {name: dict(table) for name, table in raw.get("methods", {}).items()}
     tuned = {} if not use_tuned else {m: e for m, e in read_tuned(tuned_path(name_or_path)).items()
-                                      if e.get("suite_version") == str(raw.get("version"))}
+                                      if e.get("tuning_key") == bound_to}
     for method, entry in tuned.items():  # below the command line's settings, which follow
         raw.setdefault("methods", {}).setdefault(method, {}).update(entry["options"])
     for key, value in overrides:
@@ -597,12 +616,30 @@ def load_suite(name_or_path: str, overrides: Sequence[tuple[str, Any]] = (), *, 
             _set_dotted(raw, key, value, where)
     suite = Suite(from_dict(SuiteSpec, raw, where=where), base_dir=base_dir, ref=ref, overrides=overrides)
     suite.regimes = regimes
-    suite.untuned_methods, suite.tuned = untuned, tuned
+    suite.untuned_methods, suite.tuned, suite.tuning_key = untuned, tuned, bound_to
     for key, value in overrides:  # a --suite-set of a method's setting is the TOML's own for tuning
         if key.startswith("methods.") and key.count(".") == 2:
             _, method, option = key.split(".")
             suite.untuned_methods.setdefault(method, {})[option] = value
     return suite
+
+
+def tuning_key(raw: dict[str, Any], overrides: Sequence[tuple[str, Any]], where: str) -> str:
+    """What tuned settings are bound to: the suite's version, data, dev split and clusters, with --suite-set.
+
+    Before any regime or replicate: a regime that adds a pretrain split or moves the retraining start keeps
+    the test and dev splits, and a replicate draws the same recipe again, so both run at the tuned settings
+    (a replicate's test split may share closed-vocabulary items with the dev split they were tuned on). A
+    --suite-set of the data or the dev split (a dev split declared on the command line) is another key: the
+    tuned settings of one never apply to the other's test examples.
+    """
+    import copy
+
+    view = copy.deepcopy({k: raw[k] for k in ("version", "data", "dev", "clusters") if k in raw})
+    for k, v in overrides:
+        if k.split(".")[0] in ("version", "data", "dev", "clusters"):
+            _set_dotted(view, k, v, where)
+    return fingerprint(view)[:16]
 
 
 def tuned_path(name_or_path: str) -> Path:

@@ -125,7 +125,7 @@ class LESS(Method):
                 target_modules=found, bias="none", task_type="CAUSAL_LM"))
         params = {n: p for n, p in lm.model.named_parameters() if p.requires_grad}
         # the targets follow from `modules` and the LM spec (its train_layers) in the key
-        args = {"suite": ctx.suite.name, "data": ctx.suite.data_fingerprint, "lm": config_dict(ctx.suite.spec.lm),
+        args = {"suite": ctx.suite.name, "data": ctx.suite.drawn_fingerprint, "lm": config_dict(ctx.suite.spec.lm),
                 "lora": {k: getattr(c, k) for k in ("modules", "lora_rank", "lora_alpha", "lora_dropout", "epochs",
                                                     "lr", "seed")}}
         if (model := ctx.model_key()) is not None:  # another model than the suite's (the mislabel task's)

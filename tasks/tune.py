@@ -18,6 +18,7 @@ import numpy as np
 from bench.api import (
     Accountant,
     ConfigError,
+    HeldOutError,
     Method,
     Metric,
     RunContext,
@@ -64,6 +65,27 @@ def candidates(space: dict[str, tuple[Any, ...]], default: dict[str, Any], budge
     return [dict(default), *others]
 
 
+def select(outputs: list[TaskOutput | None]) -> tuple[int, bool]:
+    """The chosen candidate and whether it is the default (index 0) kept under noise.
+
+    Candidates are compared on the dev LDS with constant rows counted as 0 (`lds_nan_as_zero`: a setting
+    that makes hard examples constant gains nothing by it). The best leaves the default only if it beats it
+    by more than one standard error of their paired difference (the spread of the difference over the
+    shared bootstrap draws of the LDS): the one-standard-error rule, so that noise alone keeps the default.
+    Ties keep the earlier candidate. Failed candidates (None) are skipped; the default must not have failed.
+    """
+    values = [o.metrics["lds_nan_as_zero"].value if o is not None else -np.inf for o in outputs]
+    best = int(np.argmax(values))  # the first maximum
+    if best == 0:
+        return 0, False
+    a, b = outputs[best].metrics["lds"].replicates, outputs[0].metrics["lds"].replicates  # type: ignore[union-attr]
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    se = float(np.nanstd(diff, ddof=1)) if np.isfinite(diff).sum() > 1 else float("inf")
+    if values[best] - values[0] > se:
+        return best, False
+    return 0, True
+
+
 @register_task("tune", config=TuneConfig)
 class Tune(Task):
     """Search a method's declared settings (`Method.search_space`) on the dev split's LDS; keep the best.
@@ -104,18 +126,27 @@ class Tune(Task):
         lds_task = tasks.get("lds")(tasks.get("lds").config_cls(bootstrap_resamples=cfg.bootstrap_resamples))
         sealed = ctx.sealed()
         results: list[dict[str, Any]] = []
-        outputs: list[TaskOutput] = []
+        outputs: list[TaskOutput | None] = []
         for i, options in enumerate(chosen):
-            candidate = cls(make_config(cls.config_cls, {**config_dict(default_config), **options}, where=cls.name))
-            candidate.check()
-            candidate.check_suite(ctx.suite)
             acct = Accountant(device=ctx.device)
-            out = lds_task.evaluate(candidate, sealed.with_accountant(acct), "dev")
+            try:
+                candidate = cls(make_config(cls.config_cls, {**config_dict(default_config), **options},
+                                            where=cls.name))
+                candidate.check()
+                candidate.check_suite(sealed.suite)
+                out = lds_task.evaluate(candidate, sealed.with_accountant(acct), "dev")
+            except HeldOutError:
+                raise  # the method read the test split: a bug of the method, not of this candidate
+            except (ConfigError, RuntimeError, MemoryError, ValueError) as exc:  # this candidate fails, not the search
+                outputs.append(None)
+                results.append({"options": options, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                continue
             outputs.append(out)
             lds_metric = out.metrics["lds"]
             work = [p for p in acct.phases if p.name != "ground_truth"]
             results.append({
                 "options": options, "dev_lds": lds_metric.value, "ci": [lds_metric.ci_low, lds_metric.ci_high],
+                "dev_lds_nan_as_zero": out.metrics["lds_nan_as_zero"].value,
                 "n": lds_metric.n, "dim": out.extra.get("dim"),
                 "storage_bytes_per_example": (acct.storage_bytes / acct.n_train_stored
                                               if acct.storage_bytes and acct.n_train_stored else None),
@@ -124,33 +155,36 @@ class Tune(Task):
                                              else p.wall_s for p in work)),
             })
             ctx.acct.phases.extend(dataclasses.replace(p, name=f"candidate_{i}/{p.name}") for p in work)
-            if i == 0:  # the ground truth is the harness's, read once
+            if not any(p.name == "ground_truth" for p in ctx.acct.phases):  # the harness's, read once
                 ctx.acct.phases.extend(p for p in acct.phases if p.name == "ground_truth")
-        values = np.array([r["dev_lds"] for r in results], dtype=np.float64)
-        if not np.isfinite(values).any():
-            raise ConfigError(f"tune: no candidate of '{cls.name}' has a dev LDS (every one constant over subsets)")
-        best = int(np.nanargmax(values))  # the first maximum: ties keep the earlier candidate
-        win, base = outputs[best].metrics["lds"], outputs[0].metrics["lds"]
+        if outputs[0] is None:
+            raise ConfigError(f"tune: the suite's own setting of '{cls.name}' fails on the dev split "
+                              f"({results[0]['error']}); fix it before tuning around it")
+        best, kept = select(outputs)
+        win, base = outputs[best].metrics["lds"], outputs[0].metrics["lds"]  # type: ignore[union-attr]
         draws = win.draws
-        gain = np.asarray(win.replicates, dtype=np.float64) - np.asarray(base.replicates, dtype=np.float64)
+        gain = win.value - base.value
         metrics = {
-            "dev_lds": Metric.from_replicates(win.value, win.replicates, draws=draws, n=win.n,
-                                              note=f"the best of {len(chosen)} configurations: biased upward"),
+            "dev_lds": Metric.from_replicates(win.value, win.replicates, draws=draws, n=win.n, note=(
+                "the default, kept: no candidate beat it by one paired standard error" if kept else
+                f"the chosen one of {len(chosen)} configurations: biased upward")),
             "dev_lds_default": Metric.from_replicates(base.value, base.replicates, draws=draws, n=base.n,
                                                       note="the suite's own setting"),
-            "dev_gain": Metric.from_replicates(win.value - base.value, gain, draws=draws, n=win.n,
-                                               note="winner less default, paired draws; biased upward"),
+            "dev_gain": Metric(gain, gain, gain, n=win.n, test="none", note=(
+                "chosen less default, on the draws that chose it: no interval (it would be biased)")),
         }
         winner = chosen[best]
         return TaskOutput(
             metrics=metrics, headline="dev_lds",
-            per_example={"dev_lds_winner": list(outputs[best].per_example["lds"]),
+            per_example={"dev_lds_winner": list(outputs[best].per_example["lds"]),  # type: ignore[union-attr]
                          "dev_lds_default": list(outputs[0].per_example["lds"])},
             pairing={"dev": outputs[0].pairing, "budget": cfg.budget},
             clusters=outputs[0].clusters,
             extra={"space": {k: list(v) for k, v in space.items()}, "budget": cfg.budget,
                    "n_configs": len(chosen), "grid_size": int(np.prod([len(v) for v in space.values()])),
-                   "candidates": results, "winner": best, "tuned_options": winner,
+                   "candidates": results, "winner": best, "kept_default": kept, "tuned_options": winner,
+                   "failed": sum("error" in r for r in results), "tuning_key": ctx.suite.tuning_key,
                    "default_options": default, "default_config": config_dict(default_config),
-                   "n_dev": outputs[0].extra.get("n_test"), "dim": outputs[best].extra.get("dim")},
+                   "n_dev": outputs[0].extra.get("n_test"),
+                   "dim": outputs[best].extra.get("dim")},  # type: ignore[union-attr]
         )

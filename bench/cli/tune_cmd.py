@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budget must be >= 1, got {args.budget}")
     names = tunable(args.method)
     suite_options = tuple(parse_override(o) for o in args.suite_options)
+    if suite_options and args.write:
+        raise ConfigError("--suite-set makes another suite than the one its TOML declares, so its tuned settings "
+                          "would apply to no run of it; declare the change (e.g. a [dev] table) in the TOML, or add "
+                          "--no-write")
     load_suite(args.suite, suite_options).require("dev")  # before any work: a suite without a dev split fails now
     request = RunRequest(method=names[0], task="tune", suite=args.suite, suite_options=suite_options,
                          task_options=(("budget", args.budget),), seed=args.seed, device=args.device,
@@ -87,15 +91,18 @@ def run(args: argparse.Namespace) -> int:
             rows.append(f"  {record.method:<12} failed: {record.error['message'] if record.error else ''}")
             continue
         x, m = record.extra, record.metrics
-        rows.append(f"  {record.method:<12} default {m['dev_lds_default']['value']:.4f} -> tuned "
-                    f"{m['dev_lds']['value']:.4f} ({x['n_configs']} configs): {json.dumps(x['tuned_options'])}")
+        outcome = "kept (no candidate beat it by one paired SE)" if x["kept_default"] else \
+            f"-> {m['dev_lds']['value']:.4f}: {json.dumps(x['tuned_options'])}"
+        failed = f", {x['failed']} failed" if x["failed"] else ""
+        rows.append(f"  {record.method:<12} default {m['dev_lds_default']['value']:.4f} {outcome} "
+                    f"({x['n_configs']} configs{failed})")
         entries[record.method] = {
             "options": x["tuned_options"], "default_options": x["default_options"], "n_configs": x["n_configs"],
+            "kept_default": x["kept_default"], "tuning_key": x["tuning_key"],
             "budget": x["budget"], "dev_lds": m["dev_lds"]["value"], "dev_lds_default": m["dev_lds_default"]["value"],
             "record": f"{record.suite}/tune/{record.method}/{path.name}", "fingerprint": record.fingerprint,
-            "commit": record.env.get("git_commit"),
-            "suite_version": record.suite_version, "suite_options": {k: v for k, v in suite_options}}
-    print(f"dev LDS on {args.suite} (budget {args.budget}; the tuned value is the best of its configs, biased upward):")
+            "commit": record.env.get("git_commit"), "suite_version": record.suite_version}
+    print(f"dev LDS on {args.suite} (budget {args.budget}; a chosen value is the best of its configs, biased upward):")
     print("\n".join(rows))
     if args.write and entries:
         print(f"tuned settings: {write_tuned(args.suite, entries)}")

@@ -15,8 +15,23 @@ from bench.suites import Suite
 
 
 def lm_args(suite: Suite) -> dict:
-    """What determines the suite's target LM: its data and recipe (the code versions are added per artefact)."""
-    return {"suite": suite.name, "data": suite.data_fingerprint, "lm": suite.spec.lm}
+    """What determines the suite's target LM: its data and recipe (the code versions are added per artefact).
+
+    The drawn data (`Suite.drawn_fingerprint`): a dev split carved from the test split changes no model; job
+    tables that evaluate test or dev positions add `heldout_args`.
+    """
+    return {"suite": suite.name, "data": suite.drawn_fingerprint, "lm": suite.spec.lm}
+
+
+def heldout_args(suite: Suite, eval_split: str) -> dict:
+    """What a job table that evaluates positions of the test or dev split adds to its key.
+
+    Which drawn test examples those are (`Suite.data_fingerprint`); nothing without a dev split (the keys stay
+    as they were).
+    """
+    if suite.spec.dev is None or eval_split not in ("test", "dev"):
+        return {}
+    return {"heldout": suite.data_fingerprint}
 
 
 # the fine-tuning settings: they shape retraining jobs, never the base or the warm-up LM
@@ -32,7 +47,7 @@ def model_args(suite: Suite) -> dict:
     from bench.config import to_jsonable
 
     lm = {k: v for k, v in to_jsonable(suite.spec.lm).items() if k not in _FINETUNE_ONLY}
-    return {"suite": suite.name, "data": suite.data_fingerprint, "lm": lm}
+    return {"suite": suite.name, "data": suite.drawn_fingerprint, "lm": lm}
 
 
 # an ensemble member's seeds: the suite's initialisation seed plus this stride times the member, far from the
@@ -108,7 +123,7 @@ def warmup_lm(suite: Suite, cache: Cache, device: str = "cpu", member: int = 0):
             lm, base_meta = base_lm(suite, cache, device)
             base_s, t0 = base_meta["wall_s"], time.perf_counter()
         else:
-            lm = TargetLM.create(suite.tokenizer_texts(), spec, device)
+            lm = TargetLM.create(suite.tokenizer_texts(by_harness=True), spec, device)
         warm = suite.split("warmup")
         losses: list[float] = []
         if warm and spec.warmup_steps:
@@ -140,7 +155,7 @@ def base_lm(suite: Suite, cache: Cache, device: str = "cpu"):  # -> (TargetLM, m
 
         t0 = time.perf_counter()
         corpus = suite.require("pretrain")
-        lm = TargetLM.create(suite.tokenizer_texts(), spec, device)
+        lm = TargetLM.create(suite.tokenizer_texts(by_harness=True), spec, device)
         losses = lm.train(lm.encode(corpus), lr=spec.warmup_lr, seed=spec.init_seed, steps=spec.base_steps,
                           desc=f"base LM {suite.name}")
         _save_lm_dir(lm, directory)

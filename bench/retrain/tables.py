@@ -36,7 +36,7 @@ from bench.retrain.jobs import (
     spec_suite,
     worker_state,
 )
-from bench.retrain.lms import lm_args, warmup_built
+from bench.retrain.lms import heldout_args, lm_args, warmup_built
 from bench.suites import Suite
 
 
@@ -149,8 +149,10 @@ def run_retrain_job(job: RetrainJob) -> None:
 def _table_args(spec: RetrainSpec, suite: Suite, fraction: float | None, seed: int) -> tuple[int, dict]:
     """The pool's size and the cache key of a table of jobs on it (`fraction` None: leave-one-out's)."""
     pool_n = len(suite.split(spec.pool_split)) if spec.pool_ids is None else len(spec.pool_ids)  # type: ignore[arg-type]
-    args = {**lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
-            "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
+    # "test+dev" is the drawn test split, which a suite without a dev split calls "test": the same jobs
+    eval_split = "test" if spec.eval_split == "test+dev" else spec.eval_split
+    args = {**lm_args(suite), **heldout_args(suite, spec.eval_split), "pool_split": spec.pool_split,
+            "eval_split": eval_split, "pool_ids": None if spec.pool_ids is None else fingerprint(list(spec.pool_ids)),
             "eval_ids": None if spec.eval_ids is None else fingerprint(list(spec.eval_ids)),
             "fraction": fraction, "seed": seed, "n_pool": pool_n, "group_size": group_size(suite),
             "code_versions": retrain_versions()}
@@ -338,8 +340,8 @@ def generate_jobs(spec: RetrainSpec, suite: Suite, cache: Cache, requests: Seque
     Returns:
         (answers per request, the seconds producing them took when they ran, how many ran now).
     """
-    args = {**lm_args(suite), "pool_split": spec.pool_split, "eval_split": spec.eval_split,
-            "group_size": group_size(suite), "code_versions": retrain_versions()}
+    args = {**lm_args(suite), **heldout_args(suite, spec.eval_split), "pool_split": spec.pool_split,
+            "eval_split": spec.eval_split, "group_size": group_size(suite), "code_versions": retrain_versions()}
     directory = ANSWERS.jobs_dir(cache, args)
     jobs = []
     for members, seed, prompt_ids in requests:

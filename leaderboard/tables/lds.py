@@ -83,10 +83,12 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
            "(other seeds below). *ceiling*: the LDS a perfect attribution could reach against this ground truth "
            f"(square root of the Spearman-Brown reliability between the seeds' mean losses; its ± resamples "
            f"{_ceiling_draws(records)}). Settings: *tuned on dev, k configs* where `bench tune` chose them on "
-           "the suite's dev split (k configurations searched, the budget every method gets), *default* where they "
-           "are the suite's TOML settings (on suites without a dev split, some of those were chosen on the test "
-           "split's LDS; per suite where they differ). ↗: still improving, its training's best held-out step was "
-           "its last (more steps would likely raise it). Rows sorted by the average over suites"
+           "the suite's dev split (k configurations searched, the budget every method gets; the default is left "
+           "only for a candidate better by more than one paired standard error), *kept* where it searched and "
+           "kept the default, *default* where they are the suite's TOML settings (on suites without a dev split, "
+           "some of those were chosen on the test split's LDS; per suite where they differ). ↗: still improving, "
+           "its training's best held-out step was its last (more steps may raise it). Rows sorted by the average "
+           "over suites"
            + (", each in its own regime (a column `suite-regime` is the suite in another regime, `suite-rN` its "
               "replicate N: its data and target LM drawn again; neither is averaged)."
               if len(own) < len(suites) else "."), "",
@@ -124,9 +126,14 @@ def settings(method: str, records: list[RunRecord | None]) -> str:
         return ""
 
     def text(t: dict) -> str:
-        if t.get("status") == "tuned":
+        status = t.get("status")
+        if status == "tuned":
             return f"tuned on dev, {t.get('n_configs')} configs"
-        return "overridden" if t.get("status") == "overridden" else "default"
+        if status == "kept":
+            return f"default, kept by tuning on dev ({t.get('n_configs')} configs)"
+        if status == "inherited":
+            return f"{t.get('from')}'s tuned settings"
+        return "overridden" if status == "overridden" else "default"
 
     kinds = {text(t) for _, t in found}
     if len(kinds) == 1:
@@ -197,24 +204,27 @@ def ablations(columns: dict[str, dict[str, RunRecord]], suites: list[str]) -> li
                            if r.method_config.get(k) != parent.method_config.get(k))
             if r.seed != parent.seed:
                 other.append("run seed")
-            base = [m, info["of"], info.get("changes", ""), s, fmt(r.metrics["lds"]["value"]),
-                    fmt(parent.metrics["lds"]["value"])]
+            hashes = [(r.env or {}).get("code_hashes") or {}, (parent.env or {}).get("code_hashes") or {}]
+            other += [f"{part} code" for part in ("harness", "task") if hashes[0].get(part) != hashes[1].get(part)]
+            base = [m, info["of"], info.get("changes", ""), s]
             if other:
-                rows.append([*base, f"not compared: also differs in {', '.join(other)}", ""])
+                rows.append([*base, "", "", f"not compared: also differs in {', '.join(other)}", ""])
                 continue
             problem = stats.why_not_comparable(r, parent, "lds")
             if problem is not None:
-                rows.append([*base, f"not compared: {problem}", ""])
+                rows.append([*base, "", "", f"not compared: {problem}", ""])
                 continue
+            base += [fmt(r.metrics["lds"]["value"]), fmt(parent.metrics["lds"]["value"])]
             c = stats.compare(r, parent, "lds")
             rows.append([*base, f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]", f"{c.p:.2g}"])
     if not rows:
         return []
     return ["### Ablations: one change each", "",
             "Each ablation against the method it changes, on the same suite, ground truth and draws. Compared only "
-            "where the two records' configs differ in the ablated options alone (otherwise the row names the other "
-            "differences); Δ = ablation − parent with the paired bootstrap's 95% CI and p (no correction over "
-            "rows).", "",
+            "where the two records' configs differ in the ablated options alone and the harness and task code that "
+            "made them is the same (otherwise the row names the other differences and shows no values); Δ = "
+            "ablation − parent with the paired bootstrap's 95% CI and p (no correction over rows). Both run at the "
+            "parent's settings (tuned for the parent where it was tuned), which can favour the parent.", "",
             table(rows, ["Ablation", "Of", "Changes", "Suite", "LDS", "LDS of parent", "Δ (95% CI)", "p"]), ""]
 
 

@@ -100,7 +100,7 @@ class AirRep(Method):
     # -- setup: data generation + optimisation, cached ----------------------------------------------------
     def _cache_args(self, ctx: MethodContext) -> dict[str, Any]:
         cfg = {k: v for k, v in config_dict(self.config).items() if k not in INFERENCE_ONLY}
-        return {"suite": ctx.suite.name, "data": ctx.suite.data_fingerprint, "lm": config_dict(ctx.suite.spec.lm),
+        return {"suite": ctx.suite.name, "data": ctx.suite.drawn_fingerprint, "lm": config_dict(ctx.suite.spec.lm),
                 "config": cfg}
 
     def _versions(self) -> dict[str, str]:
