@@ -262,6 +262,10 @@ class Method(ABC):
     # None: one size (a fixed encoder, full gradients)
     size_option: ClassVar[str | None] = None
     size_values: ClassVar[tuple[Any, ...]] = ()
+    # the option that sets a learned method's training budget (AirRep's optimiser steps) and the values
+    # `bench curve --budget` runs it at: its learning curve (LDS and training cost against the budget)
+    budget_option: ClassVar[str | None] = None
+    budget_values: ClassVar[tuple[Any, ...]] = ()
     # an ablation of another method (its name): it runs at that method's suite settings (set `settings_from` to it
     # too) and differs from it in `ablated_options` (config options) and in what `ablation` says, nothing else.
     # The leaderboard's ablation table compares the two where their records' configs differ in those options alone

@@ -352,6 +352,9 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         pairing=pairing_key(task, output, request.seed), clusters=output.clusters,
         extra={**to_jsonable(output.extra), "hygiene": suite.hygiene(loaded_only=True),
                "tuning": tuning_of(suite, request.method, type(method), config_dict(method.config)),
+               **({"budget": {"option": type(method).budget_option,
+                              "value": config_dict(method.config).get(type(method).budget_option)}}
+                  if type(method).budget_option else {}),
                **({"size": {"option": type(method).size_option,
                             "value": config_dict(method.config).get(type(method).size_option)}}
                   if type(method).size_option else {}),

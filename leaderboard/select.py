@@ -33,25 +33,30 @@ def seed_groups(records: Iterable[RunRecord]) -> dict[tuple[str, str, str], dict
     return {k: v for k, v in out.items() if len(v) > 1}
 
 
-def curve_points(records: Iterable[RunRecord], task: str = "lds") -> dict[tuple[str, str], list[RunRecord]]:
+def curve_points(records: Iterable[RunRecord], task: str = "lds",
+                 axis: str = "size") -> dict[tuple[str, str], list[RunRecord]]:
     """(column, method) -> its records at each size (`extra.size`, `bench curve`), sorted by storage.
 
     A point: a successful seed-0 record of the task with no label, no task or suite options, and method options
     that set the method's size option alone (or none: the default row). The newest record of each size counts.
+    `axis` "budget": the points of a learning curve instead (`extra.budget`, `bench curve --budget`), sorted by
+    the budget's value.
     """
     newest: dict[tuple[str, str, str], RunRecord] = {}
     for r in sorted(records, key=lambda r: (r.created_at, r.fingerprint)):
-        size = (r.extra or {}).get("size")
+        size = (r.extra or {}).get(axis)
         if r.status != "ok" or r.task != task or r.label or r.seed != 0 or size is None:
             continue
         if r.options.get("task") or r.options.get("suite") or set(r.options.get("method") or {}) - {size["option"]}:
             continue
-        if not r.cost.get("storage_bytes_per_example"):
+        if axis == "size" and not r.cost.get("storage_bytes_per_example"):
             continue
         newest[(r.column, r.method, repr(size["value"]))] = r
     out: dict[tuple[str, str], list[RunRecord]] = {}
     for (column, method, _), r in newest.items():
         out.setdefault((column, method), []).append(r)
+    if axis == "budget":
+        return {k: sorted(v, key=lambda r: r.extra["budget"]["value"]) for k, v in sorted(out.items())}
     return {k: sorted(v, key=lambda r: r.cost["storage_bytes_per_example"]) for k, v in sorted(out.items())}
 
 

@@ -59,3 +59,36 @@ def test_bench_curve_records_each_size(run_cli):
     assert code == 2 and "has one size" in err
     code, _, err, _ = run_cli("curve", "--method", "tracin,logra", "--suite", "tiny", "--sizes", "2")
     assert code == 2 and "--sizes applies to one method" in err
+
+
+def test_learning_curve_orders_budgets_and_states_the_slope_at_the_end():
+    from leaderboard.tables.lds import learning_curves
+
+    airrep = read_record(DATA / "results" / "small" / "lds" / "airrep" / "aaaaaaaaaaaa.json")
+
+    def at(steps, shift, best):
+        r = _at(airrep, "airrep", steps, 1536, shift, option="steps")
+        return dataclasses.replace(r, extra={"budget": {"option": "steps", "value": steps},
+                                             "method_info": {"best_step": best}},
+                                   method_config={"steps": steps})
+
+    line = curve_points([at(200, 0.02, 200), at(50, -0.1, 40), at(100, 0.0, 90)], axis="budget")
+    assert [r.extra["budget"]["value"] for r in line[("small", "airrep")]] == [50, 100, 200]
+    text = "\n".join(learning_curves(["small"], line))
+    assert "### airrep's learning curve (small)" in text and "the LDS moves by +0.020" in text
+    assert re.search(r"\| 200 +\| [0-9.]+ ± [0-9.]+ +\| 200 ↗ ", text)  # best step = last: still improving
+    assert re.search(r"\| 100 +\| [0-9.]+ ± [0-9.]+ +\| 90 +\|", text)
+    assert curve_points([at(50, 0.0, 50)], axis="budget")[("small", "airrep")] and \
+        learning_curves(["small"], curve_points([at(50, 0.0, 50)], axis="budget")) == []  # one point: no curve
+
+
+@pytest.mark.slow
+def test_bench_curve_budget_runs_airreps_learning_curve(run_cli):
+    code, out, err, results = run_cli("curve", "--method", "airrep", "--budget", "--sizes", "5,10", "--suite", "tiny")
+    assert code == 0, err
+    line = curve_points(read_records(results), axis="budget")[("tiny", "airrep")]
+    assert [r.method_config["steps"] for r in line] == [5, 10]
+    assert all(r.extra["budget"] == {"option": "steps", "value": r.method_config["steps"]} for r in line)
+    assert "LDS against training budget on tiny" in out and "steps=10" in out
+    code, _, err, _ = run_cli("curve", "--method", "tfidf", "--budget", "--suite", "tiny")
+    assert code == 2 and "no training budget to vary" in err

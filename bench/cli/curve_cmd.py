@@ -12,6 +12,7 @@ from bench.errors import ConfigError
 EPILOG = """examples:
   bench curve --method logra --suite tiny
   bench curve --method logra,tracin,dsdm,trak_ens,trackstar,less --suite small
+  bench curve --method airrep --budget --suite small     # AirRep's learning curve: 25 to 800 steps
 
 Each method runs the LDS task once per value of its size option (`Method.size_option`: LoGra's rank, LESS's
 projection dimension, ...), as `bench run --task lds --set OPTION=VALUE` would; the records are the points
@@ -30,6 +31,9 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--suite", default="small", help="built-in suite name or path to a suite .toml (default: small)")
     p.add_argument("--sizes", default=None, metavar="V1,V2,...",
                    help="the values to run (one method only; default the method's own `size_values`)")
+    p.add_argument("--budget", action="store_true",
+                   help="a learning curve instead: the method's training budget (`budget_option`, AirRep's steps) "
+                        "at each of its `budget_values` (or --sizes)")
     p.add_argument("--regime", default=None, metavar="NAME", help="a named regime of the suite (default its own)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--executor", default="local", help="where retraining jobs run: local (default) or ray")
@@ -40,17 +44,19 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.set_defaults(func=run)
 
 
-def sized(names: str) -> list[str]:
-    """The methods `--method` names; 'all': every registered method with a size option."""
+def sized(names: str, budget: bool = False) -> list[str]:
+    """The methods `--method` names; 'all': every registered method with a size (or budget) option."""
     from bench.api import methods
 
+    attr = "budget_option" if budget else "size_option"
     if names == "all":
-        return [n for n in methods.names() if methods.get(n).size_option and not methods.get(n).ablation_of]
+        return [n for n in methods.names() if getattr(methods.get(n), attr) and not methods.get(n).ablation_of]
     out = [n.strip() for n in names.split(",") if n.strip()]
     for name in out:
-        if not methods.get(name).size_option:
-            raise ConfigError(f"method '{name}' has one size (no size option: a fixed encoder or full gradients); "
-                              f"its LDS record is its only point")
+        if not getattr(methods.get(name), attr):
+            raise ConfigError(f"method '{name}' has no training budget to vary (a learned method's steps)" if budget
+                              else f"method '{name}' has one size (no size option: a fixed encoder or full "
+                                   f"gradients); its LDS record is its only point")
     return out
 
 
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.runner import RunRequest, run_grid
 
     check_results_dir(args.results_dir)
-    names = sized(args.method)
+    names = sized(args.method, args.budget)
     values_of = {}
     for name in names:
         cls = methods.get(name)
@@ -70,12 +76,12 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError("--sizes applies to one method; name one, or leave --sizes out")
             values_of[name] = tuple(parse_override(f"v={v.strip()}")[1] for v in args.sizes.split(",") if v.strip())
         else:
-            values_of[name] = cls.size_values
+            values_of[name] = cls.budget_values if args.budget else cls.size_values
     base = RunRequest(method=names[0], task="lds", suite=args.suite, device=args.device, executor=args.executor,
                       regime=args.regime, cache_dir=args.cache_dir, results_dir=args.results_dir, force=args.force)
     lines, failed = [], 0
     for name in names:
-        option = methods.get(name).size_option
+        option = methods.get(name).budget_option if args.budget else methods.get(name).size_option
         for value in values_of[name]:
             request = replace(base, method=name, method_options=((option, value),))
             for record, path in run_grid(request, [name], ["lds"]):
@@ -87,6 +93,6 @@ def run(args: argparse.Namespace) -> int:
                 lds = record.metrics["lds"]
                 lines.append(f"  {name:<10} {option}={value!s:<6} {per:>10.0f} B/example  LDS {lds['value']:.4f} "
                              f"[{lds['ci_low']:.4f}, {lds['ci_high']:.4f}]")
-    print(f"LDS against storage on {args.suite}:")
+    print(f"LDS against {'training budget' if args.budget else 'storage'} on {args.suite}:")
     print("\n".join(lines))
     return 1 if failed else 0

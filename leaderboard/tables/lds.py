@@ -27,7 +27,8 @@ REFERENCE = "airrep"  # the method the Dim column's relative storage is stated a
 
 
 def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]],
-            curves: dict[tuple[str, str], list[RunRecord]] | None = None) -> list[str]:
+            curves: dict[tuple[str, str], list[RunRecord]] | None = None,
+            budgets: dict[tuple[str, str], list[RunRecord]] | None = None) -> list[str]:
     """LDS per suite with the ceiling and the average, then its share of the ceiling, per label, NaNs, seeds, cost."""
     lds = of_task(cells, "lds")
     if not lds:
@@ -97,6 +98,7 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
     out += _replicate_spread(columns, suites, order)
     out += ablations(columns, own)
     out += storage_matched(columns, own, curves or {})
+    out += learning_curves(own, budgets or {})
     out += _rank_agreement(columns, suites)
     if any(ceilings.values()):  # LDS as a share of what the ground truth allows
         share_rows = [[m, *[metric_cell(columns[s].get(m), "lds_of_ceiling", {}) for s in suites],
@@ -181,6 +183,35 @@ def storage_matched(columns: dict[str, dict[str, RunRecord]], suites: list[str],
                 f"Ranks and bold over these rows as in the main table. The figure draws every size as a line.", "",
                 table(rows, ["Method", "Size", "Sizes run", f"Storage vs {REFERENCE}", f"LDS {s}"]), ""]
         out += footnote_lines(footnotes)
+    return out
+
+
+def learning_curves(suites: list[str], budgets: dict[tuple[str, str], list[RunRecord]]) -> list[str]:
+    """A learned method's LDS against its training budget (`bench curve --budget`), with what each point cost.
+
+    Per suite in its own regime and method with two or more budgets: each budget's LDS (± half its CI), its
+    best held-out step (↗: the last, still improving), and its one-time cost (data generation and training at
+    their original cost, `setup_s`); then the change of LDS from the second-largest budget to the largest.
+    """
+    out = []
+    for s in suites:
+        for (column, m), line in budgets.items():
+            if column != s or len(line) < 2:
+                continue
+            rows = []
+            for r in line:
+                info = (r.extra or {}).get("method_info") or {}
+                rows.append([r.extra["budget"]["value"], metric_cell(r, "lds", {}),
+                             f"{info.get('best_step', '')}{' ↗' if still_improving(r) else ''}",
+                             fmt(setup_s(r), 0) if setup_s(r) is not None else ""])
+            last, prev = line[-1].metrics["lds"]["value"], line[-2].metrics["lds"]["value"]
+            option = line[0].extra["budget"]["option"]
+            out += [f"### {m}'s learning curve ({s})", "",
+                    f"LDS against {option} (everything else as the method's row); best held-out step (the one "
+                    f"kept; ↗: the last, still improving); one-time cost in seconds (data generation and "
+                    f"training at their original cost). From {option} {line[-2].extra['budget']['value']} to "
+                    f"{line[-1].extra['budget']['value']} the LDS moves by {last - prev:+.3f}.", "",
+                    table(rows, [option.capitalize(), f"LDS {s}", "Best step", "Setup (s)"]), ""]
     return out
 
 

@@ -75,6 +75,7 @@ class AirRep(Method):
     """AirRep (Sun et al.): trained encoder + attention pooling, learned from retraining on airrep_train."""
 
     search_space = {"steps": (100, 200, 400), "lr": (1e-4, 3e-4)}
+    budget_option, budget_values = "steps", (25, 50, 100, 200, 400, 800)  # the learning curve (paper Figure 6)
 
     family = "learned"
 
