@@ -266,6 +266,11 @@ class Method(ABC):
     # `bench curve --budget` runs it at: its learning curve (LDS and training cost against the budget)
     budget_option: ClassVar[str | None] = None
     budget_values: ClassVar[tuple[Any, ...]] = ()
+
+    @classmethod
+    def budget_applies(cls, config: MethodConfig) -> bool:
+        """Whether `budget_option` shapes this config's result (AirRep: not when it loads a released checkpoint)."""
+        return cls.budget_option is not None
     # an ablation of another method (its name): it runs at that method's suite settings (set `settings_from` to it
     # too) and differs from it in `ablated_options` (config options) and in what `ablation` says, nothing else.
     # The leaderboard's ablation table compares the two where their records' configs differ in those options alone

@@ -354,7 +354,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
                "tuning": tuning_of(suite, request.method, type(method), config_dict(method.config)),
                **({"budget": {"option": type(method).budget_option,
                               "value": config_dict(method.config).get(type(method).budget_option)}}
-                  if type(method).budget_option else {}),
+                  if type(method).budget_applies(method.config) else {}),
                **({"size": {"option": type(method).size_option,
                             "value": config_dict(method.config).get(type(method).size_option)}}
                   if type(method).size_option else {}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from bench.errors import DataError
@@ -40,7 +41,9 @@ def curve_points(records: Iterable[RunRecord], task: str = "lds",
     A point: a successful seed-0 record of the task with no label, no task or suite options, and method options
     that set the method's size option alone (or none: the default row). The newest record of each size counts.
     `axis` "budget": the points of a learning curve instead (`extra.budget`, `bench curve --budget`), sorted by
-    the budget's value.
+    the budget's value. One curve changes one thing: its points are those that agree with its newest point in
+    everything but the curve's option (the rest of the method's config, the suite version and data, the pairing,
+    the harness and task code); points made otherwise (before a tuning, by other code) are left out.
     """
     newest: dict[tuple[str, str, str], RunRecord] = {}
     for r in sorted(records, key=lambda r: (r.created_at, r.fingerprint)):
@@ -51,13 +54,26 @@ def curve_points(records: Iterable[RunRecord], task: str = "lds",
             continue
         if axis == "size" and not r.cost.get("storage_bytes_per_example"):
             continue
-        newest[(r.column, r.method, repr(size["value"]))] = r
+        newest[(r.column, r.method, json.dumps(size["value"]))] = r
     out: dict[tuple[str, str], list[RunRecord]] = {}
     for (column, method, _), r in newest.items():
         out.setdefault((column, method), []).append(r)
+    for key, points in out.items():  # keep the points that agree with the newest in all but the curve's option
+        last = max(points, key=lambda r: (r.created_at, r.fingerprint))
+        out[key] = [r for r in points if _same_but(r, last, r.extra[axis]["option"])]
     if axis == "budget":
         return {k: sorted(v, key=lambda r: r.extra["budget"]["value"]) for k, v in sorted(out.items())}
     return {k: sorted(v, key=lambda r: r.cost["storage_bytes_per_example"]) for k, v in sorted(out.items())}
+
+
+def _same_but(a: RunRecord, b: RunRecord, option: str) -> bool:
+    """Whether two records differ in `option` of the method's config alone (and not in data, draws or code)."""
+    def rest(r: RunRecord) -> tuple:
+        hashes = (r.env or {}).get("code_hashes") or {}
+        config = {k: v for k, v in (r.method_config or {}).items() if k != option}
+        return (json.dumps(config, sort_keys=True), r.suite_version, r.data, r.pairing, hashes.get("harness"),
+                hashes.get("task"))
+    return rest(a) == rest(b)
 
 
 def of_task(cells: Cells, task: str) -> Cells:

@@ -30,10 +30,14 @@ def test_storage_matched_picks_each_methods_size_nearest_the_reference():
     logra = read_record(DATA / "results" / "small" / "lds" / "logra" / "ffffffffffff.json")
     ref = airrep.cost["storage_bytes_per_example"]
     points = [_at(logra, "logra", r, ref * f, s) for r, f, s in ((4, 0.25, -0.2), (8, 1.1, -0.1), (64, 64, 0.0))]
-    # an ad-hoc run with another option too is no point of the curve, nor a failed one
+    # an ad-hoc run with another option too is no point of the curve, nor a failed one, nor one made at other
+    # settings of the rest of the config (an older point, before the damping was tuned)
     stray = dataclasses.replace(_at(logra, "logra", 16, ref * 4, 0.05),
                                 options={"method": {"rank": 16, "damping": 0.1}, "suite": {}, "task": {}})
-    curves = curve_points([*points, stray])
+    failed = dataclasses.replace(_at(logra, "logra", 32, ref * 16, 0.3), status="failed")
+    older = dataclasses.replace(_at(logra, "logra", 2, ref / 16, 0.1), method_config={"damping": 0.5},
+                                created_at="2020-01-01T00:00:00+00:00")
+    curves = curve_points([*points, stray, failed, older])
     assert [r.extra["size"]["value"] for r in curves[("small", "logra")]] == [4, 8, 64]  # sorted by storage
     columns = {"small": {"airrep": airrep, "logra": logra}}
     text = "\n".join(storage_matched(columns, ["small"], curves))
@@ -42,6 +46,12 @@ def test_storage_matched_picks_each_methods_size_nearest_the_reference():
     assert f"{logra.metrics['lds']['value'] - 0.1:.3f}" in text
     # no curve anywhere: no table (the main table already shows every method at one size)
     assert storage_matched(columns, ["small"], {}) == []
+    # a tie on the log scale goes to the larger size (the competitor's advantage); far from it, the row says so
+    tie = curve_points([_at(logra, "logra", 4, ref / 2, 0.0), _at(logra, "logra", 8, ref * 2, 0.01)])
+    text = "\n".join(storage_matched(columns, ["small"], tie))
+    assert re.search(r"\| logra +\| rank 8 +\| 2 +\| 2× ", text) and "none within 2×" not in text
+    far = curve_points([_at(logra, "logra", 32, ref * 16, 0.0), _at(logra, "logra", 64, ref * 64, 0.0)])
+    assert "16× (none within 2×)" in "\n".join(storage_matched(columns, ["small"], far))
 
 
 @pytest.mark.slow
@@ -68,16 +78,20 @@ def test_learning_curve_orders_budgets_and_states_the_slope_at_the_end():
 
     def at(steps, shift, best):
         r = _at(airrep, "airrep", steps, 1536, shift, option="steps")
+        phases = [{"name": "setup/datagen", "wall_s": 0.5, "cached": True, "original_wall_s": 300.0},
+                  {"name": "setup/train", "wall_s": float(steps), "cached": False}]
         return dataclasses.replace(r, extra={"budget": {"option": "steps", "value": steps},
                                              "method_info": {"best_step": best}},
-                                   method_config={"steps": steps})
+                                   method_config={"steps": steps}, cost={**r.cost, "phases": phases})
 
     line = curve_points([at(200, 0.02, 200), at(50, -0.1, 40), at(100, 0.0, 90)], axis="budget")
     assert [r.extra["budget"]["value"] for r in line[("small", "airrep")]] == [50, 100, 200]
     text = "\n".join(learning_curves(["small"], line))
-    assert "### airrep's learning curve (small)" in text and "the LDS moves by +0.020" in text
-    assert re.search(r"\| 200 +\| [0-9.]+ ± [0-9.]+ +\| 200 ↗ ", text)  # best step = last: still improving
-    assert re.search(r"\| 100 +\| [0-9.]+ ± [0-9.]+ +\| 90 +\|", text)
+    assert "### airrep's learning curve (small)" in text and "From steps 100 to 200 the LDS changes by +0.020" in text
+    assert "(paired, p = " in text  # the two budgets' records pair: a paired difference
+    # best step = last: still improving; data generation charged at its original cost, training as it ran
+    assert re.search(r"\| 200 +\| [0-9.]+ ± [0-9.]+ +\| 200 ↗ +\| 300 +\| 200 ", text)
+    assert re.search(r"\| 100 +\| [0-9.]+ ± [0-9.]+ +\| 90 +\| 300 +\| 100 ", text)
     assert curve_points([at(50, 0.0, 50)], axis="budget")[("small", "airrep")] and \
         learning_curves(["small"], curve_points([at(50, 0.0, 50)], axis="budget")) == []  # one point: no curve
 

@@ -77,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
             values_of[name] = tuple(parse_override(f"v={v.strip()}")[1] for v in args.sizes.split(",") if v.strip())
         else:
             values_of[name] = cls.budget_values if args.budget else cls.size_values
+    if args.budget:  # a method that loads a released model (AirRep's checkpoint on the paper's suites) trains nothing
+        from bench.api import make_config, suite_method_options
+        from bench.suites import load_suite
+
+        suite = load_suite(args.suite, (("regime", args.regime),) if args.regime else ())
+        for name in names:
+            cls = methods.get(name)
+            config = make_config(cls.config_cls, suite_method_options(suite, name, cls), where=name)
+            if not cls.budget_applies(config):
+                raise ConfigError(f"{name} on {args.suite} loads a released model (its checkpoint option): its "
+                                  f"training budget changes nothing; run --budget on a suite that trains it")
     base = RunRequest(method=names[0], task="lds", suite=args.suite, device=args.device, executor=args.executor,
                       regime=args.regime, cache_dir=args.cache_dir, results_dir=args.results_dir, force=args.force)
     lines, failed = [], 0

@@ -148,9 +148,10 @@ def storage_matched(columns: dict[str, dict[str, RunRecord]], suites: list[str],
     """Each method at the size whose storage per training example is nearest AirRep's, judged together.
 
     Per suite in its own regime where some method was run at several sizes (`bench curve`): of each method's
-    points (its default row and its curve's records), the one nearest `REFERENCE`'s bytes per example on a
-    log scale (ties: the smaller); methods of one size (a fixed encoder, full gradients) keep their row.
-    Ranks and bold as in the main table, over the chosen records (they share the ground truth and draws).
+    points (its curve's records, else its row), the one nearest `REFERENCE`'s bytes per example on a log scale
+    (ties: the larger, the competitor's advantage); a method of one size (a fixed encoder, full gradients)
+    keeps its row, and a choice more than 2x away says so. Ranks and bold as in the main table, over the chosen
+    records that pair with the reference's (the same ground truth and draws); the others are listed unjudged.
     """
     out = []
     for s in suites:
@@ -158,60 +159,88 @@ def storage_matched(columns: dict[str, dict[str, RunRecord]], suites: list[str],
             continue
         ref_record = columns[s].get(REFERENCE)
         ref = ref_record.cost.get("storage_bytes_per_example") if ref_record is not None else None
-        if not ref:
+        if not ref or ref_record is None:
             continue
         chosen: dict[str, RunRecord] = {}
         for m, r in columns[s].items():
-            points = [p for p in curves.get((s, m), []) if p.cost.get("storage_bytes_per_example")] or \
-                ([r] if r.status == "ok" and r.cost.get("storage_bytes_per_example") else [])
+            points = [p for p in curves.get((s, m), []) if p.cost.get("storage_bytes_per_example")
+                      and p.metrics.get("lds", {}).get("value") is not None] or \
+                ([r] if r.status == "ok" and r.cost.get("storage_bytes_per_example")
+                 and r.metrics.get("lds", {}).get("value") is not None else [])
             if points:
                 chosen[m] = min(points, key=lambda p: (abs(math.log(p.cost["storage_bytes_per_example"] / ref)),
-                                                       p.cost["storage_bytes_per_example"]))
+                                                       -p.cost["storage_bytes_per_example"]))
+        paired = {m: r for m, r in chosen.items() if r.pairing == ref_record.pairing}
         footnotes: dict[str, int] = {}
-        judged = judged_cells(chosen, "lds", footnotes)
+        judged = judged_cells(paired, "lds", footnotes)
         order = sorted(chosen, key=lambda m: (-chosen[m].metrics["lds"]["value"], m))
         rows = []
         for m in order:
             r = chosen[m]
             size = (r.extra or {}).get("size")
             points = len(curves.get((s, m), [])) or 1
+            ratio = r.cost["storage_bytes_per_example"] / ref
             rows.append([m, f"{size['option']} {size['value']}" if size else "", points,
-                         f"{r.cost['storage_bytes_per_example'] / ref:.2g}×", judged.get(m, "")])
+                         f"{ratio:.2g}×" + (" (none within 2×)" if abs(math.log(ratio)) > math.log(2) else ""),
+                         judged.get(m) or f"{fmt(r.metrics['lds']['value'])} (does not pair)"])
         out += [f"### LDS at matched storage ({s})", "",
-                f"Each method at the size (of those run: `bench curve`) whose storage per training example is nearest "
-                f"{REFERENCE}'s on a log scale; a method of one size (a fixed encoder, full gradients) at its own. "
-                f"Ranks and bold over these rows as in the main table. The figure draws every size as a line.", "",
+                f"Each method at the size (of those run: `bench curve`, everything else as the method's row) whose "
+                f"storage per training example is nearest {REFERENCE}'s on a log scale (ties: the larger); a "
+                f"method of one size (a fixed encoder, full gradients) at its own. Storage is what each method "
+                f"reports per training example (for TrackStar, EK-FAC and DataInf it includes matrices spread "
+                f"over the pool). Ranks and bold over these rows as in the main table. The figure draws every "
+                f"size as a line.", "",
                 table(rows, ["Method", "Size", "Sizes run", f"Storage vs {REFERENCE}", f"LDS {s}"]), ""]
         out += footnote_lines(footnotes)
     return out
+
+
+def _phase_s(record: RunRecord, name: str) -> float | None:
+    """Seconds of a record's phase `name` at its original cost (a cached phase at what producing it cost)."""
+    found = [p for p in record.cost.get("phases", []) if p.get("name") == name]
+    if not found:
+        return None
+    return sum(p["original_wall_s"] if p.get("cached") and p.get("original_wall_s") is not None else p["wall_s"]
+               for p in found)
 
 
 def learning_curves(suites: list[str], budgets: dict[tuple[str, str], list[RunRecord]]) -> list[str]:
     """A learned method's LDS against its training budget (`bench curve --budget`), with what each point cost.
 
     Per suite in its own regime and method with two or more budgets: each budget's LDS (± half its CI), its
-    best held-out step (↗: the last, still improving), and its one-time cost (data generation and training at
-    their original cost, `setup_s`); then the change of LDS from the second-largest budget to the largest.
+    best held-out step (↗: the last, still improving), its data generation and its training in seconds at their
+    original cost (data generation is one cached artefact shared by every budget, charged to each: what a
+    stand-alone run at that budget costs); then the paired change of LDS between the two largest budgets.
     """
     out = []
     for s in suites:
         for (column, m), line in budgets.items():
+            line = [r for r in line if r.metrics.get("lds", {}).get("value") is not None]
             if column != s or len(line) < 2:
                 continue
             rows = []
             for r in line:
                 info = (r.extra or {}).get("method_info") or {}
+                datagen, train = _phase_s(r, "setup/datagen"), _phase_s(r, "setup/train")
                 rows.append([r.extra["budget"]["value"], metric_cell(r, "lds", {}),
                              f"{info.get('best_step', '')}{' ↗' if still_improving(r) else ''}",
-                             fmt(setup_s(r), 0) if setup_s(r) is not None else ""])
-            last, prev = line[-1].metrics["lds"]["value"], line[-2].metrics["lds"]["value"]
+                             fmt(datagen, 0) if datagen is not None else "",
+                             fmt(train, 0) if train is not None else ""])
             option = line[0].extra["budget"]["option"]
+            a, b = line[-1], line[-2]
+            problem = stats.why_not_comparable(a, b, "lds")
+            if problem is None:
+                c = stats.compare(a, b, "lds")
+                change = f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}] (paired, p = {c.p:.2g})"
+            else:
+                change = f"{a.metrics['lds']['value'] - b.metrics['lds']['value']:+.3f} (unpaired: {problem})"
             out += [f"### {m}'s learning curve ({s})", "",
                     f"LDS against {option} (everything else as the method's row); best held-out step (the one "
-                    f"kept; ↗: the last, still improving); one-time cost in seconds (data generation and "
-                    f"training at their original cost). From {option} {line[-2].extra['budget']['value']} to "
-                    f"{line[-1].extra['budget']['value']} the LDS moves by {last - prev:+.3f}.", "",
-                    table(rows, [option.capitalize(), f"LDS {s}", "Best step", "Setup (s)"]), ""]
+                    f"kept; ↗: the last, still improving); data generation and training in seconds at their "
+                    f"original cost. From {option} {b.extra['budget']['value']} to {a.extra['budget']['value']} "
+                    f"the LDS changes by {change}.", "",
+                    table(rows, [option.capitalize(), f"LDS {s}", "Best step", "Data generation (s)",
+                                 "Training (s)"]), ""]
     return out
 
 

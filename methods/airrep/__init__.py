@@ -77,6 +77,11 @@ class AirRep(Method):
     search_space = {"steps": (100, 200, 400), "lr": (1e-4, 3e-4)}
     budget_option, budget_values = "steps", (25, 50, 100, 200, 400, 800)  # the learning curve (paper Figure 6)
 
+    @classmethod
+    def budget_applies(cls, config: AirRepConfig) -> bool:  # type: ignore[override]
+        """A released checkpoint is loaded, not trained: its steps change nothing."""
+        return getattr(config, "checkpoint", None) is None
+
     family = "learned"
 
     def __init__(self, config: AirRepConfig | None = None) -> None:
