@@ -70,15 +70,24 @@ def _write_splits(suite: Suite, out: Path, splits: tuple[str, ...]) -> dict[str,
     return written
 
 
-def lds_rows(table: Any) -> list[dict[str, Any]]:
-    """The ground truth as the authors' `lds.jsonl` rows (plus `test_loss_seeds` when seeds were kept)."""
+def lds_rows(table: Any, dev: Any = None) -> list[dict[str, Any]]:
+    """The ground truth as the authors' `lds.jsonl` rows (plus `test_loss_seeds` when seeds were kept).
+
+    `dev`: the dev split's table of the same jobs (`RunContext.ground_truth("dev")`), written beside as
+    `dev_loss` (and `dev_loss_seeds`), one loss per row of `dev.jsonl`.
+    """
     rows = []
     for m in range(table.masks.shape[0]):
         row: dict[str, Any] = {"train_subset": [int(i) for i in table.masks[m].nonzero()[0]],
                                "test_loss": [float(v) for v in table.losses[m]]}
-        if table.seed_losses is not None and table.seed_losses.shape[0] > 1:
-            row["test_loss_seeds"] = [[float(v) for v in table.seed_losses[s, m]]
-                                      for s in range(table.seed_losses.shape[0])]
+        for name, t in (("test", table), ("dev", dev)):
+            if t is None:
+                continue
+            if name == "dev":
+                row["dev_loss"] = [float(v) for v in t.losses[m]]
+            if t.seed_losses is not None and t.seed_losses.shape[0] > 1:
+                row[f"{name}_loss_seeds"] = [[float(v) for v in t.seed_losses[s, m]]
+                                             for s in range(t.seed_losses.shape[0])]
         rows.append(row)
     return rows
 
@@ -142,10 +151,12 @@ def export_suite(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu", 
     from bench.api import RunContext
 
     out = check_out_dir(out)
-    table = RunContext(suite, cache=cache, device=device).ground_truth()
+    ctx = RunContext(suite, cache=cache, device=device)
+    table = ctx.ground_truth()
+    dev = ctx.ground_truth("dev") if suite.spec.dev is not None else None  # the same jobs' other columns
     tokenized = export_model(suite, out, cache, device=device) if model else {}
-    written = _write_splits(suite, out, SPLITS)
-    for name in SPLITS:  # a split this suite lacks must not stay behind from an earlier export
+    written = _write_splits(suite, out, (*SPLITS, "dev"))
+    for name in (*SPLITS, "dev"):  # a split this suite lacks must not stay behind from an earlier export
         if f"{name}.jsonl" not in written:
             (out / f"{name}.jsonl").unlink(missing_ok=True)
     written.update(tokenized)
@@ -153,7 +164,7 @@ def export_suite(suite: Suite, out: Path, cache: Cache, *, device: str = "cpu", 
         for name in ("model", "tokenized"):
             shutil.rmtree(out / name, ignore_errors=True)
         (out / "model.json").unlink(missing_ok=True)
-    rows = lds_rows(table)
+    rows = lds_rows(table, dev)
     atomic_write_text(out / "lds.jsonl", _jsonl(rows))
     written["lds.jsonl"] = len(rows)
     atomic_write_text(out / "suite.toml", released_suite_toml(suite, written))
@@ -175,7 +186,7 @@ retrained subset, `train_subset` (row indices into `train.jsonl`) and `test_loss
 `test.jsonl`, the mean over {gt.seeds_per_subset} training seed(s)), with each seed's losses in
 `test_loss_seeds` when there are several (the noise ceiling needs them). {gt.num_subsets} subsets of a
 fraction {gt.fraction} of the pool, drawn with seed {gt.seed}; the loss is the mean cross-entropy over the response
-and EOS tokens. Data fingerprint `{suite.data_fingerprint}`.
+and EOS tokens. Data fingerprint `{suite.data_fingerprint}`.{DEV_README if dev is not None else ""}
 
 {MODEL_README if model else ""}## Suite recipe
 
@@ -185,6 +196,12 @@ and EOS tokens. Data fingerprint `{suite.data_fingerprint}`.
 """)
     return written
 
+
+DEV_README = """
+
+`dev.jsonl` is the suite's dev split (held out from the test split by content; what `bench tune` tunes on),
+and each `lds.jsonl` line's `dev_loss` (and `dev_loss_seeds`) its losses after the same training runs. The
+suite that `suite.toml` reads back has no dev split: tune on the original suite."""
 
 MODEL_README = """## The target LM
 

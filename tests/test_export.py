@@ -156,3 +156,26 @@ def test_the_readme_kronfluence_script_scores_the_export_as_the_ekfac_method_doe
     lds = {m: json.loads(next(results.rglob(f"tiny/lds/{m}/*.json")).read_text())["metrics"]["lds"]["value"]
            for m in ("scores", "ekfac")}
     assert lds["ekfac"] > 0.15 and abs(lds["scores"] - lds["ekfac"]) < 0.03, lds
+
+
+@pytest.mark.slow
+def test_export_of_a_suite_with_a_dev_split_carries_the_dev_losses_of_the_same_jobs(run_cli, tmp_path):
+    from bench.suites import load_suite
+
+    dev_set = ["--suite-set", "dev.share=0.25"]
+    code, _, err, _ = run_cli("export", "--suite", "tiny", *SEEDS, "--out", str(tmp_path / "plain"))
+    assert code == 0, err
+    code, _, err, _ = run_cli("export", "--suite", "tiny", *SEEDS, *dev_set, "--out", str(tmp_path / "dev"))
+    assert code == 0, err
+    suite = load_suite("tiny", [("ground_truth.seeds_per_subset", 2), ("dev.share", 0.25)])
+    dev_pos, test_pos = suite.dev_positions()
+    plain, rows = _rows(tmp_path / "plain" / "lds.jsonl"), _rows(tmp_path / "dev" / "lds.jsonl")
+    assert [r["id"] for r in _rows(tmp_path / "dev" / "dev.jsonl")] == [e.id for e in suite.split("dev")]
+    assert len(_rows(tmp_path / "dev" / "test.jsonl")) == len(test_pos)
+    for a, b in zip(plain, rows, strict=True):  # the dev split's losses are the plain suite's other columns
+        assert a["train_subset"] == b["train_subset"]
+        np.testing.assert_allclose(b["dev_loss"], np.array(a["test_loss"])[dev_pos], atol=1e-12)
+        np.testing.assert_allclose(b["test_loss"], np.array(a["test_loss"])[test_pos], atol=1e-12)
+        assert np.array(b["dev_loss_seeds"]).shape == (2, len(dev_pos))
+    assert "dev_loss" in (tmp_path / "dev" / "README.md").read_text()
+    assert not (tmp_path / "plain" / "dev.jsonl").exists()
