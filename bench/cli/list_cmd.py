@@ -20,7 +20,9 @@ def run(args: argparse.Namespace) -> int:
 
     sections = {
         "methods": [(n, methods.summary(n) + ("" if methods.get(n).tasks is None else
-                                              f" ({', '.join(methods.get(n).tasks)} task only)"))
+                                              f" ({', '.join(methods.get(n).tasks)} task only)")
+                     + (f" [bench tune: {', '.join(methods.get(n).search_space)}]"
+                        if methods.get(n).search_space else ""))
                     for n in methods.names()],
         "tasks": [(n, tasks.summary(n)) for n in tasks.names()],
         "suites": sorted(builtin_suites().items()),

@@ -14,7 +14,7 @@ EPILOG = """examples:
   bench tune --method logra,tracin,dsdm --suite small    # writes bench/suite_files/tuned/small.json
   bench tune --method all --suite my_suite.toml           # writes my_suite.tuned.json beside it
 
-Each method's candidates (its declared search space, `bench list methods --verbose`) are evaluated on the dev
+Each method's candidates (its declared search space: `bench list methods` names the options) are evaluated on the dev
 split's LDS only; the test split is sealed while they run. The search is kept as a record of the task `tune`
 (one per method) and the winner is written as the suite's tuned setting of the method, which `bench run`
 then uses (the leaderboard says "tuned on dev, k configs"; --set still wins).
