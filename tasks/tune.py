@@ -94,13 +94,14 @@ class Tune(Task):
     tuned settings, or the method's defaults) first, then the other combinations of the space, a seeded
     sample of them when there are more than the budget allows. Each is set up, fitted and evaluated from
     scratch on the sealed suite (`RunContext.sealed`): the LDS task's computation on the dev split
-    (`LDS.evaluate`), the same bootstrap draws for every candidate, so their differences pair. The winner
-    has the highest dev LDS (ties: the earlier candidate, the default first).
+    (`LDS.evaluate`), the same bootstrap draws for every candidate, so their differences pair. The chosen
+    one (`select`): the best dev LDS, constant rows as 0, if it beats the default by more than one paired
+    standard error, else the default (kept). A candidate that fails is recorded and skipped.
 
-    The winner's dev LDS is the maximum of `budget` noisy estimates and overstates what it reaches on new
+    The chosen dev LDS is the maximum of up to `budget` noisy estimates and overstates what it reaches on new
     examples; the test LDS of the tuned setting (`bench run --task lds` after `bench tune` wrote it) is the
-    number to compare. `dev_gain` (winner less default, paired) measures how much tuning found, with the same
-    caveat.
+    number to compare. `dev_gain` (chosen less default) measures how much tuning found, with the same caveat,
+    and has no interval.
     """
 
     code_version = "1"
