@@ -46,7 +46,7 @@ from bench.registry import Registry
 from bench.scoring import attention_group_score, attention_pool
 from bench.splits import content_groups, split_groups
 from bench.stats import draws_label, replicate_macro_means, replicate_means
-from bench.suites import Split, Suite
+from bench.suites import HELD_OUT, Split, Suite
 
 if TYPE_CHECKING:
     from bench.lm import TargetLM
@@ -266,17 +266,17 @@ class Method(ABC):
     # `bench curve --budget` runs it at: its learning curve (LDS and training cost against the budget)
     budget_option: ClassVar[str | None] = None
     budget_values: ClassVar[tuple[Any, ...]] = ()
-
-    @classmethod
-    def budget_applies(cls, config: MethodConfig) -> bool:
-        """Whether `budget_option` shapes this config's result (AirRep: not when it loads a released checkpoint)."""
-        return cls.budget_option is not None
     # an ablation of another method (its name): it runs at that method's suite settings (set `settings_from` to it
     # too) and differs from it in `ablated_options` (config options) and in what `ablation` says, nothing else.
     # The leaderboard's ablation table compares the two where their records' configs differ in those options alone
     ablation_of: ClassVar[str | None] = None
     ablated_options: ClassVar[tuple[str, ...]] = ()
     ablation: ClassVar[str] = ""
+
+    @classmethod
+    def budget_applies(cls, config: MethodConfig) -> bool:
+        """Whether `budget_option` shapes this config's result (AirRep: not when it loads a released checkpoint)."""
+        return cls.budget_option is not None
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -651,8 +651,8 @@ class MethodContext:
         """
         from bench.retrain import RetrainSpec, retrain_table
 
-        if eval_split in ("test", "dev", "test+dev") or pool_split in ("test", "dev", "test+dev"):
-            held = eval_split if eval_split in ("test", "dev", "test+dev") else pool_split
+        held = next((s for s in (eval_split, pool_split) if s in HELD_OUT), None)
+        if held is not None:
             raise ValueError(f"a method may not train on or measure losses on the {held} split (what it is "
                              f"evaluated or tuned against); retrain on another split, e.g. airrep_train")
         spec = RetrainSpec(suite_ref=self.suite.ref, cache_root=str(Path(self.cache.root).resolve()),

@@ -80,12 +80,10 @@ def lds_rows(table: Any, dev: Any = None) -> list[dict[str, Any]]:
     for m in range(table.masks.shape[0]):
         row: dict[str, Any] = {"train_subset": [int(i) for i in table.masks[m].nonzero()[0]],
                                "test_loss": [float(v) for v in table.losses[m]]}
+        if dev is not None:
+            row["dev_loss"] = [float(v) for v in dev.losses[m]]
         for name, t in (("test", table), ("dev", dev)):
-            if t is None:
-                continue
-            if name == "dev":
-                row["dev_loss"] = [float(v) for v in t.losses[m]]
-            if t.seed_losses is not None and t.seed_losses.shape[0] > 1:
+            if t is not None and t.seed_losses is not None and t.seed_losses.shape[0] > 1:
                 row[f"{name}_loss_seeds"] = [[float(v) for v in t.seed_losses[s, m]]
                                              for s in range(t.seed_losses.shape[0])]
         rows.append(row)

@@ -234,6 +234,23 @@ def tuning_of(suite: Any, name: str, method_cls: Any, config: dict[str, Any]) ->
             "options": entry["options"], "dev_lds": entry.get("dev_lds"), "record": entry.get("record")}
 
 
+def method_facts(suite: Any, name: str, method: Any) -> dict[str, Any]:
+    """What a record says of how its method ran.
+
+    `tuning` (`tuning_of`), and where the method declares them its training `budget` and its `size` (the
+    option and its value: the points of `bench curve`) and what it is an `ablation` of.
+    """
+    cls, config = type(method), config_dict(method.config)
+    out: dict[str, Any] = {"tuning": tuning_of(suite, name, cls, config)}
+    if cls.budget_applies(method.config):
+        out["budget"] = {"option": cls.budget_option, "value": config.get(cls.budget_option)}
+    if cls.size_option:
+        out["size"] = {"option": cls.size_option, "value": config.get(cls.size_option)}
+    if cls.ablation_of:
+        out["ablation"] = {"of": cls.ablation_of, "options": list(cls.ablated_options), "changes": cls.ablation}
+    return out
+
+
 def answers(method_cls: Any, task: str) -> bool:
     """Whether a method class runs on task `task` (`Method.tasks`: a task's own baselines run on it alone)."""
     return method_cls.tasks is None or task in method_cls.tasks
@@ -351,15 +368,7 @@ def run(request: RunRequest) -> tuple[RunRecord, Path]:
         created_at=_now(), headline=output.headline or next(iter(output.metrics), None),
         pairing=pairing_key(task, output, request.seed), clusters=output.clusters,
         extra={**to_jsonable(output.extra), "hygiene": suite.hygiene(loaded_only=True),
-               "tuning": tuning_of(suite, request.method, type(method), config_dict(method.config)),
-               **({"budget": {"option": type(method).budget_option,
-                              "value": config_dict(method.config).get(type(method).budget_option)}}
-                  if type(method).budget_applies(method.config) else {}),
-               **({"size": {"option": type(method).size_option,
-                            "value": config_dict(method.config).get(type(method).size_option)}}
-                  if type(method).size_option else {}),
-               **({"ablation": {"of": type(method).ablation_of, "options": list(type(method).ablated_options),
-                                "changes": type(method).ablation}} if type(method).ablation_of else {}),
+               **method_facts(suite, request.method, method),
                "method_info": to_jsonable(method.info()),
                **({"artifacts": sorted(output.artifacts)} if output.artifacts else {})},
     )

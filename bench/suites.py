@@ -22,6 +22,7 @@ from bench.config import fingerprint, from_dict
 from bench.data import Columns, Example, load_examples, local_path
 from bench.errors import ConfigError, DataError, HeldOutError, UnknownPluginError, did_you_mean
 from bench.generator import OPEN_TASKS, TASK_NAMES, generate_splits
+from bench.hygiene import normalise
 from bench.hygiene import report as hygiene_report
 from bench.presets import PresetSpec, known_text, load_preset
 from bench.textdata import TextSpec, files_sha256, load_text_splits
@@ -372,8 +373,6 @@ class Suite:
                     raise DataError(f"suite '{self.name}': the dev split is stratified by '{kind}', which test "
                                     f"example '{missing.id}' does not carry; set dev.stratify")
                 strata = np.array(["" if kind is None else str(e.labels[kind]) for e in drawn])
-                from bench.hygiene import normalise
-
                 groups = content_groups(strata, [e.prompt for e in drawn], [e.response for e in drawn], normalise)
                 self._dev_positions = split_groups(strata, dev_spec.share, np.random.default_rng([dev_spec.seed, 17]),
                                                    groups, what=f"suite '{self.name}' dev split", closest=True)

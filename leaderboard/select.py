@@ -66,14 +66,24 @@ def curve_points(records: Iterable[RunRecord], task: str = "lds",
     return {k: sorted(v, key=lambda r: r.cost["storage_bytes_per_example"]) for k, v in sorted(out.items())}
 
 
+def differences(a: RunRecord, b: RunRecord, allowed: Iterable[str] = ()) -> list[str]:
+    """What two records' methods ran differently beyond the config options `allowed`.
+
+    The other config options that differ (by name), "run seed", and "harness code" / "task code" where the
+    code hashes differ: empty when the two differ in the allowed options alone.
+    """
+    ca, cb = a.method_config or {}, b.method_config or {}
+    out = sorted(k for k in (set(ca) | set(cb)) - set(allowed) if ca.get(k) != cb.get(k))
+    if a.seed != b.seed:
+        out.append("run seed")
+    hashes = [(r.env or {}).get("code_hashes") or {} for r in (a, b)]
+    return out + [f"{part} code" for part in ("harness", "task") if hashes[0].get(part) != hashes[1].get(part)]
+
+
 def _same_but(a: RunRecord, b: RunRecord, option: str) -> bool:
     """Whether two records differ in `option` of the method's config alone (and not in data, draws or code)."""
-    def rest(r: RunRecord) -> tuple:
-        hashes = (r.env or {}).get("code_hashes") or {}
-        config = {k: v for k, v in (r.method_config or {}).items() if k != option}
-        return (json.dumps(config, sort_keys=True), r.suite_version, r.data, r.pairing, hashes.get("harness"),
-                hashes.get("task"))
-    return rest(a) == rest(b)
+    return not differences(a, b, (option,)) and \
+        (a.suite_version, a.data, a.pairing) == (b.suite_version, b.data, b.pairing)
 
 
 def of_task(cells: Cells, task: str) -> Cells:

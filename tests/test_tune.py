@@ -180,21 +180,23 @@ def test_tuning_seals_the_test_split_from_methods(run_cli, tmp_path):
     class PeekConfig(MethodConfig):
         k: int = 1
 
-    if "peek_test" not in methods.names():
-        @register_method("peek_test", config=PeekConfig)
-        class PeekTest(Method):
-            """Reads the test split in its setup: what tuning must refuse."""
+    @register_method("peek_test", config=PeekConfig)
+    class PeekTest(Method):
+        """Reads the test split in its setup: what tuning must refuse."""
 
-            search_space = {"k": (1, 2)}
+        search_space = {"k": (1, 2)}
 
-            def setup(self, ctx):
-                ctx.suite.split("test")
+        def setup(self, ctx):
+            ctx.suite.split("test")
 
-            def featurize(self, examples, role):
-                return np.ones((len(examples), 1))
+        def featurize(self, examples, role):
+            return np.ones((len(examples), 1))
 
-    code, out, err, results = run_cli("tune", "--method", "peek_test", "--suite", "tiny", "--suite-set",
-                                      "dev.share=0.25", "--no-write")
+    try:  # registered for this test only: a later `--method all` must not meet it
+        code, out, err, results = run_cli("tune", "--method", "peek_test", "--suite", "tiny", "--suite-set",
+                                          "dev.share=0.25", "--no-write")
+    finally:
+        methods._entries.pop("peek_test")
     assert code == 2 and "the test split was read while tuning" in err
     assert not list(results.rglob("*.json"))  # nothing half-written
     code, out, err, _ = run_cli("tune", "--method", "random", "--suite", "tiny", "--suite-set", "dev.share=0.25")

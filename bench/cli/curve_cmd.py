@@ -47,11 +47,12 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
 def sized(names: str, budget: bool = False) -> list[str]:
     """The methods `--method` names; 'all': every registered method with a size (or budget) option."""
     from bench.api import methods
+    from bench.cli.run_cmd import plugin_names
 
     attr = "budget_option" if budget else "size_option"
+    out = plugin_names(names, methods)
     if names == "all":
-        return [n for n in methods.names() if getattr(methods.get(n), attr) and not methods.get(n).ablation_of]
-    out = [n.strip() for n in names.split(",") if n.strip()]
+        return [n for n in out if getattr(methods.get(n), attr) and not methods.get(n).ablation_of]
     for name in out:
         if not getattr(methods.get(name), attr):
             raise ConfigError(f"method '{name}' has no training budget to vary (a learned method's steps)" if budget

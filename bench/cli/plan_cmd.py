@@ -45,14 +45,6 @@ def _fmt_s(s: float | None) -> str:
     return "?" if s is None else format_seconds(s)
 
 
-def _names(value: str, registry) -> list[str]:
-    """'all' (every plugin but a file's scores), one name, or several separated by commas (as `bench run`)."""
-    if value == "all":
-        return [n for n in registry.names() if not getattr(registry.get(n), "precomputed", False)
-                    and getattr(registry.get(n), "in_all", True)]
-    return [registry.get(n.strip()).name for n in value.split(",")]
-
-
 def cell_cost(phases: list[dict], seen_setup: set[str]) -> tuple[float, float, float]:
     """A record's method phases priced: (seconds with today's cache, seconds cold, peak bytes).
 
@@ -90,7 +82,9 @@ def plan(args: argparse.Namespace) -> dict:
     suite = load_suite(args.suite, [parse_override(o) for o in args.suite_options]
                        + ([("regime", args.regime)] if args.regime else [])
                        + ([("replicate", args.replicate)] if args.replicate else []))
-    method_names, task_names = _names(args.method, methods), _names(args.task, tasks)
+    from bench.cli.run_cmd import plugin_names
+
+    method_names, task_names = plugin_names(args.method, methods), plugin_names(args.task, tasks)
     # a task's own baselines (`Method.tasks`) have cells of that task only
     method_names = [m for m in method_names if any(answers(methods.get(m), t) for t in task_names)]
     n_cells = sum(answers(methods.get(m), t) for m in method_names for t in task_names)

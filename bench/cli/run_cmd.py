@@ -121,6 +121,18 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+def plugin_names(value: str, registry) -> list[str]:
+    """'all', one name, or several separated by commas, as `bench run --method/--task` take them.
+
+    'all': every plugin, less the scores of a file (`--method scores` needs its file) and a task that is not an
+    evaluation (`Task.in_all`: the tuning search). A name the registry does not know fails in one line.
+    """
+    if value == "all":
+        return [n for n in registry.names() if not getattr(registry.get(n), "precomputed", False)
+                and getattr(registry.get(n), "in_all", True)]
+    return [registry.get(n.strip()).name for n in value.split(",")]
+
+
 def _run_seed(args: argparse.Namespace, request, method_options, task_options) -> int:
     """One cell or the grid at one seed; prints what it did."""
     from bench.runner import run as run_request
@@ -132,13 +144,7 @@ def _run_seed(args: argparse.Namespace, request, method_options, task_options) -
             raise ConfigError("--shard applies to one method and task; run each cell's shards on their own")
         from bench.runner import _now, run_grid
 
-        def names(value: str, registry) -> list[str]:
-            if value == "all":  # every plugin, less the scores of a file (`--method scores` needs its file)
-                return [n for n in registry.names() if not getattr(registry.get(n), "precomputed", False)
-                    and getattr(registry.get(n), "in_all", True)]
-            return [registry.get(n.strip()).name for n in value.split(",")]
-
-        method_names, task_names = names(args.method, methods), names(args.task, tasks)
+        method_names, task_names = plugin_names(args.method, methods), plugin_names(args.task, tasks)
         from bench.runner import answers
 
         dropped = [f"{m} / {t}" for t in task_names for m in method_names if not answers(methods.get(m), t)]

@@ -49,10 +49,11 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
 def tunable(names: str) -> list[str]:
     """The methods `--method` names; 'all': every registered method with a search space."""
     from bench.api import methods
+    from bench.cli.run_cmd import plugin_names
 
+    out = plugin_names(names, methods)
     if names == "all":
-        return [n for n in methods.names() if methods.get(n).search_space and not methods.get(n).precomputed]
-    out = [n.strip() for n in names.split(",") if n.strip()]
+        return [n for n in out if methods.get(n).search_space]
     for name in out:
         if not methods.get(name).search_space:
             raise ConfigError(f"method '{name}' declares no settings to tune: the random baseline is a mean over "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from bench import stats
-from bench.costmodel import HARNESS_PHASES, METHOD_PHASES, gpu_hours
+from bench.costmodel import HARNESS_PHASES, METHOD_PHASES, gpu_hours, phase_cost_s
 from bench.results import RunRecord, still_improving
 from leaderboard.fmt import (
     bytes_text,
@@ -21,7 +21,7 @@ from leaderboard.fmt import (
     table,
     throughput,
 )
-from leaderboard.select import Cells, by_suite, of_task, own_columns
+from leaderboard.select import Cells, by_suite, differences, of_task, own_columns
 
 REFERENCE = "airrep"  # the method the Dim column's relative storage is stated against (the paper's)
 
@@ -65,7 +65,7 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
         any_record = next(r for (_, _, mm), r in in_order if mm == m)
         dim = next((r.cost.get("dim") for (_, _, mm), r in in_order if mm == m and r.status == "ok"), None)
         rel = f" ({storage[m] / ref:.2g}×)" if ref and storage[m] else ""
-        rows.append([m, any_record.method_family, settings(m, [columns[s].get(m) for s in own]),
+        rows.append([m, any_record.method_family, settings([columns[s].get(m) for s in own]),
                      f"{dim if dim is not None else ''}{rel}", *[judged[s].get(m, "") for s in suites],
                      fmt(average(m))])
     ceilings = {s: next((r for r in columns[s].values() if r.status == "ok" and "ceiling" in r.metrics), None)
@@ -114,14 +114,13 @@ def section(cells: Cells, seeds: dict[tuple[str, str, str], dict[int, RunRecord]
     return out
 
 
-def settings(method: str, records: list[RunRecord | None]) -> str:
+def settings(records: list[RunRecord | None]) -> str:
     """How a row's settings were chosen, over the suites in their own regime (`extra.tuning` of each record).
 
     "tuned on dev, k configs" where every suite's record ran at settings `bench tune` chose, "default" where
     none did; otherwise per suite ("tuned on dev (k) on small; default on qa"). A record from before tuning
     existed counts as default.
     """
-    del method
     found = [(r.suite, (r.extra or {}).get("tuning", {"status": "default"})) for r in records
              if r is not None and r.status == "ok"]
     if not found:
@@ -178,9 +177,8 @@ def storage_matched(columns: dict[str, dict[str, RunRecord]], suites: list[str],
         for m in order:
             r = chosen[m]
             size = (r.extra or {}).get("size")
-            points = len(curves.get((s, m), [])) or 1
             ratio = r.cost["storage_bytes_per_example"] / ref
-            rows.append([m, f"{size['option']} {size['value']}" if size else "", points,
+            rows.append([m, f"{size['option']} {size['value']}" if size else "", len(curves.get((s, m), [])) or 1,
                          f"{ratio:.2g}×" + (" (none within 2×)" if abs(math.log(ratio)) > math.log(2) else ""),
                          judged.get(m) or f"{fmt(r.metrics['lds']['value'])} (does not pair)"])
         out += [f"### LDS at matched storage ({s})", "",
@@ -196,12 +194,9 @@ def storage_matched(columns: dict[str, dict[str, RunRecord]], suites: list[str],
 
 
 def _phase_s(record: RunRecord, name: str) -> float | None:
-    """Seconds of a record's phase `name` at its original cost (a cached phase at what producing it cost)."""
+    """Seconds of a record's phase `name` at its original cost (`phase_cost_s`); None if it has none."""
     found = [p for p in record.cost.get("phases", []) if p.get("name") == name]
-    if not found:
-        return None
-    return sum(p["original_wall_s"] if p.get("cached") and p.get("original_wall_s") is not None else p["wall_s"]
-               for p in found)
+    return sum(phase_cost_s(p) for p in found) if found else None
 
 
 def learning_curves(suites: list[str], budgets: dict[tuple[str, str], list[RunRecord]]) -> list[str]:
@@ -259,13 +254,7 @@ def ablations(columns: dict[str, dict[str, RunRecord]], suites: list[str]) -> li
             parent = columns[s].get(info["of"]) if info else None
             if info is None or parent is None or parent.status != "ok":
                 continue
-            keys = set(r.method_config) | set(parent.method_config)
-            other = sorted(k for k in keys - set(info.get("options", ()))
-                           if r.method_config.get(k) != parent.method_config.get(k))
-            if r.seed != parent.seed:
-                other.append("run seed")
-            hashes = [(r.env or {}).get("code_hashes") or {}, (parent.env or {}).get("code_hashes") or {}]
-            other += [f"{part} code" for part in ("harness", "task") if hashes[0].get(part) != hashes[1].get(part)]
+            other = differences(r, parent, info.get("options", ()))
             base = [m, info["of"], info.get("changes", ""), s]
             if other:
                 rows.append([*base, "", "", f"not compared: also differs in {', '.join(other)}", ""])
