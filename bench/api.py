@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from bench.accounting import Accountant
-from bench.cache import Cache, atomic_path, atomic_write_text, build
+from bench.cache import Cache, atomic_path, atomic_write_text, build, built_entry
 from bench.config import from_dict, to_jsonable
 from bench.costmodel import (
     CostProfile,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Accountant", "atomic_path", "atomic_write_text", "attention_group_score", "attention_pool", "BenchError",
-    "build", "ceiling_subset_variance", "check_model", "cluster_ids", "code_versions", "compute_prefix",
+    "build", "built_entry", "ceiling_subset_variance", "check_model", "cluster_ids", "code_versions", "compute_prefix",
     "content_groups",
     "config_dict", "ConfigError", "CostProfile", "crossover", "Crossover", "DataError", "draws_label",
     "encode_texts", "ensemble_refusal", "Example", "example_ids", "Examples", "feature_nbytes", "Features",

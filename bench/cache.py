@@ -116,6 +116,12 @@ def build(cache: Cache, kind: str, args: Any, versions: dict[str, str],
     return directory, meta, False
 
 
+def built_entry(cache: Cache, kind: str, args: Any, versions: dict[str, str]) -> Path | None:
+    """The directory of the complete artefact `build` would return for these arguments, or None (touches nothing)."""
+    directory = cache.peek(kind, {**to_jsonable(args), "code_versions": dict(versions)})
+    return directory if (directory / "meta.json").exists() else None
+
+
 def peek_built(cache: Cache, kind: str, args: Any, versions: dict[str, str]) -> bool:
     """Whether `build` would find the artefact complete (for planning; touches nothing)."""
     return peek_meta(cache, kind, args, versions) is not None

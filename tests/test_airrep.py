@@ -142,3 +142,32 @@ def test_interrupted_training_resumes_from_its_checkpoint_with_identical_results
     assert resumed.training_history == fresh.training_history
     ex = toy_examples(4)
     np.testing.assert_array_equal(resumed.featurize(ex, "test"), fresh.featurize(ex, "test"))
+
+
+@pytest.mark.slow
+def test_a_longer_run_continues_from_a_shorter_cached_one_with_identical_results(tmp_path, monkeypatch):
+    cls = methods.get("airrep")
+    base = {**ar.AirRep.smoke_config().__dict__, "eval_every": 2, "checkpoint_every": 2}
+    short, odd, long = (cls.config_cls(**{**base, "steps": s}) for s in (4, 5, 6))
+    cls(short).setup(tiny_method_context(tmp_path / "a"))
+    cls(odd).setup(tiny_method_context(tmp_path / "a"))  # 5 is not a multiple of eval_every: never resumed from
+    steps = []
+    from methods.airrep import training
+
+    real_train = training.train
+
+    def spy(c, ctx, splits, ckpt_dir):
+        out = real_train(c, ctx, splits, ckpt_dir)
+        steps.append(out[4])  # the step it resumed from
+        return out
+
+    monkeypatch.setattr(ar, "train", spy)
+    continued = cls(long)
+    continued.setup(tiny_method_context(tmp_path / "a"))
+    fresh = cls(long)
+    fresh.setup(tiny_method_context(tmp_path / "b"))
+    assert steps == [4, 0]
+    assert continued.training_history == fresh.training_history
+    assert [h["step"] for h in continued.training_history] == list(range(0, 7))
+    ex = toy_examples(4)
+    np.testing.assert_array_equal(continued.featurize(ex, "test"), fresh.featurize(ex, "test"))

@@ -39,6 +39,7 @@ implementation (`bench.api.attention_pool`), used in training and in scoring.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +55,7 @@ from bench.api import (
     attention_group_score,
     attention_pool,
     build,
+    built_entry,
     check_model,
     code_versions,
     config_dict,
@@ -122,6 +124,7 @@ class AirRep(Method):
             return
         def produce(directory: Path) -> dict[str, Any]:
             splits, datagen_s = generate(self.config, ctx)
+            self._resume_from_shorter(ctx, directory / "checkpoints")
             with ctx.phase("setup/train", count=self.config.steps) as ph:
                 model, tokenizer, train_s, history, resumed = train(self.config, ctx, splits,
                                                                     directory / "checkpoints")
@@ -138,6 +141,37 @@ class AirRep(Method):
                     ph.cached, ph.original_wall_s = True, meta[f"{name}_s"]
         self._tokenizer, self._model = load_airrep(str(directory / "model"), ctx.device)
         self.training_history = meta["history"]
+
+    def _resume_from_shorter(self, ctx: MethodContext, ckpt_dir: Path) -> int:
+        """Start the training from the last checkpoint of the longest cached run that is this one cut short.
+
+        A run of S steps and one of s < S steps with every other option equal take the same first s steps: each
+        step's subsets are drawn from (seed, step), the learning rate depends on the step alone (warm-up, then
+        constant), and nothing else is random. So the s-step run's final checkpoint (model, optimiser, history,
+        best held-out step) is this run's state at step s, and training goes on from it: a learning curve or a
+        search over steps trains its longest run once. Only an s that is a multiple of `eval_every` qualifies:
+        a run also evaluates the held-out splits at its last step, which a longer run does not do at s. The
+        training time charged (`train_s`) includes the shorter run's, so the cost is still that of S steps.
+        Returns the step resumed from (0: none found, or a checkpoint is already there).
+        """
+        import shutil
+
+        if (ckpt_dir / "state.json").exists():
+            return 0
+        versions = self._versions()
+        for s in range(self.config.steps - 1, 0, -1):
+            if s % self.config.eval_every:
+                continue
+            shorter = type(self)(dataclasses.replace(self.config, steps=s))
+            found = built_entry(ctx.cache, "airrep", shorter._cache_args(ctx), versions)
+            if found is not None and (found / "checkpoints" / "state.json").exists():
+                tmp = ckpt_dir.with_name(ckpt_dir.name + ".partial")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(found / "checkpoints", tmp)
+                shutil.rmtree(ckpt_dir, ignore_errors=True)  # an interrupted build's (no complete checkpoint)
+                tmp.rename(ckpt_dir)
+                return s
+        return 0
 
     def info(self) -> dict[str, Any]:
         """The training curve (loss, held-out LDS per step) and the step kept."""
