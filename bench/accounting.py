@@ -8,6 +8,7 @@ themselves; the run context wraps their calls.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psutil
+
+from bench.costmodel import phase_cost_s
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,11 @@ class Phase:
     cached: bool = False
     original_wall_s: float | None = None
     cached_count: int | None = None
+
+    @property
+    def cost_s(self) -> float:
+        """What producing the phase's work cost: `original_wall_s` where some or all of it came from the cache."""
+        return phase_cost_s(dataclasses.asdict(self))
 
 
 class _RssSampler:

@@ -105,9 +105,14 @@ HARNESS_PHASES = ("warmup", "attributed_lm", "ground_truth")
 
 
 def phase_cost_s(phase: dict) -> float:
-    """A recorded phase's cost: what producing it took (its original cost when it was loaded from the cache)."""
+    """A recorded phase's cost: what producing it took.
+
+    Its original cost where it was loaded from the cache (`cached`) or resumed from cached work (`cached_count`,
+    e.g. training continued from a checkpoint), when that cost is known; else the time it took here.
+    """
     original = phase.get("original_wall_s")
-    return float(original if phase.get("cached") and original is not None else phase["wall_s"])
+    partly = phase.get("cached") or phase.get("cached_count")
+    return float(original if partly and original is not None else phase["wall_s"])
 
 
 def method_cost_s(phases: list[dict]) -> float:

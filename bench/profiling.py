@@ -23,7 +23,7 @@ def setup_cost(phases: list) -> float:
     """A setup's cost from its phases: the outer phase, its cached parts at what producing them cost."""
     outer = [p for p in phases if p.name == "setup"][-1]
     inner = [p for p in phases if p.name != "setup"]
-    produced = sum(p.original_wall_s if p.cached and p.original_wall_s is not None else p.wall_s for p in inner)
+    produced = sum(p.cost_s for p in inner)
     return produced + max(0.0, outer.wall_s - sum(p.wall_s for p in inner))
 
 
@@ -79,8 +79,7 @@ def profile(ctx: RunContext, method: Method, *, repeats: int, repeat_sample: int
         per_example.append(f + sc * n_test)
     return {
         "setup_s": statistics.median(setups), "setup": spread(setups),
-        "setup_parts": {p.name: p.original_wall_s if p.cached and p.original_wall_s is not None else p.wall_s
-                        for p in setup_phases if p.name != "setup"},
+        "setup_parts": {p.name: p.cost_s for p in setup_phases if p.name != "setup"},
         "featurize_s_per_example": statistics.median(featurize), "featurize": spread(featurize),
         "pool_featurize_s_per_example": index.wall_s / n_train, "query_s_per_example": query.wall_s / n_test,
         "score_s_per_pair": statistics.median(score_pair),

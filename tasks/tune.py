@@ -152,8 +152,7 @@ class Tune(Task):
                 "storage_bytes_per_example": (acct.storage_bytes / acct.n_train_stored
                                               if acct.storage_bytes and acct.n_train_stored else None),
                 "wall_s": float(sum(p.wall_s for p in work)),
-                "original_wall_s": float(sum(p.original_wall_s if p.cached and p.original_wall_s is not None
-                                             else p.wall_s for p in work)),
+                "original_wall_s": float(sum(p.cost_s for p in work)),
             })
             ctx.acct.phases.extend(dataclasses.replace(p, name=f"candidate_{i}/{p.name}") for p in work)
             if not any(p.name == "ground_truth" for p in ctx.acct.phases):  # the harness's, read once

@@ -162,8 +162,10 @@ def test_a_longer_run_continues_from_a_shorter_cached_one_with_identical_results
         return out
 
     monkeypatch.setattr(ar, "train", spy)
-    continued = cls(long)
-    continued.setup(tiny_method_context(tmp_path / "a"))
+    continued, ctx = cls(long), tiny_method_context(tmp_path / "a")
+    continued.setup(ctx)
+    trained = next(p for p in ctx._acct.phases if p.name == "setup/train")
+    assert trained.cached_count == 4 and trained.cost_s > trained.wall_s  # charged the 4 steps it continued from
     fresh = cls(long)
     fresh.setup(tiny_method_context(tmp_path / "b"))
     assert steps == [4, 0]

@@ -128,7 +128,8 @@ class AirRep(Method):
             with ctx.phase("setup/train", count=self.config.steps) as ph:
                 model, tokenizer, train_s, history, resumed = train(self.config, ctx, splits,
                                                                     directory / "checkpoints")
-                ph.cached_count = resumed
+                if resumed:  # its cost: the steps trained here and those it continued from
+                    ph.cached_count, ph.original_wall_s = resumed, train_s
             save_airrep(model, tokenizer, directory / "model")
             return {"datagen_s": datagen_s, "train_s": train_s, "history": history,
                     "n_jobs": self.config.n_splits * self.config.subsets_per_split}
