@@ -48,7 +48,7 @@ def sections(cells: Cells, seeds: dict, curves: dict | None = None, budgets: dic
                     out += generic.section(cells, task)
             continue
         module = importlib.import_module(f"leaderboard.tables.{name}")
-        out += module.section(cells, seeds, curves or {}, budgets or {}) if name == "lds" else \
+        out += module.section(cells, seeds, curves or {}, budgets or {}) if name in ("lds", "crossover") else \
             module.section(cells, seeds)
     return out
 

@@ -106,3 +106,41 @@ def test_bench_curve_budget_runs_airreps_learning_curve(run_cli):
     assert "LDS against training budget on tiny" in out and "steps=10" in out
     code, _, err, _ = run_cli("curve", "--method", "tfidf", "--budget", "--suite", "tiny")
     assert code == 2 and "no training budget to vary" in err
+
+
+def test_quality_matched_crossover_charges_the_first_airrep_point_that_reaches_logras_matched_storage_lds():
+    from bench.costmodel import CostProfile, crossover
+    from leaderboard.tables.crossover import quality_matched
+
+    airrep = read_record(DATA / "results" / "small" / "lds" / "airrep" / "aaaaaaaaaaaa.json")
+    logra = read_record(DATA / "results" / "small" / "lds" / "logra" / "ffffffffffff.json")
+    cross = {m: read_record(next((DATA / "results" / "small" / "crossover" / m).glob("*.json")))
+             for m in ("airrep", "logra")}
+    ref = airrep.cost["storage_bytes_per_example"]
+    # logra at rank 8 (1.1x airrep's bytes) sets the target; its rank-64 row is far better and is not the target
+    target = logra.metrics["lds"]["value"] - 0.1
+    curves = curve_points([_at(logra, "logra", 8, ref * 1.1, -0.1), _at(logra, "logra", 64, ref * 64, 0.0)])
+
+    def at(steps, lds):
+        r = _at(airrep, "airrep", steps, ref, lds - airrep.metrics["lds"]["value"], option="steps")
+        phases = [{"name": "setup/datagen", "wall_s": 0.5, "cached": True, "original_wall_s": 300.0},
+                  {"name": "setup/train", "wall_s": 2.0 * steps}, {"name": "setup", "wall_s": 2.0 * steps + 1.0}]
+        return dataclasses.replace(r, extra={"budget": {"option": "steps", "value": steps}},
+                                   method_config={"steps": steps}, cost={**r.cost, "phases": phases})
+
+    budgets = curve_points([at(50, target - 0.2), at(100, target + 0.01), at(200, target + 0.05)], axis="budget")
+    lds = {("small", "lds", "airrep"): airrep, ("small", "lds", "logra"): logra}
+    text = "\n".join(quality_matched("small", cross, lds, curves, budgets))
+    assert "#### Quality-matched crossover (small)" in text and "logra at rank 8, 1.1×" in text
+    assert "airrep first reaches it at steps 100." in text
+    # the 100-step point is charged data generation (300 s), its training (200 s) and the rest of its setup (0.5 s)
+    prof = cross["logra"].extra["profile"]
+    expected = crossover(CostProfile(500.5, cross["airrep"].extra["profile"]["per_example_s"]),
+                         CostProfile(prof["setup_s"], prof["per_example_s"])).describe("airrep", "logra")
+    row = next(line for line in text.splitlines() if line.startswith("| 100 "))
+    assert expected in row and "(quality matched)" in row
+    assert sum("(quality matched)" in line for line in text.splitlines()) == 1
+    # a curve that never reaches the target says so; one point is no curve
+    low = curve_points([at(50, target - 0.2), at(100, target - 0.1)], axis="budget")
+    assert "No point of airrep's curve reaches it" in "\n".join(quality_matched("small", cross, lds, curves, low))
+    assert quality_matched("small", cross, lds, curves, curve_points([at(50, 0.9)], axis="budget")) == []

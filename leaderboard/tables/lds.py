@@ -160,15 +160,7 @@ def storage_matched(columns: dict[str, dict[str, RunRecord]], suites: list[str],
         ref = ref_record.cost.get("storage_bytes_per_example") if ref_record is not None else None
         if not ref or ref_record is None:
             continue
-        chosen: dict[str, RunRecord] = {}
-        for m, r in columns[s].items():
-            points = [p for p in curves.get((s, m), []) if p.cost.get("storage_bytes_per_example")
-                      and p.metrics.get("lds", {}).get("value") is not None] or \
-                ([r] if r.status == "ok" and r.cost.get("storage_bytes_per_example")
-                 and r.metrics.get("lds", {}).get("value") is not None else [])
-            if points:
-                chosen[m] = min(points, key=lambda p: (abs(math.log(p.cost["storage_bytes_per_example"] / ref)),
-                                                       -p.cost["storage_bytes_per_example"]))
+        chosen = {m: p for m, r in columns[s].items() if (p := at_storage(r, curves.get((s, m), []), ref))}
         paired = {m: r for m, r in chosen.items() if r.pairing == ref_record.pairing}
         footnotes: dict[str, int] = {}
         judged = judged_cells(paired, "lds", footnotes)
@@ -191,6 +183,21 @@ def storage_matched(columns: dict[str, dict[str, RunRecord]], suites: list[str],
                 table(rows, ["Method", "Size", "Sizes run", f"Storage vs {REFERENCE}", f"LDS {s}"]), ""]
         out += footnote_lines(footnotes)
     return out
+
+
+def at_storage(row: RunRecord | None, curve: list[RunRecord], ref_bytes: float) -> RunRecord | None:
+    """The method's point whose storage per training example is nearest `ref_bytes` on a log scale.
+
+    Its points: its curve's records, else its row. Ties: the larger (the competitor's advantage). None without any.
+    """
+
+    def usable(p: RunRecord) -> bool:
+        return (p.status == "ok" and bool(p.cost.get("storage_bytes_per_example"))
+                and p.metrics.get("lds", {}).get("value") is not None)
+
+    points = [p for p in curve if usable(p)] or ([row] if row is not None and usable(row) else [])
+    return min(points, key=lambda p: (abs(math.log(p.cost["storage_bytes_per_example"] / ref_bytes)),
+                                      -p.cost["storage_bytes_per_example"]), default=None)
 
 
 def _phase_s(record: RunRecord, name: str) -> float | None:
