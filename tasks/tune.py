@@ -66,7 +66,7 @@ def candidates(space: dict[str, tuple[Any, ...]], default: dict[str, Any], budge
 
 
 def select(outputs: list[TaskOutput | None]) -> tuple[int, bool]:
-    """The chosen candidate and whether it is the default (index 0) kept under noise.
+    """The chosen candidate and whether the default (index 0) is kept: the best, or no better one beyond noise.
 
     Candidates are compared on the dev LDS with constant rows counted as 0 (`lds_nan_as_zero`: a setting
     that makes hard examples constant gains nothing by it). The best leaves the default only if it beats it
@@ -77,7 +77,7 @@ def select(outputs: list[TaskOutput | None]) -> tuple[int, bool]:
     values = [o.metrics["lds_nan_as_zero"].value if o is not None else -np.inf for o in outputs]
     best = int(np.argmax(values))  # the first maximum
     if best == 0:
-        return 0, False
+        return 0, True
     a, b = outputs[best].metrics["lds"].replicates, outputs[0].metrics["lds"].replicates  # type: ignore[union-attr]
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     se = float(np.nanstd(diff, ddof=1)) if np.isfinite(diff).sum() > 1 else float("inf")
