@@ -174,7 +174,7 @@ def commit(record: RunRecord) -> str:
     return sha.removesuffix("+dirty") + (" (uncommitted changes)" if dirty else "")
 
 
-def _machine(record: RunRecord) -> str:
+def machine(record: RunRecord) -> str:
     """Where a record ran: the CPU model on a CPU (numbers move across CPU models at float rounding), or the device."""
     device = str(record.env.get("device") or "unknown")
     return str(record.env.get("cpu") or device) if device == "cpu" else str(record.env.get("device_name") or device)
@@ -192,7 +192,7 @@ def provenance(records: list[RunRecord]) -> str:
     for r in records:
         name = f"{r.suite} v{r.suite_version} ({r.regime}{f', replicate {r.replicate}' if r.replicate else ''})"
         machines, commits = columns.setdefault(name, (set(), set()))
-        machines.add(_machine(r))
+        machines.add(machine(r))
         commits.add(commit(r))
     suites = [f"{name} on {', '.join(sorted(machines))} at {', '.join(sorted(commits))}"
               for name, (machines, commits) in sorted(columns.items())]

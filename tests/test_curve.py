@@ -116,6 +116,11 @@ def test_quality_matched_crossover_charges_the_first_airrep_point_that_reaches_l
     logra = read_record(DATA / "results" / "small" / "lds" / "logra" / "ffffffffffff.json")
     cross = {m: read_record(next((DATA / "results" / "small" / "crossover" / m).glob("*.json")))
              for m in ("airrep", "logra")}
+    env = {**airrep.env, "cpu": "one CPU", "device": "cpu"}  # every record of one machine
+    airrep, logra = (dataclasses.replace(r, env=env) for r in (airrep, logra))
+    cross = {m: dataclasses.replace(r, env=env) for m, r in cross.items()}
+    profile = {**cross["airrep"].extra["profile"], "setup_parts": {"setup/datagen": 800.0, "setup/train": 600.0}}
+    cross["airrep"] = dataclasses.replace(cross["airrep"], extra={**cross["airrep"].extra, "profile": profile})
     ref = airrep.cost["storage_bytes_per_example"]
     # logra at rank 8 (1.1x airrep's bytes) sets the target; its rank-64 row is far better and is not the target
     target = logra.metrics["lds"]["value"] - 0.1
@@ -126,21 +131,33 @@ def test_quality_matched_crossover_charges_the_first_airrep_point_that_reaches_l
         phases = [{"name": "setup/datagen", "wall_s": 0.5, "cached": True, "original_wall_s": 300.0},
                   {"name": "setup/train", "wall_s": 2.0 * steps}, {"name": "setup", "wall_s": 2.0 * steps + 1.0}]
         return dataclasses.replace(r, extra={"budget": {"option": "steps", "value": steps}},
-                                   method_config={"steps": steps}, cost={**r.cost, "phases": phases})
+                                   method_config={"steps": steps}, cost={**r.cost, "phases": phases},
+                                   pairing=logra.pairing, data=logra.data)
 
     budgets = curve_points([at(50, target - 0.2), at(100, target + 0.01), at(200, target + 0.05)], axis="budget")
     lds = {("small", "lds", "airrep"): airrep, ("small", "lds", "logra"): logra}
     text = "\n".join(quality_matched("small", cross, lds, curves, budgets))
     assert "#### Quality-matched crossover (small)" in text and "logra at rank 8, 1.1×" in text
-    assert "airrep first reaches it at steps 100." in text
-    # the 100-step point is charged data generation (300 s), its training (200 s) and the rest of its setup (0.5 s)
-    prof = cross["logra"].extra["profile"]
-    expected = crossover(CostProfile(500.5, cross["airrep"].extra["profile"]["per_example_s"]),
+    assert "airrep's point estimate first reaches it at steps 100." in text
+    # the 100-step point: the reference's measured setup with its training replaced by the point's 200 s
+    mine, prof = cross["airrep"].extra["profile"], cross["logra"].extra["profile"]
+    setup = mine["setup_s"] - mine["setup_parts"]["setup/train"] + 200.0
+    expected = crossover(CostProfile(setup, mine["per_example_s"]),
                          CostProfile(prof["setup_s"], prof["per_example_s"])).describe("airrep", "logra")
     row = next(line for line in text.splitlines() if line.startswith("| 100 "))
-    assert expected in row and "(quality matched)" in row
+    assert expected in row and "(quality matched)" in row and "+0.010 [" in row  # paired with the target
     assert sum("(quality matched)" in line for line in text.splitlines()) == 1
     # a curve that never reaches the target says so; one point is no curve
     low = curve_points([at(50, target - 0.2), at(100, target - 0.1)], axis="budget")
     assert "No point of airrep's curve reaches it" in "\n".join(quality_matched("small", cross, lds, curves, low))
     assert quality_matched("small", cross, lds, curves, curve_points([at(50, 0.9)], axis="budget")) == []
+    # records of two machines, or a curve that does not pair with the target, are not compared
+    other = {**cross, "logra": dataclasses.replace(cross["logra"], env={**env, "cpu": "another CPU"})}
+    assert "Not compared: the records are made on different machines" in \
+        "\n".join(quality_matched("small", other, lds, curves, budgets))
+    unpaired = curve_points([dataclasses.replace(r, pairing={"other": 1}) for r in budgets[("small", "airrep")]],
+                            axis="budget")
+    assert "do not pair" in "\n".join(quality_matched("small", cross, lds, curves, unpaired))
+    whole = {**cross, "airrep": dataclasses.replace(cross["airrep"], extra={
+        **cross["airrep"].extra, "profile": {k: v for k, v in profile.items() if k != "setup_parts"}})}
+    assert "does not give its training's share" in "\n".join(quality_matched("small", whole, lds, curves, budgets))

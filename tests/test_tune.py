@@ -214,3 +214,15 @@ def test_tuning_a_gradient_method_builds_its_lm_on_the_sealed_suite(run_cli, tmp
     assert code == 0, err  # the warm-up LM's tokenizer reads every split's text: the harness may, a method not
     rec = json.loads(next((results / "tiny" / "tune" / "tracin").glob("*.json")).read_text())
     assert [c["options"]["rank"] for c in rec["extra"]["candidates"]][0] == 16 and rec["extra"]["n_configs"] == 2
+
+
+def test_small_v3_dev_split_is_a_quarter_of_its_drawn_test_split_by_task_and_content():
+    from bench.hygiene import normalise
+    from bench.suites import load_suite
+
+    small = load_suite("small")
+    dev, test = small.split("dev"), small.split("test")
+    assert (len(dev), len(test)) == (90, 230) and len(small.split("test+dev")) == 320
+    assert not {normalise(e.prompt) for e in dev} & {normalise(e.prompt) for e in test}
+    per_task = {t: sum(e.labels["task"] == t for e in dev) for t in {e.labels["task"] for e in test}}
+    assert len(per_task) == 14 and min(per_task.values()) >= 5  # every task has dev examples

@@ -51,19 +51,16 @@ def cell_cost(phases: list[dict], seen_setup: set[str]) -> tuple[float, float, f
     Only top-level phases are summed: `setup` holds its parts (`setup/datagen`, `setup/train`). Cold, a cached
     part counts at what producing it cost, once per method (`seen_setup`: the parts already counted).
     """
+    from bench.costmodel import phase_cost_s
+
     top = [p for p in phases if p["name"] not in HARNESS and "/" not in p["name"]]
     parts = [p for p in phases if "/" in p["name"]]
     warm = sum(p["wall_s"] for p in top)
     cold = warm
-    for p in parts:
-        if p.get("cached") and p.get("original_wall_s") and p["name"] not in seen_setup:
-            cold += p["original_wall_s"] - p["wall_s"]
+    for p in parts if parts else top:  # without parts, a cached top-level phase counts at its production cost
+        if p["name"] not in seen_setup:
+            cold += phase_cost_s(p) - p["wall_s"]  # cached or resumed work at what producing it cost
         seen_setup.add(p["name"])
-    if not parts:  # a record without parts: a cached top-level phase counts at its production cost
-        for p in top:
-            if p.get("cached") and p.get("original_wall_s") and p["name"] not in seen_setup:
-                cold += p["original_wall_s"] - p["wall_s"]
-            seen_setup.add(p["name"])
     peak = max([p.get("peak_bytes") or 0 for p in phases if p["name"] not in HARNESS], default=0)
     return warm, cold, float(peak)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from bench.costmodel import CostProfile, crossover, format_count, format_seconds, setup_cost_s
+from bench import stats
+from bench.costmodel import CostProfile, crossover, format_count, format_seconds
 from bench.results import RunRecord
-from leaderboard.fmt import bytes_text, fmt, footnote_lines, format_caption, metric_cell, provenance, table
+from leaderboard.fmt import bytes_text, fmt, footnote_lines, format_caption, machine, metric_cell, provenance, table
 from leaderboard.select import Cells, of_task
-from leaderboard.tables.lds import REFERENCE, at_storage
+from leaderboard.tables.lds import REFERENCE, at_storage, phase_s
 
 COMPETITOR = "logra"  # the method whose quality the reference must match (the paper's Figure 6: LoGra)
 
@@ -85,12 +86,15 @@ def quality_matched(suite: str, cross: dict[str, RunRecord], lds: Cells, curves:
 
     The paper's Figure 6 compares LoGra with the AirRep checkpoint of the same quality at comparable storage.
     Here: the competitor's point (`bench curve`) whose storage per example is nearest the reference's row
-    (`leaderboard.tables.lds.at_storage`) sets the LDS to reach; each point of the reference's learning curve
-    (`bench curve --budget`) is charged its own setup (data generation and training at their original cost,
-    `bench.costmodel.setup_cost_s`) with the per-example cost its crossover record measured, and the crossover
-    with the competitor's measured profile is computed for each; the first point whose test LDS reaches the
-    target (its point estimate) is the quality-matched one. The competitor's per-example cost is the one measured
-    at its row's size (the crossover record), not at the matched size.
+    (`leaderboard.tables.lds.at_storage`) sets the LDS to reach. Each point of the reference's learning curve
+    (`bench curve --budget`) is charged as the crossover table charges the reference, its measured setup
+    (data generation, training) with the training replaced by the point's own (`setup/train` at what producing
+    it cost), and its measured per-example cost (which the training budget does not change); the competitor its
+    measured profile (setup and per-example cost at its row's size, not the matched size). The crossover is
+    computed for each point; the first whose test LDS point estimate reaches the target is the quality-matched
+    one, and each point's paired difference from the target record is shown beside it. Nothing is compared
+    unless the curve's points pair with the target record (same ground truth and draws) and every record used
+    was made on one machine.
     """
     line = [r for r in budgets.get((suite, REFERENCE), []) if r.metrics.get("lds", {}).get("value") is not None]
     ref_row, row = lds.get((suite, "lds", REFERENCE)), lds.get((suite, "lds", COMPETITOR))
@@ -101,38 +105,55 @@ def quality_matched(suite: str, cross: dict[str, RunRecord], lds: Cells, curves:
     matched = at_storage(row, curves.get((suite, COMPETITOR), []), ref_row.cost["storage_bytes_per_example"])
     if matched is None:
         return []
+    title = [f"#### Quality-matched crossover ({suite})", ""]
+    used = [*line, matched, theirs, ours]
+    machines = sorted({machine(r) for r in used})
+    unpaired = next((why for r in line if (why := stats.why_not_comparable(r, matched, "lds"))), None)
+    prof, mine = theirs.extra["profile"], ours.extra["profile"]
+    trained = (mine.get("setup_parts") or {}).get("setup/train")
+    why = (f"the records are made on different machines ({', '.join(machines)})" if len(machines) > 1 else
+           f"{REFERENCE}'s learning curve and {COMPETITOR}'s matched point do not pair: {unpaired}" if unpaired else
+           f"{REFERENCE}'s crossover record does not give its training's share of the setup" if trained is None
+           else None)
+    if why:
+        return title + [f"Not compared: {why}.", "", provenance(used), ""]
     target = matched.metrics["lds"]["value"]
-    prof, per_example = theirs.extra["profile"], ours.extra["profile"]["per_example_s"]
     b = CostProfile(prof["setup_s"], prof["per_example_s"])
     rows, reached = [], None
     for r in line:
-        setup = setup_cost_s(r.cost.get("phases", []))
-        if setup is None:
+        train = phase_s(r, "setup/train")
+        if train is None:
             continue
-        c = crossover(CostProfile(setup, per_example), b)
+        setup = mine["setup_s"] - trained + train
+        c = crossover(CostProfile(setup, mine["per_example_s"]), b)
         value = r.metrics["lds"]["value"]
         first = reached is None and value >= target
         reached = r if first else reached
-        rows.append([r.extra["budget"]["value"], fmt(value), format_seconds(setup), c.describe(REFERENCE, COMPETITOR)
-                     + (" **(quality matched)**" if first else "")])
+        d = stats.compare(r, matched, "lds")
+        rows.append([r.extra["budget"]["value"], fmt(value), f"{d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]",
+                     format_seconds(setup), c.describe(REFERENCE, COMPETITOR) + (" **(quality matched)**" if first
+                                                                                 else "")])
     size = (matched.extra or {}).get("size")
     at = f"{size['option']} {size['value']}" if size else "its row's size"
     ratio = matched.cost["storage_bytes_per_example"] / ref_row.cost["storage_bytes_per_example"]
     if reached is not None:
         point = reached.extra["budget"]
-        verdict = f"{REFERENCE} first reaches it at {point['option']} {point['value']}."
+        verdict = f"{REFERENCE}'s point estimate first reaches it at {point['option']} {point['value']}."
     else:
         best = max(line, key=lambda r: r.metrics["lds"]["value"])
         verdict = (f"No point of {REFERENCE}'s curve reaches it: the highest is {fmt(best.metrics['lds']['value'])} at "
                    f"{best.extra['budget']['option']} {best.extra['budget']['value']}, so no quality-matched N* "
                    f"exists within the curve.")
-    return [f"#### Quality-matched crossover ({suite})", "",
-            f"The crossover the paper draws: {REFERENCE} stopped where its test LDS first reaches {COMPETITOR}'s at "
-            f"matched storage ({COMPETITOR} at {at}, {ratio:.2g}× {REFERENCE}'s bytes per example: LDS "
-            f"{fmt(target)}), charged the data generation and training of that point ({REFERENCE}'s learning "
-            f"curve), against {COMPETITOR}'s measured setup ({format_seconds(prof['setup_s'])}) and per-example "
-            f"cost ({1e3 * prof['per_example_s']:.3g} ms, at its row's size; {REFERENCE}'s "
-            f"{1e3 * per_example:.3g} ms). {verdict} Each row: the crossover if {REFERENCE} stopped there.", "",
-            table(rows, [line[0].extra["budget"]["option"].capitalize(), f"LDS {suite}", "Setup",
-                         f"N* vs {COMPETITOR}"]), "",
-            provenance([*line, matched, theirs, ours]), ""]
+    option = line[0].extra["budget"]["option"]
+    return title + [
+        f"The crossover the paper draws: {REFERENCE} stopped where its test LDS first reaches {COMPETITOR}'s at "
+        f"matched storage ({COMPETITOR} at {at}, {ratio:.2g}× {REFERENCE}'s bytes per example: LDS {fmt(target)}). "
+        f"Each row charges {REFERENCE} its measured setup ({format_seconds(mine['setup_s'])}) with the training "
+        f"({format_seconds(trained)}) replaced by that point's, and its measured {1e3 * mine['per_example_s']:.3g} ms "
+        f"per example; {COMPETITOR} its measured setup ({format_seconds(prof['setup_s'])}) and "
+        f"{1e3 * prof['per_example_s']:.3g} ms per example (at its row's size), as the table above does. {verdict} "
+        f"Each row: the LDS, its paired difference from {COMPETITOR}'s matched point (95% CI), and the crossover "
+        f"if {REFERENCE} stopped there.", "",
+        table(rows, [option.capitalize(), f"LDS {suite}", f"vs {COMPETITOR} at {at}", "Setup",
+                     f"N* vs {COMPETITOR}"]), "",
+        provenance(used), ""]

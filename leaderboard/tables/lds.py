@@ -200,7 +200,7 @@ def at_storage(row: RunRecord | None, curve: list[RunRecord], ref_bytes: float) 
                                       -p.cost["storage_bytes_per_example"]), default=None)
 
 
-def _phase_s(record: RunRecord, name: str) -> float | None:
+def phase_s(record: RunRecord, name: str) -> float | None:
     """Seconds of a record's phase `name` at its original cost (`phase_cost_s`); None if it has none."""
     found = [p for p in record.cost.get("phases", []) if p.get("name") == name]
     return sum(phase_cost_s(p) for p in found) if found else None
@@ -223,7 +223,7 @@ def learning_curves(suites: list[str], budgets: dict[tuple[str, str], list[RunRe
             rows = []
             for r in line:
                 info = (r.extra or {}).get("method_info") or {}
-                datagen, train = _phase_s(r, "setup/datagen"), _phase_s(r, "setup/train")
+                datagen, train = phase_s(r, "setup/datagen"), phase_s(r, "setup/train")
                 rows.append([r.extra["budget"]["value"], metric_cell(r, "lds", {}),
                              f"{info.get('best_step', '')}{' ↗' if still_improving(r) else ''}",
                              fmt(datagen, 0) if datagen is not None else "",

@@ -40,6 +40,8 @@ implementation (`bench.api.attention_pool`), used in training and in scoring.
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -125,11 +127,14 @@ class AirRep(Method):
         def produce(directory: Path) -> dict[str, Any]:
             splits, datagen_s = generate(self.config, ctx)
             self._resume_from_shorter(ctx, directory / "checkpoints")
+            state = directory / "checkpoints" / "state.json"
+            prior_s = json.loads(state.read_text())["train_s"] if state.exists() else 0.0
             with ctx.phase("setup/train", count=self.config.steps) as ph:
+                t0 = time.perf_counter()
                 model, tokenizer, train_s, history, resumed = train(self.config, ctx, splits,
                                                                     directory / "checkpoints")
-                if resumed:  # its cost: the steps trained here and those it continued from
-                    ph.cached_count, ph.original_wall_s = resumed, train_s
+                if resumed:  # its cost: this phase's time and the training loop of the steps it continued from
+                    ph.cached_count, ph.original_wall_s = resumed, prior_s + time.perf_counter() - t0
             save_airrep(model, tokenizer, directory / "model")
             return {"datagen_s": datagen_s, "train_s": train_s, "history": history,
                     "n_jobs": self.config.n_splits * self.config.subsets_per_split}
