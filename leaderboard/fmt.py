@@ -59,7 +59,10 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 def metric_cell(record: RunRecord | None, metric: str, footnotes: dict[str, int], bold: bool = False,
                 rank: int | None = None) -> str:
-    """`value ± half CI`, bold and (rank) when given; ✕ with a footnote for a failed run; blank if absent."""
+    """`value ± half CI`, bold and (rank) when given; ✕ with a footnote for a failed run; blank if absent.
+
+    A metric without a test whose interval is the point itself (tuning's gain) is its value alone.
+    """
     if record is None:
         return ""
     if record.status != "ok":
@@ -69,7 +72,8 @@ def metric_cell(record: RunRecord | None, metric: str, footnotes: dict[str, int]
     m = record.metrics.get(metric)
     if m is None:
         return ""
-    text = f"{fmt(m['value'])} ± {fmt((m['ci_high'] - m['ci_low']) / 2)}"
+    point = m.get("test") == stats.NO_TEST and m["ci_low"] == m["ci_high"] == m["value"]  # no interval declared
+    text = fmt(m["value"]) if point else f"{fmt(m['value'])} ± {fmt((m['ci_high'] - m['ci_low']) / 2)}"
     return (f"**{text}**" if bold else text) + (f" ({rank})" if rank is not None else "")
 
 

@@ -14,13 +14,16 @@ Cells = dict[tuple[str, str, str], RunRecord]  # (suite, task, row) -> record
 def latest(records: Iterable[RunRecord]) -> Cells:
     """The newest shown record of each (suite, task, row), ties broken by fingerprint.
 
-    Shown: a method's default configuration (`bench.results.is_default`) and named variants (`--label`).
+    Shown: a method's default configuration (`bench.results.is_default`) and named variants (`--label`), and
+    a tuning search (task `tune`) at any budget (its task option; the table states it) but no other option.
     A run with ad-hoc options and no label, or with another seed, never replaces a default row; a failed
     record shows only where no successful one exists.
     """
     out: Cells = {}
     for r in sorted(records, key=lambda r: (r.status == "ok", r.created_at, r.fingerprint)):
-        if r.label or is_default(r) or r.status != "ok" and r.seed == 0:
+        search = r.task == "tune" and r.seed == 0 and not r.label and set(r.options.get("task") or {}) <= {"budget"} \
+            and not r.options.get("method") and not r.options.get("suite")
+        if r.label or is_default(r) or search or r.status != "ok" and r.seed == 0:
             out[(r.column, r.task, r.row)] = r
     return out
 

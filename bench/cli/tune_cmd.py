@@ -21,6 +21,9 @@ then uses (the leaderboard says "tuned on dev, k configs"; --set still wins).
 """
 
 
+DEFAULT_BUDGET = 8  # tasks.tune.TuneConfig's budget: passed on only when another one is asked for
+
+
 def add_parser(sub) -> None:  # argparse._SubParsersAction
     """Register the subcommand."""
     p = sub.add_parser("tune", help="tune methods' settings on a suite's dev split", epilog=EPILOG,
@@ -33,7 +36,8 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.add_argument("--suite", default="small", help="built-in suite name or path to a suite .toml (default: small)")
     p.add_argument("--suite-set", dest="suite_options", action="append", default=[], metavar="KEY=VALUE",
                    help="override a suite value by dotted key (repeatable), e.g. dev.share=0.25")
-    p.add_argument("--budget", type=int, default=8, help="configurations per method, the default included (default 8)")
+    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
+                   help=f"configurations per method, the default included (default {DEFAULT_BUDGET})")
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--executor", default="local", help="where retraining jobs run: local (default) or ray")
@@ -79,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                           "--no-write")
     load_suite(args.suite, suite_options).require("dev")  # before any work: a suite without a dev split fails now
     request = RunRequest(method=names[0], task="tune", suite=args.suite, suite_options=suite_options,
-                         task_options=(("budget", args.budget),), seed=args.seed, device=args.device,
+                         task_options=(("budget", args.budget),) if args.budget != DEFAULT_BUDGET else (),
+                         seed=args.seed, device=args.device,
                          executor=args.executor, cache_dir=args.cache_dir, results_dir=args.results_dir,
                          force=args.force)
     if len(names) == 1:
