@@ -114,13 +114,15 @@ def test_quality_matched_crossover_charges_the_first_airrep_point_that_reaches_l
 
     airrep = read_record(DATA / "results" / "small" / "lds" / "airrep" / "aaaaaaaaaaaa.json")
     logra = read_record(DATA / "results" / "small" / "lds" / "logra" / "ffffffffffff.json")
-    cross = {m: read_record(next((DATA / "results" / "small" / "crossover" / m).glob("*.json")))
-             for m in ("airrep", "logra")}
+    golden = read_record(next((DATA / "results" / "small" / "crossover" / "logra").glob("*.json")))
     env = {**airrep.env, "cpu": "one CPU", "device": "cpu"}  # every record of one machine
     airrep, logra = (dataclasses.replace(r, env=env) for r in (airrep, logra))
-    cross = {m: dataclasses.replace(r, env=env) for m, r in cross.items()}
-    profile = {**cross["airrep"].extra["profile"], "setup_parts": {"setup/datagen": 800.0, "setup/train": 600.0}}
-    cross["airrep"] = dataclasses.replace(cross["airrep"], extra={**cross["airrep"].extra, "profile": profile})
+    # logra's crossover run measured both profiles: airrep's setup split into data generation and training
+    prof = {"setup_s": 300.0, "per_example_s": 0.002, "per_example": {"min": 0.0019, "max": 0.0021}}
+    mine = {"setup_s": 1400.0, "per_example_s": 0.001, "per_example": {"min": 0.0009, "max": 0.0011},
+            "setup_parts": {"setup/datagen": 800.0, "setup/train": 600.0}}
+    theirs = dataclasses.replace(golden, env=env, extra={**golden.extra, "profile": prof, "reference_profile": mine})
+    cross = {"logra": theirs}
     ref = airrep.cost["storage_bytes_per_example"]
     # logra at rank 8 (1.1x airrep's bytes) sets the target; its rank-64 row is far better and is not the target
     target = logra.metrics["lds"]["value"] - 0.1
@@ -139,25 +141,28 @@ def test_quality_matched_crossover_charges_the_first_airrep_point_that_reaches_l
     text = "\n".join(quality_matched("small", cross, lds, curves, budgets))
     assert "#### Quality-matched crossover (small)" in text and "logra at rank 8, 1.1×" in text
     assert "airrep's point estimate first reaches it at steps 100." in text
-    # the 100-step point: the reference's measured setup with its training replaced by the point's 200 s
-    mine, prof = cross["airrep"].extra["profile"], cross["logra"].extra["profile"]
-    setup = mine["setup_s"] - mine["setup_parts"]["setup/train"] + 200.0
-    expected = crossover(CostProfile(setup, mine["per_example_s"]),
-                         CostProfile(prof["setup_s"], prof["per_example_s"])).describe("airrep", "logra")
+    # the 100-step point: airrep's measured setup with its 600 s of training replaced by the point's 200 s
+    expected = crossover(CostProfile(1400.0 - 600.0 + 200.0, 0.001), CostProfile(300.0, 0.002)).describe("airrep",
+                                                                                                       "logra")
     row = next(line for line in text.splitlines() if line.startswith("| 100 "))
     assert expected in row and "(quality matched)" in row and "+0.010 [" in row  # paired with the target
     assert sum("(quality matched)" in line for line in text.splitlines()) == 1
+    # per-example costs whose repeats overlap give no N*, as in the crossover table
+    close = {**mine, "per_example": {"min": 0.0009, "max": 0.0019}}
+    noisy = {"logra": dataclasses.replace(theirs, extra={**theirs.extra, "reference_profile": close})}
+    assert "equal per-example cost within noise: no N*" in "\n".join(quality_matched("small", noisy, lds, curves,
+                                                                                       budgets))
     # a curve that never reaches the target says so; one point is no curve
     low = curve_points([at(50, target - 0.2), at(100, target - 0.1)], axis="budget")
     assert "No point of airrep's curve reaches it" in "\n".join(quality_matched("small", cross, lds, curves, low))
     assert quality_matched("small", cross, lds, curves, curve_points([at(50, 0.9)], axis="budget")) == []
     # records of two machines, or a curve that does not pair with the target, are not compared
-    other = {**cross, "logra": dataclasses.replace(cross["logra"], env={**env, "cpu": "another CPU"})}
+    other = {"logra": dataclasses.replace(theirs, env={**env, "cpu": "another CPU"})}
     assert "Not compared: the records are made on different machines" in \
         "\n".join(quality_matched("small", other, lds, curves, budgets))
     unpaired = curve_points([dataclasses.replace(r, pairing={"other": 1}) for r in budgets[("small", "airrep")]],
                             axis="budget")
     assert "do not pair" in "\n".join(quality_matched("small", cross, lds, curves, unpaired))
-    whole = {**cross, "airrep": dataclasses.replace(cross["airrep"], extra={
-        **cross["airrep"].extra, "profile": {k: v for k, v in profile.items() if k != "setup_parts"}})}
-    assert "does not give its training's share" in "\n".join(quality_matched("small", whole, lds, curves, budgets))
+    whole = {"logra": dataclasses.replace(theirs, extra={
+        **theirs.extra, "reference_profile": {k: v for k, v in mine.items() if k != "setup_parts"}})}
+    assert "training share of the setup" in "\n".join(quality_matched("small", whole, lds, curves, budgets))

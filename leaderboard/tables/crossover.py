@@ -87,38 +87,43 @@ def quality_matched(suite: str, cross: dict[str, RunRecord], lds: Cells, curves:
     The paper's Figure 6 compares LoGra with the AirRep checkpoint of the same quality at comparable storage.
     Here: the competitor's point (`bench curve`) whose storage per example is nearest the reference's row
     (`leaderboard.tables.lds.at_storage`) sets the LDS to reach. Each point of the reference's learning curve
-    (`bench curve --budget`) is charged as the crossover table charges the reference, its measured setup
-    (data generation, training) with the training replaced by the point's own (`setup/train` at what producing
-    it cost), and its measured per-example cost (which the training budget does not change); the competitor its
-    measured profile (setup and per-example cost at its row's size, not the matched size). The crossover is
-    computed for each point; the first whose test LDS point estimate reaches the target is the quality-matched
-    one, and each point's paired difference from the target record is shown beside it. Nothing is compared
+    (`bench curve --budget`) is charged as the crossover table charges the reference against the competitor:
+    the reference's profile measured in the competitor's crossover run, its setup (data generation, training)
+    with the training replaced by the point's own (`setup/train` at what producing it cost) and its per-example
+    cost (which the training budget does not change); the competitor its profile of that run (setup and
+    per-example cost at its row's size, not the matched size). The crossover is computed for each point (none
+    where the two per-example costs' repeats overlap, as in the table above); the first point whose test LDS
+    point estimate reaches the target is the quality-matched one, and each point's paired difference from the
+    target record is shown beside it. Nothing is compared
     unless the curve's points pair with the target record (same ground truth and draws) and every record used
     was made on one machine.
     """
     line = [r for r in budgets.get((suite, REFERENCE), []) if r.metrics.get("lds", {}).get("value") is not None]
     ref_row, row = lds.get((suite, "lds", REFERENCE)), lds.get((suite, "lds", COMPETITOR))
-    theirs, ours = cross.get(COMPETITOR), cross.get(REFERENCE)
-    if len(line) < 2 or ref_row is None or row is None or theirs is None or ours is None or \
-            theirs.status != "ok" or ours.status != "ok" or not ref_row.cost.get("storage_bytes_per_example"):
+    theirs = cross.get(COMPETITOR)
+    if len(line) < 2 or ref_row is None or row is None or theirs is None or theirs.status != "ok" or \
+            not theirs.extra.get("reference_profile") or not ref_row.cost.get("storage_bytes_per_example"):
         return []
     matched = at_storage(row, curves.get((suite, COMPETITOR), []), ref_row.cost["storage_bytes_per_example"])
     if matched is None:
         return []
     title = [f"#### Quality-matched crossover ({suite})", ""]
-    used = [*line, matched, theirs, ours]
+    used = [*line, matched, theirs]
     machines = sorted({machine(r) for r in used})
     unpaired = next((why for r in line if (why := stats.why_not_comparable(r, matched, "lds"))), None)
-    prof, mine = theirs.extra["profile"], ours.extra["profile"]
+    # both profiles from the competitor's crossover record: measured in one run, as the table above compares them
+    prof, mine = theirs.extra["profile"], theirs.extra["reference_profile"]
     trained = (mine.get("setup_parts") or {}).get("setup/train")
     why = (f"the records are made on different machines ({', '.join(machines)})" if len(machines) > 1 else
            f"{REFERENCE}'s learning curve and {COMPETITOR}'s matched point do not pair: {unpaired}" if unpaired else
-           f"{REFERENCE}'s crossover record does not give its training's share of the setup" if trained is None
+           f"{COMPETITOR}'s crossover record does not give {REFERENCE}'s training share of the setup" if trained is None
            else None)
     if why:
         return title + [f"Not compared: {why}.", "", provenance(used), ""]
     target = matched.metrics["lds"]["value"]
     b = CostProfile(prof["setup_s"], prof["per_example_s"])
+    ra, rb = mine.get("per_example") or {}, prof.get("per_example") or {}  # the repeats' ranges overlap: no N*
+    noise = bool(ra and rb) and ra["min"] <= rb["max"] and rb["min"] <= ra["max"]
     rows, reached = [], None
     for r in line:
         train = phase_s(r, "setup/train")
@@ -126,13 +131,13 @@ def quality_matched(suite: str, cross: dict[str, RunRecord], lds: Cells, curves:
             continue
         setup = mine["setup_s"] - trained + train
         c = crossover(CostProfile(setup, mine["per_example_s"]), b)
+        text = ("equal per-example cost within noise: no N*" if noise else c.describe(REFERENCE, COMPETITOR))
         value = r.metrics["lds"]["value"]
         first = reached is None and value >= target
         reached = r if first else reached
         d = stats.compare(r, matched, "lds")
         rows.append([r.extra["budget"]["value"], fmt(value), f"{d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]",
-                     format_seconds(setup), c.describe(REFERENCE, COMPETITOR) + (" **(quality matched)**" if first
-                                                                                 else "")])
+                     format_seconds(setup), text + (" **(quality matched)**" if first else "")])
     size = (matched.extra or {}).get("size")
     at = f"{size['option']} {size['value']}" if size else "its row's size"
     ratio = matched.cost["storage_bytes_per_example"] / ref_row.cost["storage_bytes_per_example"]
