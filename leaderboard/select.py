@@ -29,11 +29,20 @@ def latest(records: Iterable[RunRecord]) -> Cells:
 
 
 def seed_groups(records: Iterable[RunRecord]) -> dict[tuple[str, str, str], dict[int, RunRecord]]:
-    """(suite, task, row) -> seed -> the newest successful record, for rows run with several seeds."""
+    """(suite, task, row) -> seed -> the newest successful record, for rows run with several seeds.
+
+    Only seeds of one run of the row count: the records that agree with its newest seed-0 record in suite
+    version, data and method config (an older seed of another version or setting is left out).
+    """
     out: dict[tuple[str, str, str], dict[int, RunRecord]] = {}
     for r in sorted(records, key=lambda r: (r.created_at, r.fingerprint)):
         if r.status == "ok" and not any(r.options.values()):
             out.setdefault((r.column, r.task, r.row), {})[r.seed] = r
+    for key, seeds in out.items():
+        if 0 in seeds:
+            base = seeds[0]
+            out[key] = {s: r for s, r in seeds.items() if (r.suite_version, r.data, r.method_config) ==
+                        (base.suite_version, base.data, base.method_config)}
     return {k: v for k, v in out.items() if len(v) > 1}
 
 

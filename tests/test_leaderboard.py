@@ -211,3 +211,18 @@ def test_an_ablation_is_compared_with_its_parent_only_when_one_thing_changed():
     columns["qa"]["logra_attn"].extra["ablation"]["options"] = ["rank"]
     assert "not compared" not in "\n".join(ablations(columns, ["small", "qa"]))
     assert ablations({"small": {"logra": columns["small"]["logra"]}}, ["small"]) == []
+
+
+def test_seed_groups_keep_the_seeds_of_one_run_of_the_row():
+    import dataclasses
+
+    from bench.results import read_record
+    from leaderboard.select import seed_groups
+
+    base = read_record(next((DATA / "results" / "small" / "lds" / "tfidf").glob("*.json")))
+    seeds = [dataclasses.replace(base, seed=s, fingerprint=f"s{s}") for s in (0, 1, 2)]
+    assert sorted(seed_groups(seeds)[(base.column, "lds", base.row)]) == [0, 1, 2]
+    # seed 2 made at another suite version (an older run): not a seed of this one
+    older = dataclasses.replace(seeds[2], suite_version="old")
+    assert sorted(seed_groups([*seeds[:2], older])[(base.column, "lds", base.row)]) == [0, 1]
+    assert seed_groups([seeds[0], dataclasses.replace(seeds[1], method_config={"other": 1})]) == {}
