@@ -39,8 +39,9 @@ def section(cells: Cells, seeds: dict, curves: dict | None = None,  # noqa: ARG0
            "generation and training; cached work at what producing it cost) and the cost per attributed training "
            "example (featurise it, score it against the test split: median and range of {repeats} repeats). N*: the "
            "pool size beyond (>) or below (<) which the reference (AirRep) costs less in total, with the cost "
-           "there; *equal within noise* where the two per-example costs' ranges overlap. The reference is "
-           "profiled once per suite. Budgets: training examples "
+           "there; *equal within noise* where the two per-example costs' ranges overlap. Each row's N* is against "
+           "the reference's profile stored in that row's record (rows made in separate runs, or on other machines "
+           "(the line below), hold separate measurements of it). Budgets: training examples "
            "attributable in that many device-hours, setup included. Ratios: the method's per-example "
            "featurisation time and storage over the reference's, with the gradients of the suite's LM and of "
            "realistic target LMs at the LoGra rank of the paper (rank 16; random init, one gradient pass).", ""]
