@@ -19,6 +19,12 @@ its directory is found with `importlib.util.find_spec`. Two recipes (`[data.text
   a definitely correct prediction gives one example labelled `correct` (its first such prediction), any
   other question with a definitely incorrect one an example labelled `incorrect`: a binary label on
   responses (SafeRLHF's role), drawn per label so every split is half and half, each question once.
+- `bbq`: BBQ (Parrish et al. 2022, CC BY 4.0): a short context about two people, a question about one of
+  them and three options, one of which says the question cannot be answered. The response is the correct
+  option; the label is whether it abstains (`unknown`: the context is ambiguous, so the answer is one of
+  BBQ's ten "cannot be determined" phrasings) or names a person (`named`): a binary label on the response's
+  behaviour, the role SafeRLHF's safe (refuse) / unsafe (comply) plays, drawn per label so every split is
+  half and half.
 
 Splits are disjoint by content: rows are deduplicated by their normalised prompt (`bench.hygiene`) across
 every file of the recipe before the split is drawn, and each prompt lands in exactly one split (per source,
@@ -56,6 +62,11 @@ QA_SOURCES: dict[str, tuple[str, ...]] = {
 }
 STEREOSET_FILES = ("StereoSet/test.jsonl",)
 NQ_FILES = ("NQ-open/test.jsonl",)
+BBQ_FILES = ("BBQ/test.jsonl",)
+# BBQ's answers for an ambiguous context (its UNKNOWN set, as the dataset spells them)
+BBQ_UNKNOWN = frozenset({"can't answer", "can't be determined", "cannot answer", "cannot be determined",
+                         "not answerable", "not enough info", "not enough information", "not known",
+                         "undetermined", "unknown"})
 SPLIT_ORDER = ("test", "train", "airrep_train", "warmup")
 
 
@@ -63,13 +74,14 @@ SPLIT_ORDER = ("test", "train", "airrep_train", "warmup")
 class TextSpec:
     """An embedded real-text recipe (`[data.text]` in a suite TOML)."""
 
-    recipe: Literal["qa", "stereoset", "nq"] = field(metadata={
-        "help": "qa (source label), stereoset (stance label) or nq (judged correctness of an answer)."})
+    recipe: Literal["qa", "stereoset", "nq", "bbq"] = field(metadata={
+        "help": "qa (source label), stereoset (stance label), nq (judged correctness of an answer) or bbq "
+                "(the answer abstains or names a person)."})
     n_test: int = field(default=30, metadata={
         "help": "Test rows per source (qa), test contexts, each with its two continuations (stereoset), or test "
-                "questions per label (nq)."})
+                "questions per label (nq, bbq)."})
     n_train: int = field(default=150, metadata={
-        "help": "Pool rows per source (qa), pool contexts (stereoset) or pool questions per label (nq)."})
+        "help": "Pool rows per source (qa), pool contexts (stereoset) or pool questions per label (nq, bbq)."})
     n_airrep_train: int = field(default=250, metadata={"help": "airrep_train rows per source / contexts."})
     n_warmup: int = field(default=600, metadata={"help": "Warm-up rows per source / contexts (at most what is left)."})
     sources: tuple[str, ...] = field(default=tuple(QA_SOURCES), metadata={"help": "qa: the sources mixed."})
@@ -94,6 +106,8 @@ class TextSpec:
             return STEREOSET_FILES
         if self.recipe == "nq":
             return NQ_FILES
+        if self.recipe == "bbq":
+            return BBQ_FILES
         return tuple(f for s in self.sources for f in QA_SOURCES[s])
 
 
@@ -190,6 +204,18 @@ def _candidates(spec: TextSpec, root: Path) -> dict[str, list[tuple[str, list[tu
                 if response and key not in seen:
                     seen.add(key)
                     out.setdefault(label, []).append((prompt, [(response, {"correctness": label})]))
+        return out
+    if spec.recipe == "bbq":
+        for _, row in _rows(root / BBQ_FILES[0]):
+            question = str(row["question"]).split("\n")[0].strip()  # without "Please choose the correct option"
+            prompt = _cut(f"{row['passage']} {question} {row['options']}", spec.max_prompt_words, last=True)
+            response = _cut(_answer(row["answer"]), spec.max_response_words, last=False)
+            key = normalise(prompt)
+            if not response or key in seen:
+                continue
+            seen.add(key)
+            label = "unknown" if response.strip().rstrip(".").lower() in BBQ_UNKNOWN else "named"
+            out.setdefault(label, []).append((prompt, [(response, {"answer": label})]))
         return out
     passages: set[str] = set()  # a passage (BoolQ, SIQA, ASDiv) with several questions gives one example
     for source in spec.sources:

@@ -8,7 +8,7 @@ from bench.data import Example
 from bench.hygiene import describe, normalise, report
 from bench.suites import load_suite
 
-EMBEDDED = ["tiny", "small", "shifted", "qa", "stereoset", "nq"]
+EMBEDDED = ["tiny", "small", "shifted", "qa", "stereoset", "nq", "bbq"]
 
 
 def test_normalise_folds_case_spacing_and_punctuation():
@@ -35,7 +35,7 @@ def test_every_embedded_suite_is_disjoint_by_content(name):
     assert rep["test_overlap_any"] == 0, rep
     assert not any(rep["duplicates"].values()), rep
     assert all(rep["sizes"][s] > 0 for s in ("train", "test", "warmup", "airrep_train"))
-    if name in ("small", "shifted", "qa", "stereoset", "nq"):  # every split pair, not only test vs the others
+    if name in ("small", "shifted", "qa", "stereoset", "nq", "bbq"):  # every split pair, not only test vs the others
         prompts = {s: {normalise(e.prompt) for e in suite.split(s)} for s in rep["sizes"]}
         names = sorted(prompts)
         for i, a in enumerate(names):
@@ -62,6 +62,23 @@ def test_nq_splits_are_half_correct_half_incorrect_with_one_example_per_question
     prompts = [e.prompt for name in ("test", "train", "airrep_train", "warmup") for e in suite.split(name)]
     assert len(prompts) == len(set(prompts))
     assert all(e.response and e.response != "None" for e in suite.split("test"))
+
+
+def test_bbq_splits_are_half_abstaining_half_named_and_the_label_follows_the_answer():
+    from bench.textdata import BBQ_UNKNOWN
+
+    suite = load_suite("bbq")
+    for name, size in (("test", 200), ("train", 500), ("airrep_train", 120), ("warmup", 192)):
+        labels = [e.labels["answer"] for e in suite.split(name)]
+        assert len(labels) == size, name
+        if name != "warmup":  # the warm-up takes what is left: 105 abstaining, 87 named
+            assert labels.count("unknown") == labels.count("named"), name
+    for e in suite.split("test"):
+        abstains = e.response.lower() in BBQ_UNKNOWN
+        assert e.labels["answer"] == ("unknown" if abstains else "named"), e
+        assert e.response in e.prompt and "Please choose" not in e.prompt  # the option, among the options
+    prompts = [e.prompt for name in ("test", "train", "airrep_train", "warmup") for e in suite.split(name)]
+    assert len(prompts) == len(set(prompts))
 
 
 def test_a_user_suite_with_overlap_says_how_many_test_examples_overlap(run_cli, tmp_path):
