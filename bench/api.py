@@ -26,6 +26,7 @@ from bench.costmodel import (
     format_count,
     format_seconds,
     method_cost_s,
+    within_noise,
 )
 from bench.data import Example, Examples
 from bench.encoders import OFFLINE_DEFAULT, check_model, encode_texts, load_encoder, mean_pool
@@ -68,6 +69,7 @@ __all__ = [
     "runs_from_prefix", "Task",
     "TaskConfig",
     "TaskOutput", "tasks", "tokenized_rows", "top_layer_losses", "TrainedOn", "unigram_f1",
+    "within_noise",
 ]
 
 Role = Literal["train", "test"]

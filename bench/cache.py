@@ -129,5 +129,5 @@ def peek_built(cache: Cache, kind: str, args: Any, versions: dict[str, str]) -> 
 
 def peek_meta(cache: Cache, kind: str, args: Any, versions: dict[str, str]) -> dict[str, Any] | None:
     """The metadata of a complete artefact (e.g. its `wall_s`), None when it is not built (touches nothing)."""
-    path = cache.peek(kind, {**to_jsonable(args), "code_versions": dict(versions)}) / "meta.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    directory = built_entry(cache, kind, args, versions)
+    return json.loads((directory / "meta.json").read_text(encoding="utf-8")) if directory is not None else None

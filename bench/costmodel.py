@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 CrossKind = Literal["above", "below", "always", "never"]
 
@@ -69,6 +69,18 @@ def crossover(a: CostProfile, b: CostProfile) -> Crossover:
         return Crossover("never")
     n_star = -d_setup / d_per
     return Crossover("above" if d_per < 0 else "below", n_star, a.total(n_star))
+
+
+def within_noise(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two cost profiles' per-example costs overlap within the range of their repeats.
+
+    `a`, `b`: profiles as `RunContext.profile` returns them (`per_example`: min and max over the repeats). No
+    range on either side: False (nothing says they are equal).
+    """
+    ra, rb = a.get("per_example"), b.get("per_example")
+    if not ra or not rb:
+        return False
+    return ra["min"] <= rb["max"] and rb["min"] <= ra["max"]
 
 
 def format_count(n: float | None) -> str:

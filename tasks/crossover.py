@@ -21,6 +21,7 @@ from bench.api import (
     format_seconds,
     methods,
     register_task,
+    within_noise,
 )
 
 
@@ -49,14 +50,6 @@ class CrossoverConfig(TaskConfig):
             raise ConfigError("crossover.repeats must be >= 3 (a median and a spread) and repeat_sample >= 1")
         if not self.budgets_h or min(self.budgets_h) <= 0:
             raise ConfigError("crossover.budgets_h must hold positive hours")
-
-
-def within_noise(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two profiles' per-example costs overlap within the range of their repeats."""
-    ra, rb = a.get("per_example"), b.get("per_example")
-    if not ra or not rb:
-        return False
-    return ra["min"] <= rb["max"] and rb["min"] <= ra["max"]
 
 
 @register_task("crossover", config=CrossoverConfig)

@@ -75,7 +75,7 @@ def test_the_reference_is_profiled_once_per_suite(run_cli):
 
 
 def test_overlapping_per_example_ranges_are_equal_within_noise():
-    from tasks.crossover import within_noise
+    from bench.api import within_noise
 
     def prof(lo, hi):
         return {"per_example": {"min": lo, "max": hi, "median": (lo + hi) / 2, "n": 3}}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench import stats
-from bench.costmodel import CostProfile, crossover, format_count, format_seconds
+from bench.costmodel import CostProfile, crossover, format_count, format_seconds, within_noise
 from bench.results import RunRecord
 from leaderboard.fmt import bytes_text, fmt, footnote_lines, format_caption, machine, metric_cell, provenance, table
 from leaderboard.select import Cells, of_task
@@ -123,8 +123,7 @@ def quality_matched(suite: str, cross: dict[str, RunRecord], lds: Cells, curves:
         return title + [f"Not compared: {why}.", "", provenance(used), ""]
     target = matched.metrics["lds"]["value"]
     b = CostProfile(prof["setup_s"], prof["per_example_s"])
-    ra, rb = mine.get("per_example") or {}, prof.get("per_example") or {}  # the repeats' ranges overlap: no N*
-    noise = bool(ra and rb) and ra["min"] <= rb["max"] and rb["min"] <= ra["max"]
+    noise = within_noise(mine, prof)  # the repeats' ranges overlap: no N*
     rows, reached = [], None
     for r in line:
         train = phase_s(r, "setup/train")

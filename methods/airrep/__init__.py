@@ -148,7 +148,7 @@ class AirRep(Method):
         self._tokenizer, self._model = load_airrep(str(directory / "model"), ctx.device)
         self.training_history = meta["history"]
 
-    def _resume_from_shorter(self, ctx: MethodContext, ckpt_dir: Path) -> int:
+    def _resume_from_shorter(self, ctx: MethodContext, ckpt_dir: Path) -> None:
         """Start the training from the last checkpoint of the longest cached run that is this one cut short.
 
         A run of S steps and one of s < S steps with every other option equal take the same first s steps: each
@@ -158,12 +158,13 @@ class AirRep(Method):
         search over steps trains its longest run once. Only an s that is a multiple of `eval_every` qualifies:
         a run also evaluates the held-out splits at its last step, which a longer run does not do at s. The
         training time charged (`train_s`) includes the shorter run's, so the cost is still that of S steps.
-        Returns the step resumed from (0: none found, or a checkpoint is already there).
+        Nothing happens where a checkpoint is already there (an interrupted build resumes from its own) or no
+        shorter run is cached.
         """
         import shutil
 
         if (ckpt_dir / "state.json").exists():
-            return 0
+            return
         versions = self._versions()
         for s in range(self.config.steps - 1, 0, -1):
             if s % self.config.eval_every:
@@ -176,8 +177,7 @@ class AirRep(Method):
                 shutil.copytree(found / "checkpoints", tmp)
                 shutil.rmtree(ckpt_dir, ignore_errors=True)  # an interrupted build's (no complete checkpoint)
                 tmp.rename(ckpt_dir)
-                return s
-        return 0
+                return
 
     def info(self) -> dict[str, Any]:
         """The training curve (loss, held-out LDS per step) and the step kept."""
