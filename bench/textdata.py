@@ -205,18 +205,6 @@ def _candidates(spec: TextSpec, root: Path) -> dict[str, list[tuple[str, list[tu
                     seen.add(key)
                     out.setdefault(label, []).append((prompt, [(response, {"correctness": label})]))
         return out
-    if spec.recipe == "bbq":
-        for _, row in _rows(root / BBQ_FILES[0]):
-            question = str(row["question"]).split("\n")[0].strip()  # without "Please choose the correct option"
-            prompt = _cut(f"{row['passage']} {question} {row['options']}", spec.max_prompt_words, last=True)
-            response = _cut(_answer(row["answer"]), spec.max_response_words, last=False)
-            key = normalise(prompt)
-            if not response or key in seen:
-                continue
-            seen.add(key)
-            label = "unknown" if response.strip().rstrip(".").lower() in BBQ_UNKNOWN else "named"
-            out.setdefault(label, []).append((prompt, [(response, {"answer": label})]))
-        return out
     passages: set[str] = set()  # a passage (BoolQ, SIQA, ASDiv) with several questions gives one example
     for source in spec.sources:
         rows = out.setdefault(source, [])
@@ -236,9 +224,77 @@ def _candidates(spec: TextSpec, root: Path) -> dict[str, list[tuple[str, list[tu
     return out
 
 
+BBQ_SIMILAR = 0.5  # TF-IDF cosine of two contexts (and questions) at or above which they are one template
+
+
+def _bbq_splits(spec: TextSpec, root: Path) -> dict[str, list[Example]]:
+    """BBQ's splits: whole template families per split, each split half abstaining and half named.
+
+    BBQ fills each template with several pairs of people (and gives each context an ambiguous and a
+    disambiguated version), so contexts of one template are near-duplicates with mostly the same answer
+    type. A family is a connected set of contexts whose TF-IDF cosine (context and question) is at least
+    `BBQ_SIMILAR`; families are drawn in a seeded order into the first split with room for them, so no family
+    spans two splits; each split then keeps as many examples of each label as its smaller label has. The
+    family is each example's `template` label, the unit the suite's confidence intervals resample.
+    """
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rows: list[tuple[str, str, str, str]] = []  # prompt, response, label, context + question
+    seen: set[str] = set()
+    for _, row in _rows(root / BBQ_FILES[0]):
+        question = str(row["question"]).split("\n")[0].strip()  # without "Please choose the correct option"
+        context = f"{row['passage']} {question}"
+        prompt = _cut(f"{context} {row['options']}", spec.max_prompt_words, last=True)
+        response = _cut(_answer(row["answer"]), spec.max_response_words, last=False)
+        key = normalise(prompt)
+        if not response or key in seen:
+            continue
+        seen.add(key)
+        label = "unknown" if response.strip().rstrip(".").lower() in BBQ_UNKNOWN else "named"
+        rows.append((prompt, response, label, context))
+    vectors = TfidfVectorizer(token_pattern=r"(?u)\b\w+\b").fit_transform([r[3] for r in rows])
+    _, family = connected_components((vectors @ vectors.T) >= BBQ_SIMILAR, directed=False)
+    members: dict[int, list[int]] = {}
+    for i, f in enumerate(family.tolist()):
+        members.setdefault(f, []).append(i)
+    order = sorted(members)
+    random.Random(f"{spec.seed}/bbq/families").shuffle(order)
+    quota = {"test": spec.n_test, "train": spec.n_train, "airrep_train": spec.n_airrep_train, "warmup": spec.n_warmup}
+    counts = {name: {"unknown": 0, "named": 0} for name in SPLIT_ORDER}
+    chosen: dict[str, list[int]] = {name: [] for name in SPLIT_ORDER}
+    for f in order:
+        need = {lab: sum(rows[i][2] == lab for i in members[f]) for lab in ("unknown", "named")}
+        for name in SPLIT_ORDER:
+            if all(counts[name][lab] + need[lab] <= quota[name] for lab in need):
+                chosen[name] += members[f]
+                for lab in need:
+                    counts[name][lab] += need[lab]
+                break
+    splits: dict[str, list[Example]] = {}
+    for name in SPLIT_ORDER:
+        keep = min(counts[name].values())
+        taken = {"unknown": 0, "named": 0}
+        out = []
+        for i in chosen[name]:
+            prompt, response, label, _ = rows[i]
+            if taken[label] < keep:
+                taken[label] += 1
+                out.append(Example(id=f"{label}-{i}", prompt=prompt, response=response,
+                                   labels={"answer": label, "template": f"t{int(family[i])}"}))
+        if name in ("test", "train") and keep < quota[name]:
+            raise DataError(f"data.text: bbq's families fill {name} with {keep} of {quota[name]} examples per label; "
+                            "lower n_test / n_train")
+        random.Random(f"{spec.seed}/bbq/order/{name}").shuffle(out)
+        splits[name] = out
+    return splits
+
+
 def load_text_splits(spec: TextSpec) -> dict[str, list[Example]]:
     """The four splits of a real-text recipe, disjoint by normalised prompt, deterministic for `spec.seed`."""
     root = data_dir(spec)
+    if spec.recipe == "bbq":
+        return _bbq_splits(spec, root)
     wanted = {"test": spec.n_test, "train": spec.n_train, "airrep_train": spec.n_airrep_train,
               "warmup": spec.n_warmup}
     splits: dict[str, list[Example]] = {name: [] for name in SPLIT_ORDER}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sklearn.feature_extraction.text import TfidfVectorizer  # at import, not inside the timed index phase
 
@@ -19,6 +20,9 @@ class TfIdfConfig(MethodConfig):
     max_features: int | None = field(default=None, metadata={"help": "Keep the most frequent terms only."})
     token_pattern: str = field(default=r"(?u)\b\w+\b", metadata={
         "help": "Token regex; unlike scikit-learn's default it keeps one-character tokens (digits)."})
+    fields: Literal["both", "response"] = field(default="both", metadata={"omit_default": True,
+        "help": "Text vectorised: the prompt and the response (the method), or the response alone (a control: "
+                "what matching the answer's words alone gives, e.g. on a suite whose label is in the answer)."})
 
     def __post_init__(self) -> None:
         if self.ngram_max < 1:
@@ -27,6 +31,8 @@ class TfIdfConfig(MethodConfig):
             raise ConfigError(f"tfidf.min_df must be >= 1, got {self.min_df}")
         if self.max_features is not None and self.max_features < 1:
             raise ConfigError(f"tfidf.max_features must be >= 1, got {self.max_features}")
+        if self.fields not in ("both", "response"):
+            raise ConfigError(f"tfidf.fields must be both or response, got {self.fields!r}")
 
 
 @register_method("tfidf", config=TfIdfConfig)
@@ -56,7 +62,10 @@ class TfIdf(Method):
         self._vectorizer = TfidfVectorizer(ngram_range=(1, c.ngram_max), sublinear_tf=c.sublinear_tf,
                                            min_df=c.min_df, max_features=c.max_features, norm="l2",
                                            token_pattern=c.token_pattern)
-        self.keep_pool_rows(examples, self._vectorizer.fit_transform([e.text() for e in examples]).tocsr())
+        self.keep_pool_rows(examples, self._vectorizer.fit_transform(self._texts(examples)).tocsr())
+
+    def _texts(self, examples: Examples) -> list[str]:
+        return [e.response if self.config.fields == "response" else e.text() for e in examples]
 
     def featurize(self, examples: Examples, role: Role) -> Features:
         """Sparse TF-IDF rows, float64 CSR [n, vocabulary]."""
@@ -65,4 +74,4 @@ class TfIdf(Method):
         kept = self.kept_pool_rows(examples)  # train and test rows are the same transform
         if kept is not None:
             return kept
-        return self._vectorizer.transform([e.text() for e in examples]).tocsr()
+        return self._vectorizer.transform(self._texts(examples)).tocsr()

@@ -90,6 +90,9 @@ class Classification(Task):
         # "task" first when present: the first metric is the record's headline (the paper's FLAN column)
         kinds = self.config.label_kinds or tuple(sorted(
             set.intersection(*(set(e.labels) for e in [*train, *test])), key=lambda k: (k != "task", k)))
+        if not self.config.label_kinds:  # a kind none of whose test values is in the pool (e.g. a suite's
+            # clusters, kept out of the pool's split) cannot be classified: chance and every method score 0
+            kinds = tuple(k for k in kinds if {e.labels.get(k) for e in test} & {e.labels.get(k) for e in train})
         if not kinds:
             raise DataError(f"suite '{ctx.suite.name}' has no label kind shared by all train and test examples; "
                             f"classification needs one (map a column in [data] label_columns)")

