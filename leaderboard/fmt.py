@@ -31,6 +31,27 @@ def grid_runs() -> list[tuple[dict[str, Any], str, str | None, int]]:
             for regime in step.get("regimes", [None]) for replicate in step.get("replicates", [0])]
 
 
+def step_argv(step: dict[str, Any], suite: str, regime: str | None, replicate: int) -> list[str]:
+    """One grid run's `bench run` arguments, without the results directory.
+
+    Methods, tasks, seeds, suite, regime, replicate, and a labelled variant's `set` options and `label` (a row
+    of its own, e.g. a control).
+    """
+    argv = ["--method", step["methods"], "--task", step["tasks"]]
+    if step.get("seeds"):
+        argv += ["--seeds", str(step["seeds"])]
+    argv += ["--suite", suite]
+    if regime is not None:
+        argv += ["--regime", regime]
+    if replicate:
+        argv += ["--replicate", str(replicate)]
+    for key, value in (step.get("set") or {}).items():
+        argv += ["--set", f"{key}={value}"]
+    if step.get("label"):
+        argv += ["--label", str(step["label"])]
+    return argv
+
+
 def suite_key(name: str) -> tuple[int, int, str]:
     """Sort key of suite columns: the layout's order, then any other suite by name.
 

@@ -14,7 +14,7 @@ import importlib
 from pathlib import Path
 
 from bench.results import read_records
-from leaderboard.fmt import grid_runs, layout
+from leaderboard.fmt import grid_runs, layout, step_argv
 from leaderboard.select import Cells, check_pairing, curve_points, latest, seed_groups
 
 BESPOKE = ("lds", "classification", "selection", "crossover")  # tasks with a module in leaderboard/tables
@@ -23,11 +23,8 @@ BESPOKE = ("lds", "classification", "selection", "crossover")  # tasks with a mo
 def regenerate_line(where: str) -> str:
     """The commands that regenerate the records (the layout's grid, as the workflow runs it)."""
     parts = []
-    for step, suite, regime, replicate in grid_runs():
-        seeds = f" --seeds {step['seeds']}" if step.get("seeds") else ""
-        extra = (f" --regime {regime}" if regime else "") + (f" --replicate {replicate}" if replicate else "")
-        parts.append(f"`bench run --method {step['methods']} --task {step['tasks']}{seeds} --suite {suite}{extra} "
-                     f"--results-dir {where}`")
+    for run in grid_runs():
+        parts.append(f"`bench run {' '.join(step_argv(*run))} --results-dir {where}`")
     return "; ".join(parts) + "; then `bench leaderboard`."
 
 

@@ -48,3 +48,11 @@ def test_a_shard_runs_its_suites_steps_only(tmp_path, tiny_cache, monkeypatch, c
     records = [json.loads(p.read_text()) for p in results.rglob("*.json")]
     assert sorted(r["seed"] for r in records) == [0, 1]  # both tiny steps, nothing of small
     assert {r["suite"] for r in records} == {"tiny"} and all(r["status"] == "ok" for r in records)
+
+
+def test_a_labelled_step_runs_its_options_under_its_label():
+    step = {"methods": "tfidf", "tasks": "classification", "set": {"fields": "response"}, "label": "tfidf_response"}
+    assert fmt.step_argv(step, "bbq", None, 0) == ["--method", "tfidf", "--task", "classification", "--suite", "bbq",
+                                                  "--set", "fields=response", "--label", "tfidf_response"]
+    assert ["--set", "fields=response", "--label", "tfidf_response"] == \
+        next(a for s, a in steps() if s == "bbq" and "--label" in a)[-4:]

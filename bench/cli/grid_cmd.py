@@ -36,18 +36,9 @@ def steps(suites: list[str] | None = None) -> list[tuple[str, list[str]]]:
     Raises:
         ConfigError: a requested suite is not in the grid.
     """
-    from leaderboard.fmt import grid_runs
+    from leaderboard.fmt import grid_runs, step_argv
 
-    out = []
-    for step, suite, regime, replicate in grid_runs():
-        argv = ["--method", step["methods"], "--task", step["tasks"], "--suite", suite]
-        if regime is not None:
-            argv += ["--regime", regime]
-        if replicate:
-            argv += ["--replicate", str(replicate)]
-        if step.get("seeds"):
-            argv += ["--seeds", str(step["seeds"])]
-        out.append((suite, argv))
+    out = [(run[1], step_argv(*run)) for run in grid_runs()]
     known = list(dict.fromkeys(s for s, _ in out))
     for name in suites or []:
         if name not in known:
