@@ -77,11 +77,12 @@ def test_grid_plan_totals_the_steps_and_prices_each_seed(tiny_cache, run_cli, mo
     code, _, err, results = run_cli("run", "--method", "random", "--task", "lds", "--suite", "tiny")
     assert code == 0, err
     grid = [{"suites": ["tiny"], "methods": "random", "tasks": "lds"},
-            {"suites": ["tiny"], "methods": "random", "tasks": "lds", "seeds": "1,2"}]
+            {"suites": ["tiny"], "methods": "random", "tasks": "lds", "seeds": "1,2"},
+            {"suites": ["tiny"], "methods": "random", "tasks": "lds", "set": {"seed": 3}, "label": "random3"}]
     monkeypatch.setattr(fmt, "layout", lambda: {"grid": grid})
     assert main(["grid", "--plan", "--results-dir", str(results), "--cache-dir", str(tiny_cache)]) == 0
     out = capsys.readouterr().out
-    assert "(x 2 seeds)" in out and "grid: 2 step(s)" in out and "0 cell(s) without a measurement" in out
+    assert "(x 2 seeds)" in out and "grid: 3 step(s)" in out and "0 cell(s) without a measurement" in out
 
     parser = argparse.ArgumentParser()
     plan_cmd.add_parser(parser.add_subparsers())
@@ -89,8 +90,9 @@ def test_grid_plan_totals_the_steps_and_prices_each_seed(tiny_cache, run_cli, mo
                                            "--results-dir", str(results), "--cache-dir", str(tiny_cache)]))
     assert one["cold_s"] > 0 and "ground truth (lds)" in one["harness"]
     total = grid_cmd._plan(grid_cmd.steps(), results, ["--cache-dir", str(tiny_cache)])
-    # the cell three times (seed 0, then seeds 1 and 2); the suite's ground truth and warm-up once
-    assert total["cells"]["cold_s"] == 3 * one["cold_s"]
+    # the cell three times (seed 0, then seeds 1 and 2), the labelled variant priced as its method; the suite's
+    # ground truth and warm-up once
+    assert total["cells"]["cold_s"] == 4 * one["cold_s"]
     assert total["cold_harness_s"] is not None and total["cold_harness_s"] == plan_cmd.harness_sum(one["harness"])[1]
 
 

@@ -30,6 +30,9 @@ def add_parser(sub) -> None:  # argparse._SubParsersAction
     p.set_defaults(func=run)
 
 
+_UNPRICED = ("--seeds", "--set", "--label")  # a grid run's flags (each with a value) that `bench plan` has not
+
+
 def steps(suites: list[str] | None = None) -> list[tuple[str, list[str]]]:
     """The grid's `bench run` argument lists, in order, as (suite, argv); only `suites` when given.
 
@@ -90,8 +93,10 @@ def _plan(todo: list[tuple[str, list[str]]], results_dir: Path, cache: list[str]
     for n, (suite, argv) in enumerate(todo, 1):
         # plan prices a cell once whatever its seeds, and each further seed as much again
         seeds = argv[argv.index("--seeds") + 1].split(",") if "--seeds" in argv else ["0"]
-        command = ["plan", *(argv[: argv.index("--seeds")] if "--seeds" in argv else argv),
-                   "--results-dir", str(results_dir), *cache]
+        # a labelled variant is priced as its method: plan takes neither its options nor its label
+        priced = [a for i, a in enumerate(argv)
+                  if a not in _UNPRICED and (i == 0 or argv[i - 1] not in _UNPRICED)]
+        command = ["plan", *priced, "--results-dir", str(results_dir), *cache]
         print(f"[grid {n}/{len(todo)}] bench {shlex.join(command)}" + (f" (x {len(seeds)} seeds)"
                                                                         if len(seeds) > 1 else ""), flush=True)
         out = plan_cmd.plan(parser.parse_args(command))
