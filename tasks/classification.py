@@ -90,9 +90,12 @@ class Classification(Task):
         # "task" first when present: the first metric is the record's headline (the paper's FLAN column)
         kinds = self.config.label_kinds or tuple(sorted(
             set.intersection(*(set(e.labels) for e in [*train, *test])), key=lambda k: (k != "task", k)))
-        if not self.config.label_kinds:  # a kind none of whose test values is in the pool (e.g. a suite's
-            # clusters, kept out of the pool's split) cannot be classified: chance and every method score 0
-            kinds = tuple(k for k in kinds if {e.labels.get(k) for e in test} & {e.labels.get(k) for e in train})
+        skipped: list[str] = []
+        if not self.config.label_kinds and ctx.suite.spec.clusters in kinds:  # the suite's clusters kept out of
+            # the pool's split (bbq's template families) cannot be classified: chance and every method score 0
+            kind = ctx.suite.spec.clusters
+            if not {e.labels[kind] for e in test} & {e.labels[kind] for e in train}:
+                kinds, skipped = tuple(k for k in kinds if k != kind), [kind]
         if not kinds:
             raise DataError(f"suite '{ctx.suite.name}' has no label kind shared by all train and test examples; "
                             f"classification needs one (map a column in [data] label_columns)")
@@ -131,4 +134,5 @@ class Classification(Task):
                                    "k": k},
                           clusters=clusters,
                           extra={"label_kinds": list(kinds), "k": k, "chance": chance,
+                                 **({"skipped_label_kinds": skipped} if skipped else {}),
                                  "dim": method.dim(train_features), "n_train": len(train), "n_test": len(test)})

@@ -45,5 +45,6 @@ def test_a_label_kind_kept_out_of_the_pool_is_not_classified_and_answer_matching
     assert code == 0, err
     rec = json.loads(next(results.rglob("*.json")).read_text())
     assert set(rec["metrics"]) == {"top1_answer", "top10_answer"} and rec["extra"]["label_kinds"] == ["answer"]
+    assert rec["extra"]["skipped_label_kinds"] == ["template"]
     assert rec["label"] == "tfidf_response" and rec["method_config"]["fields"] == "response"
     assert rec["metrics"]["top1_answer"]["value"] > 0.9  # the abstaining answers are a few set phrases

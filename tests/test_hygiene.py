@@ -83,11 +83,17 @@ def test_bbq_splits_are_balanced_keep_template_families_apart_and_label_the_answ
     named = next(e for p, e in by_prompt.items() if p.startswith("At the first book club meeting, all the new "
                                                                 "members met the two organizers - one was a 85"))
     assert (named.response, named.labels["answer"]) == ("The 24 year old", "named")
-    assert all(not e.prompt[0].islower() for e in splits["test"])  # whole contexts: none starts mid-sentence
-    # no test context has a near-duplicate (another filling of its template) in the pool
+    # whole contexts: the longest context, question and options of the raw file fit the word cap (none is cut)
+    from bench.textdata import BBQ_FILES, data_dir
+
+    raw = [json.loads(line) for line in (data_dir(suite.spec.data.text) / BBQ_FILES[0]).open(encoding="utf-8")]
+    longest = max(len(f"{r['passage']} {r['question'].splitlines()[0]} {r['options']}".split()) for r in raw)
+    assert longest <= suite.spec.data.text.max_prompt_words
+    # no test context has a near-duplicate (another filling of its template) in any other split
     vectorizer = TfidfVectorizer(token_pattern=r"(?u)\b\w+\b").fit([e.prompt for e in by_prompt.values()])
-    test, train = (vectorizer.transform([e.prompt for e in splits[s]]) for s in ("test", "train"))
-    assert (test @ train.T).max() < 0.8
+    test = vectorizer.transform([e.prompt for e in splits["test"]])
+    rest = vectorizer.transform([e.prompt for s in ("train", "airrep_train", "warmup") for e in splits[s]])
+    assert (test @ rest.T).max() < 0.8
 
 
 def test_a_user_suite_with_overlap_says_how_many_test_examples_overlap(run_cli, tmp_path):
