@@ -178,8 +178,7 @@ def _prepare(request: RunRequest) -> _Prepared:
     executor = get_executor(request.executor, device=request.device, shard=request.shard,
                             gpus_per_job=suite.spec.ground_truth.gpus_per_job, workers=request.workers)
     if not answers(method_cls, request.task):
-        raise ConfigError(f"method '{request.method}' is a baseline of the {', '.join(method_cls.tasks)} task only "
-                          f"(not {request.task}); run it with --task {method_cls.tasks[0]}")
+        raise ConfigError(refusal(method_cls, request.task))
     if method_cls.precomputed and task_cls.needs_features:
         raise ConfigError(f"task '{request.task}' measures a method's own features and costs, which "
                           f"'{request.method}' (precomputed scores) does not have; use lds, classification or "
@@ -254,6 +253,17 @@ def method_facts(suite: Any, name: str, method: Any) -> dict[str, Any]:
 def answers(method_cls: Any, task: str) -> bool:
     """Whether a method class runs on task `task` (`Method.tasks`: a task's own baselines run on it alone)."""
     return method_cls.tasks is None or task in method_cls.tasks
+
+
+def refusal(method_cls: Any, task: str) -> str:
+    """Why a method class does not run on task `task` (`answers` is false), and what to run instead, one line."""
+    only = ", ".join(method_cls.tasks)
+    if method_cls.ablation_of:  # its change is invisible here: its numbers would be its parent's
+        return (f"method '{method_cls.name}' differs from '{method_cls.ablation_of}' only in {method_cls.ablation}, "
+                f"which only the {only} task uses: on {task} its results would be {method_cls.ablation_of}'s; run "
+                f"--method {method_cls.ablation_of}")
+    return f"method '{method_cls.name}' is a baseline of the {only} task only (not {task}); run it with --task " \
+           f"{method_cls.tasks[0]}"
 
 
 def code_versions(method_cls: Any, task_cls: Any) -> dict[str, Any]:

@@ -85,12 +85,14 @@ class GTEAttention(GTE):
     """Frozen sentence encoder with AirRep's (untrained) attention pooling over subsets (paper Figure 5).
 
     The same embeddings as `gte`; only the group score differs: softmax over the members of |s_i|, then
-    the weighted sum, instead of the plain sum. Isolates what the pooling alone contributes.
+    the weighted sum, instead of the plain sum. Isolates what the pooling alone contributes. LDS task only
+    (`tasks`), the one task that scores subsets.
     """
 
     search_space = {}  # an ablation: GTE's settings, pooling changed alone
     settings_from = "gte"
     ablation_of = "gte"
+    tasks = ("lds",)  # only LDS scores subsets: on every other task its pair scores, and so its row, are GTE's
     ablation = "attention pooling of the pair scores over each subset instead of their sum (scoring only)"
 
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:

@@ -255,13 +255,17 @@ class LoGraAttention(LoGra):
 
     The same features and pair scores as `logra`; the group score is the softmax-over-|s_i| weighted sum
     instead of the sum, isolating what the pooling contributes to a gradient method. It runs with the suite's
-    settings of `logra` (`settings_from`: its rank), so the ablation changes the pooling alone.
+    settings of `logra` (`settings_from`: its rank), so the ablation changes the pooling alone. It runs on the
+    LDS task only (`tasks`), the one task that scores subsets; elsewhere it would be LoGra.
     """
 
     search_space = {}  # an ablation: the suite's (tuned) LoGra settings, pooling changed alone
 
     settings_from = "logra"  # the same rank as the suite's LoGra; [methods.logra_attn] wins
     ablation_of = "logra"
+    # only LDS scores subsets: every other task reads the pair scores, which are LoGra's, so a row there would
+    # repeat LoGra's and add a member to the task's family of paired tests
+    tasks = ("lds",)
     ablation = "attention pooling of the pair scores over each subset instead of their sum (scoring only)"
 
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:

@@ -536,3 +536,20 @@ def test_a_peer_method_names_itself_when_no_module_matches(name, square_ctx):
     with pytest.raises(ConfigError, match=rf"^{name}: no trained linear layer of the target LM matches "
                                           r"modules=\['nothing'\]$"):
         cls(cls.config_cls(modules=("nothing",))).setup(square_ctx.method_context())
+
+
+def test_the_pooling_ablations_run_on_lds_alone(run_cli):
+    """logra_attn / gte_attn change the group score only; the tasks that read pair scores refuse them in one line."""
+    from bench.api import methods, tasks
+    from bench.runner import answers
+
+    for name, parent in (("logra_attn", "logra"), ("gte_attn", "gte")):
+        cls, parent_cls = methods.get(name), methods.get(parent)
+        # the premise: their pair scores and features are the parent's, only group_score differs
+        assert cls.score is parent_cls.score and cls.featurize is parent_cls.featurize
+        assert cls.group_score is not parent_cls.group_score
+        assert answers(cls, "lds")
+        assert [t for t in tasks.names() if t != "lds" and answers(cls, t)] == []
+    code, _, err, _ = run_cli("run", "--method", "logra_attn", "--task", "classification", "--suite", "tiny")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "only the lds task uses" in lines[0] and "--method logra" in lines[0]

@@ -145,11 +145,12 @@ def _run_seed(args: argparse.Namespace, request, method_options, task_options) -
         from bench.runner import _now, run_grid
 
         method_names, task_names = plugin_names(args.method, methods), plugin_names(args.task, tasks)
-        from bench.runner import answers
+        from bench.runner import answers, refusal
 
-        dropped = [f"{m} / {t}" for t in task_names for m in method_names if not answers(methods.get(m), t)]
-        if dropped and args.method != "all":  # named, yet no cell: say so (a task's own baselines, `Method.tasks`)
-            print(f"not run: {', '.join(dropped)} (a baseline of another task only)", file=sys.stderr)
+        dropped = [refusal(methods.get(m), t) for t in task_names for m in method_names
+                   if not answers(methods.get(m), t)]
+        if dropped and args.method != "all":  # named, yet no cell: say so (`Method.tasks`)
+            print("\n".join(f"not run: {why}" for why in dropped), file=sys.stderr)
         if (method_options or task_options) and len(method_names) * len(task_names) > 1:
             raise ConfigError("--set / --task-set apply to one method or task; drop them with 'all'")
         failed = 0
