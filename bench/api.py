@@ -253,9 +253,9 @@ class Method(ABC):
     # of the suite's TOML) for the options they share, below its own table's: `suite_method_options`
     settings_from: ClassVar[str | None] = None
     # the tasks the method answers, None: every task. A baseline of one task's own question (the mislabel
-    # task's loss and gradient-norm rows) names it; so does an ablation that only some tasks can tell from its
-    # parent (attention pooling of subsets: LDS alone scores subsets). Other tasks refuse it (`runner.refusal`)
-    # and `--method all` leaves it out
+    # task's loss and gradient-norm rows) names it; so does an ablation, with the tasks that can tell it from its
+    # parent (attention pooling of subsets: LDS, and tune through it, alone score subsets). Other tasks refuse it
+    # (`runner.refusal`) and `--method all` leaves it out
     tasks: ClassVar[tuple[str, ...] | None] = None
     # the settings `bench tune` searches on the dev split's LDS (option -> candidate values): those that shape the
     # method's quality. Empty: nothing to tune (the random baseline is a mean over seeds; an ablation takes its

@@ -257,13 +257,12 @@ def answers(method_cls: Any, task: str) -> bool:
 
 def refusal(method_cls: Any, task: str) -> str:
     """Why a method class does not run on task `task` (`answers` is false), and what to run instead, one line."""
-    only = ", ".join(method_cls.tasks)
-    if method_cls.ablation_of:  # its change is invisible here: its numbers would be its parent's
-        return (f"method '{method_cls.name}' differs from '{method_cls.ablation_of}' only in {method_cls.ablation}, "
-                f"which only the {only} task uses: on {task} its results would be {method_cls.ablation_of}'s; run "
-                f"--method {method_cls.ablation_of}")
-    return f"method '{method_cls.name}' is a baseline of the {only} task only (not {task}); run it with --task " \
-           f"{method_cls.tasks[0]}"
+    if method_cls.ablation_of:  # an ablation names the tasks that can tell it from its parent
+        return (f"method '{method_cls.name}' is an ablation of '{method_cls.ablation_of}' ({method_cls.ablation}) "
+                f"that only {' and '.join(method_cls.tasks)} can tell from it: on {task} its results would be "
+                f"{method_cls.ablation_of}'s; run --method {method_cls.ablation_of}")
+    return f"method '{method_cls.name}' is a baseline of the {', '.join(method_cls.tasks)} task only (not " \
+           f"{task}); run it with --task {method_cls.tasks[0]}"
 
 
 def code_versions(method_cls: Any, task_cls: Any) -> dict[str, Any]:

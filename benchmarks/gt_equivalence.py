@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.api import RunContext, make_config, methods
     from bench.cache import Cache, default_cache_dir
     from bench.metrics import lds
+    from bench.runner import answers
     from bench.suites import load_suite
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"largest test-loss difference: {loss_diff:.2e} (mean over seeds), {seed_diff:.2e} (one seed)")
 
     # LDS rows: not a file's scores, not another task's own baselines (`Method.tasks`)
-    names = [n for n in methods.names() if not methods.get(n).precomputed and methods.get(n).tasks is None] \
+    names = [n for n in methods.names() if not methods.get(n).precomputed and answers(methods.get(n), "lds")] \
         if args.methods == "all" else args.methods.split(",")
     rows = []
     for name in names:

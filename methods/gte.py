@@ -92,7 +92,7 @@ class GTEAttention(GTE):
     search_space = {}  # an ablation: GTE's settings, pooling changed alone
     settings_from = "gte"
     ablation_of = "gte"
-    tasks = ("lds",)  # only LDS scores subsets: on every other task its pair scores, and so its row, are GTE's
+    tasks = ("lds", "tune")  # only LDS (and tune, through it) scores subsets; elsewhere its row would be GTE's
     ablation = "attention pooling of the pair scores over each subset instead of their sum (scoring only)"
 
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:

@@ -263,9 +263,9 @@ class LoGraAttention(LoGra):
 
     settings_from = "logra"  # the same rank as the suite's LoGra; [methods.logra_attn] wins
     ablation_of = "logra"
-    # only LDS scores subsets: every other task reads the pair scores, which are LoGra's, so a row there would
-    # repeat LoGra's and add a member to the task's family of paired tests
-    tasks = ("lds",)
+    # only LDS (and the dev-split search, which runs it) scores subsets: every other task reads the pair scores,
+    # which are LoGra's, so a row there would repeat LoGra's and add a member to the task's family of paired tests
+    tasks = ("lds", "tune")
     ablation = "attention pooling of the pair scores over each subset instead of their sum (scoring only)"
 
     def group_score(self, test_features: Features, train_features: Features, masks: np.ndarray) -> np.ndarray:

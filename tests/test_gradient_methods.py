@@ -548,8 +548,9 @@ def test_the_pooling_ablations_run_on_lds_alone(run_cli):
         # the premise: their pair scores and features are the parent's, only group_score differs
         assert cls.score is parent_cls.score and cls.featurize is parent_cls.featurize
         assert cls.group_score is not parent_cls.group_score
-        assert answers(cls, "lds")
-        assert [t for t in tasks.names() if t != "lds" and answers(cls, t)] == []
-    code, _, err, _ = run_cli("run", "--method", "logra_attn", "--task", "classification", "--suite", "tiny")
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "only the lds task uses" in lines[0] and "--method logra" in lines[0]
+        assert answers(cls, "lds") and answers(cls, "tune")
+        assert [t for t in tasks.names() if t not in ("lds", "tune") and answers(cls, t)] == []
+        code, _, err, _ = run_cli("run", "--method", name, "--task", "classification", "--suite", "tiny")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "only lds and tune can tell" in lines[0]
+        assert lines[0].endswith(f"run --method {parent}")
