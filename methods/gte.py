@@ -85,8 +85,8 @@ class GTEAttention(GTE):
     """Frozen sentence encoder with AirRep's (untrained) attention pooling over subsets (paper Figure 5).
 
     The same embeddings as `gte`; only the group score differs: softmax over the members of |s_i|, then
-    the weighted sum, instead of the plain sum. Isolates what the pooling alone contributes. LDS task only
-    (`tasks`), the one task that scores subsets.
+    the weighted sum, instead of the plain sum. Isolates what the pooling alone contributes. LDS task (and
+    `tune`, which runs LDS on dev) only (`tasks`): the one task that scores subsets.
     """
 
     search_space = {}  # an ablation: GTE's settings, pooling changed alone

@@ -256,7 +256,8 @@ class LoGraAttention(LoGra):
     The same features and pair scores as `logra`; the group score is the softmax-over-|s_i| weighted sum
     instead of the sum, isolating what the pooling contributes to a gradient method. It runs with the suite's
     settings of `logra` (`settings_from`: its rank), so the ablation changes the pooling alone. It runs on the
-    LDS task only (`tasks`), the one task that scores subsets; elsewhere it would be LoGra.
+    LDS task (and `tune`, which runs LDS on dev) only (`tasks`): the one task that scores subsets; elsewhere it
+    would be LoGra.
     """
 
     search_space = {}  # an ablation: the suite's (tuned) LoGra settings, pooling changed alone
